@@ -1,0 +1,33 @@
+"""ppl: probabilistic programming on JAX.
+
+Write a model as a Python function that calls `sample` and `observe`; `ppl.infer` compiles
+it once into a pure log density over a flat unconstrained vector and runs any method on it.
+
+    >>> r = ppl.infer(model, data, method="nuts")
+"""
+from numpyro import distributions as dist
+
+from ppl.compile.logdensity import LogDensity, LogJoint, compile
+from ppl.compile.spec import ModelSpec
+from ppl.infer.api import METHODS, infer, register
+from ppl.infer.method import Method
+from ppl.infer.result import Result
+from ppl.model import handlers
+from ppl.model.primitives import deterministic, factor, module, observe, param, plate, sample
+from ppl.model.sites import Plate, Site, Trace
+from ppl.optimize.point import MAP, MLE
+from ppl.sampling.importance import Importance
+
+register("mle", MLE)
+register("map", MAP)
+register("importance", Importance)
+
+__all__ = [
+    "dist", "handlers",
+    "sample", "observe", "plate", "deterministic", "factor", "param", "module",
+    "Site", "Plate", "Trace", "ModelSpec",
+    "compile", "LogDensity", "LogJoint",
+    "infer", "METHODS", "register", "Method", "Result",
+    "MLE", "MAP", "Importance",
+]
+__version__ = "0.1.0"

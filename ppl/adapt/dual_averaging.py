@@ -1,0 +1,60 @@
+"""Nesterov dual averaging of the log step size toward a target acceptance statistic.
+
+Reference: Hoffman & Gelman (2014), "The No-U-Turn Sampler", section 3.2.1, equation (6)
+and algorithm 5; Nesterov (2009). Constants as Stan's ``stepsize_adaptation``:
+gamma = 0.05, t0 = 10, kappa = 0.75, mu = log(10 * eps0).
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class DualAveragingState(NamedTuple):
+    """Iterate ``log_step_size`` (x), its weighted average ``log_step_size_avg`` (x bar),
+    the iteration ``count`` (t), the averaged error ``avg_error`` (H bar) and the shrinkage
+    point ``mu``."""
+
+    log_step_size: jax.Array
+    log_step_size_avg: jax.Array
+    count: jax.Array
+    avg_error: jax.Array
+    mu: jax.Array
+
+
+def init(step_size) -> DualAveragingState:
+    """Start (or restart) dual averaging at ``step_size``, with mu = log(10 * step_size)."""
+    log_eps = jnp.log(jnp.asarray(step_size))
+    zero = jnp.zeros_like(log_eps)
+    return DualAveragingState(log_eps, zero, jnp.zeros((), jnp.int32), zero, jnp.log(10.0).astype(log_eps.dtype) + log_eps)
+
+
+def update(state: DualAveragingState, acceptance_rate, target_accept, gamma=0.05, t0=10.0,
+           kappa=0.75) -> DualAveragingState:
+    """One dual-averaging update from the last transition's acceptance statistic.
+
+    Args:
+      state: the current state.
+      acceptance_rate: the transition's acceptance statistic; NaN counts as 0, values are
+        clipped to [0, 1].
+      target_accept: the target acceptance statistic (delta in the paper).
+      gamma, t0, kappa: as Hoffman & Gelman (2014), equation (6).
+
+    Returns:
+      The new state; the next step size is ``exp(state.log_step_size)``.
+    """
+    dtype = state.log_step_size.dtype
+    accept = jnp.clip(jnp.nan_to_num(jnp.asarray(acceptance_rate, dtype), nan=0.0), 0.0, 1.0)
+    count = state.count + 1
+    t = count.astype(dtype)
+    eta = 1.0 / (t + t0)
+    avg_error = (1.0 - eta) * state.avg_error + eta * (target_accept - accept)
+    log_eps = state.mu - avg_error * jnp.sqrt(t) / gamma
+    weight = t ** (-kappa)
+    log_eps_avg = (1.0 - weight) * state.log_step_size_avg + weight * log_eps
+    return DualAveragingState(log_eps, log_eps_avg, count, avg_error, state.mu)
+
+
+def final_step_size(state: DualAveragingState):
+    """The adapted step size exp(x bar) (exp(x) if no update was made since the restart)."""
+    return jnp.exp(jnp.where(state.count > 0, state.log_step_size_avg, state.log_step_size))

@@ -1,0 +1,89 @@
+"""Initial points: finite starting values in unconstrained space, with retries."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl._keys import as_key
+from ppl.compile import _handlers as H
+from ppl.model import handlers
+
+
+def draw_initial(ld, key, strategy="uniform", radius=2.0, values=None):
+    """One candidate `z`: uniform(-radius, radius) in unconstrained space, or a prior draw;
+    sites named in `values` take those (constrained) values."""
+    recorder = H.ToFlat()
+    args, kwargs = ld.arguments()
+    k_init, k_seed = jax.random.split(key)
+    with recorder, handlers.substitute(data=ld.params), H.InitValues(k_init, strategy, radius, values), handlers.seed(rng_seed=k_seed):
+        ld.model(*args, **kwargs)
+    return ld.flatten(recorder.latents)
+
+
+def _is_finite(ld, z):
+    lp, g = jax.value_and_grad(ld.log_prob)(z)
+    cont = np.ones(ld.dim, bool)
+    for lat in ld.spec.discrete:
+        cont[lat.offset: lat.offset + lat.size] = False
+    return jnp.isfinite(lp) & jnp.all(jnp.where(cont, jnp.isfinite(g), True))
+
+
+def initial_points(ld, key, num_points, strategy="uniform", radius=2.0, values=None, num_tries=100):
+    """`num_points` starting points, each the first finite one of up to `num_tries` draws.
+
+    Jittable. Returns `(z, ok)` with `z` of shape `(num_points, dim)` and `ok` a boolean
+    per point (False when every try had a non-finite log density or gradient).
+    """
+
+    def one(k):
+        def cond(c):
+            i, _, ok = c
+            return (i < num_tries) & ~ok
+
+        def body(c):
+            i, _, _ = c
+            z = draw_initial(ld, jax.random.fold_in(k, i), strategy, radius, values)
+            return i + 1, z, _is_finite(ld, z)
+
+        z0 = jnp.zeros((ld.dim,), jnp.result_type(float))
+        _, z, ok = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, jnp.bool_(False)))
+        return z, ok
+
+    return jax.vmap(one)(jax.random.split(key, num_points))
+
+
+def nonfinite_sites(ld, z):
+    """Names of the sites whose log density (or Jacobian, or gradient) is not finite at `z`."""
+    tr = ld.run(z)
+    bad = []
+    for s in tr.values():
+        if s.kind in ("latent", "observed", "factor"):
+            terms = [s.log_prob_sum()] + ([s.log_jacobian] if s.log_jacobian is not None else [])
+            if not all(np.isfinite(np.asarray(t)) for t in terms):
+                bad.append(s.name)
+    if not bad:
+        g = np.asarray(jax.grad(ld.log_prob)(z))
+        for lat in ld.spec.continuous:
+            if not np.isfinite(g[lat.offset: lat.offset + lat.size]).all():
+                bad.append(f"{lat.name} (gradient)")
+    return bad
+
+
+def init_error(ld, z, num_tries) -> ValueError:
+    bad = nonfinite_sites(ld, z) or ["<none identified>"]
+    return ValueError(
+        f"no finite starting point found in {num_tries} tries: the log density is not finite "
+        f"at site(s) {bad}. Check that the data are valid for those sites, that the priors' "
+        f"supports contain the data-implied values, or give init values, e.g. "
+        f"method=ppl.NUTS(init={{'{bad[0].split(' ')[0]}': ...}})."
+    )
+
+
+def find_initial(ld, key, num_points, strategy="uniform", radius=2.0, values=None, num_tries=100):
+    """Eager wrapper of `initial_points` that raises `init_error` if any point failed."""
+    key = as_key(key)
+    z, ok = jax.jit(initial_points, static_argnums=(2, 3, 4, 6))(ld, key, num_points, strategy, radius, values, num_tries)
+    if not bool(np.all(ok)):
+        raise init_error(ld, z[int(np.argmin(np.asarray(ok)))], num_tries)
+    return z

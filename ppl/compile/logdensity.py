@@ -1,0 +1,219 @@
+"""`compile(model, *args, **kwargs) -> LogDensity`: a pure log joint over one flat vector."""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.compile import _handlers as H
+from ppl.compile.spec import ModelSpec, check_observed, inspect
+from ppl.model import handlers
+
+
+class LogJoint(NamedTuple):
+    """The log joint at a point, by part: log prior (latent sites), log likelihood
+    (observed and factor sites), and the log-Jacobian of the unconstrained map."""
+
+    prior: Any
+    likelihood: Any
+    jacobian: Any
+
+    @property
+    def total(self):
+        return self.prior + self.likelihood + self.jacobian
+
+
+def _is_data(leaf) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
+
+
+def split_arguments(args, kwargs):
+    """Split model arguments into data leaves (arrays) and static leaves (Python values)."""
+    leaves, tree = jax.tree.flatten((args, kwargs))
+    data, static = [], []
+    for i, leaf in enumerate(leaves):
+        if _is_data(leaf):
+            data.append(jnp.asarray(leaf))
+        else:
+            try:
+                hash(leaf)
+            except TypeError as e:
+                raise TypeError(
+                    f"model argument leaf #{i} of type {type(leaf).__name__} is neither an array "
+                    f"nor a hashable Python value; pass arrays, pytrees of arrays, or scalars/strings."
+                ) from e
+            static.append((i, leaf))
+    return tuple(data), tree, tuple(static)
+
+
+@jax.tree_util.register_pytree_node_class
+class LogDensity:
+    """A compiled model: the log joint density over a flat unconstrained vector `z`.
+
+    A pytree whose leaves are the data and the current param values, so `jax.jit(f)(ld, z)`
+    does not recompile for new data of the same shapes.
+
+    Attributes:
+      dim: length of `z`.
+      spec: the static `ModelSpec`.
+      params: dict of param values (constrained), held fixed by `log_prob`.
+    """
+
+    def __init__(self, model, spec: ModelSpec, tree, static, data, params):
+        self.model, self.spec, self._tree, self._static = model, spec, tree, static
+        self.data, self.params = data, params
+
+    def tree_flatten(self):
+        return (self.data, self.params), (self.model, self.spec, self._tree, self._static)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        model, spec, tree, static = aux
+        return cls(model, spec, tree, static, *children)
+
+    @property
+    def dim(self) -> int:
+        return self.spec.dim
+
+    def arguments(self):
+        """The model's `(args, kwargs)`, rebuilt from data and static leaves."""
+        static = dict(self._static)
+        data = iter(self.data)
+        leaves = [static[i] if i in static else next(data) for i in range(len(self.data) + len(static))]
+        return jax.tree.unflatten(self._tree, leaves)
+
+    def run(self, z, uparams=None, extra=()):
+        """Run the model with latents set from `z`; return its `Trace`.
+
+        Args:
+          z: flat unconstrained vector of length `dim`.
+          uparams: optional dict of *unconstrained* param values overriding `self.params`.
+          extra: further handlers, installed inside (they see sites first).
+        """
+        args, kwargs = self.arguments()
+        with handlers.trace() as tr, handlers.substitute(data=self.params):
+            with (H.ParamsFromFlat(uparams) if uparams is not None else _null()):
+                with H.FromFlat(jnp.asarray(z), self.spec), _nested(extra):
+                    self.model(*args, **kwargs)
+        return tr
+
+    def log_joint(self, z, uparams=None) -> LogJoint:
+        """The log joint at `z`, split into prior, likelihood and Jacobian terms."""
+        return log_joint_of(self.run(z, uparams))
+
+    def log_prob(self, z):
+        """Log joint density of the unconstrained `z`, Jacobian included (NaN -> -inf)."""
+        lp = self.log_joint(z).total
+        return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+
+    def constrain(self, z, deterministic: bool = False) -> dict:
+        """Map `z` to a dict of constrained latent values (and deterministic sites if asked)."""
+        kinds = ("latent", "deterministic") if deterministic else ("latent",)
+        return {s.name: s.value for s in self.run(z).sites(*kinds)}
+
+    def unconstrain(self, values: dict):
+        """Map a dict of constrained latent values to the flat vector `z`."""
+        missing = [lat.name for lat in self.spec.latents if lat.name not in values]
+        if missing:
+            raise ValueError(f"unconstrain: no value given for latent site(s) {missing}.")
+        recorder = H.ToFlat()
+        args, kwargs = self.arguments()
+        sub = {k: v for k, v in values.items() if k in self.spec.latent_index}
+        with recorder, handlers.substitute(data={**self.params, **sub}):
+            self.model(*args, **kwargs)
+        return self.flatten(recorder.latents)
+
+    def flatten(self, pieces: dict):
+        """Concatenate per-site unconstrained arrays into `z`, in spec order."""
+        if not self.spec.latents:
+            return jnp.zeros((0,), jnp.result_type(float))
+        parts = [jnp.reshape(pieces[lat.name], (-1,)).astype(jnp.result_type(float)) for lat in self.spec.latents]
+        return jnp.concatenate(parts)
+
+    def unconstrained_params(self, z=None) -> dict:
+        """The current params in unconstrained form (their constraints come from the model)."""
+        z = jnp.zeros((self.dim,), jnp.result_type(float)) if z is None else z
+        recorder = H.ToFlat()
+        args, kwargs = self.arguments()
+        with recorder, handlers.substitute(data=self.params), H.FromFlat(z, self.spec):
+            self.model(*args, **kwargs)
+        return recorder.params
+
+    def init(self, key, strategy: str = "uniform", radius: float = 2.0, values=None, num_tries: int = 100):
+        """One finite starting point `z` (see `ppl.compile.init.initial_points`).
+
+        Raises:
+          ValueError: naming the sites whose log density is not finite, when no try works.
+        """
+        from ppl.compile.init import find_initial
+
+        return find_initial(self, key, 1, strategy=strategy, radius=radius, values=values, num_tries=num_tries)[0]
+
+    def __repr__(self):
+        names = ", ".join(f"{lat.name}{list(lat.shape)}" for lat in self.spec.latents)
+        return f"LogDensity(model={getattr(self.model, '__name__', self.model)!s}, dim={self.dim}, latents=[{names}])"
+
+
+def log_joint_of(tr) -> LogJoint:
+    zero = jnp.zeros(())
+    prior, lik, jac = zero, zero, zero
+    for s in tr.values():
+        if s.kind == "latent":
+            prior = prior + s.log_prob_sum()
+            if s.log_jacobian is not None:
+                jac = jac + s.log_jacobian
+        elif s.kind in ("observed", "factor"):
+            lik = lik + s.log_prob_sum()
+    return LogJoint(prior, lik, jac)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+class _nested:
+    def __init__(self, hs):
+        self.hs = tuple(hs)
+
+    def __enter__(self):
+        for h in self.hs:
+            h.__enter__()
+        return self
+
+    def __exit__(self, *a):
+        for h in reversed(self.hs):
+            h.__exit__(*a)
+        return False
+
+
+def compile(model, *args, **kwargs) -> LogDensity:
+    """Trace `model(*args, **kwargs)` once and return its `LogDensity`.
+
+    Arrays among the arguments are data (new values of the same shapes never recompile);
+    Python scalars and strings are static.
+
+    Raises:
+      ValueError: for invalid observed data (NaN, outside the support, shape vs plate),
+        duplicate site names, and other model errors, naming the site.
+
+    Example:
+      >>> ld = ppl.compile(model, x, y=y)
+      >>> z = ld.init(0); ld.log_prob(z)
+    """
+    if not callable(model):
+        raise TypeError(f"ppl.compile expected a model function, got {type(model).__name__}.")
+    data, tree, static = split_arguments(args, kwargs)
+    ld0 = LogDensity(model, None, tree, static, data, {})
+    args_, kwargs_ = ld0.arguments()
+    spec, tr = inspect(model, args_, kwargs_)
+    check_observed(tr)
+    params = {s.name: s.value for s in tr.sites("param")}
+    ld = LogDensity(model, spec, tree, static, data, params)
+    ld.module_statics = {s.name: s.infer["module_static"] for s in tr.sites("param") if "module_static" in s.infer}
+    return ld

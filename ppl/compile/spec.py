@@ -1,0 +1,124 @@
+"""Inspection: run a model once and describe its sites in a static, hashable `ModelSpec`."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions import ImproperUniform
+
+from ppl.compile._handlers import InitValues, ToFlat
+from ppl.model import handlers
+from ppl.model.sites import Plate, Trace
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentSpec:
+    """Where one latent site lives in the flat unconstrained vector."""
+
+    name: str
+    shape: Tuple[int, ...]
+    unconstrained_shape: Tuple[int, ...]
+    offset: int
+    size: int
+    is_discrete: bool
+    dtype: str
+    improper: bool
+    plates: Tuple[Plate, ...]
+    event_dim: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Static description of a model: latents (in flat order), params, observed,
+    deterministic sites. Hashable, so it can be part of a jit cache key."""
+
+    latents: Tuple[LatentSpec, ...]
+    params: Tuple[str, ...]
+    observed: Tuple[str, ...]
+    deterministic: Tuple[str, ...]
+    factors: Tuple[str, ...]
+    dim: int
+    value_size: int = 0
+
+    @property
+    def latent_index(self):
+        return {lat.name: i for i, lat in enumerate(self.latents)}
+
+    def latent(self, name: str) -> LatentSpec:
+        return self.latents[self.latent_index[name]]
+
+    @property
+    def discrete(self) -> Tuple[LatentSpec, ...]:
+        return tuple(lat for lat in self.latents if lat.is_discrete)
+
+    @property
+    def continuous(self) -> Tuple[LatentSpec, ...]:
+        return tuple(lat for lat in self.latents if not lat.is_discrete)
+
+
+def inspect(model, args, kwargs, key=0):
+    """Run `model` once (eagerly) and return its `ModelSpec` and `Trace`.
+
+    Latent values come from `InitValues` (uniform in unconstrained space), so improper
+    priors are never drawn from.
+    """
+    recorder = ToFlat()
+    with handlers.trace() as tr, recorder, InitValues(jax.random.PRNGKey(key)), handlers.seed(rng_seed=key):
+        model(*args, **kwargs)
+    latents, offset = [], 0
+    for site in tr.sites("latent"):
+        u = jnp.asarray(recorder.latents[site.name])
+        size = int(math.prod(u.shape))
+        latents.append(
+            LatentSpec(
+                name=site.name,
+                shape=tuple(jnp.shape(site.value)),
+                unconstrained_shape=tuple(u.shape),
+                offset=offset,
+                size=size,
+                is_discrete=site.is_discrete,
+                dtype=str(jnp.asarray(site.value).dtype),
+                improper=isinstance(site.dist, ImproperUniform),
+                plates=site.plates,
+                event_dim=len(site.dist.event_shape),
+            )
+        )
+        offset += size
+    spec = ModelSpec(
+        latents=tuple(latents),
+        params=tuple(s.name for s in tr.sites("param")),
+        observed=tuple(s.name for s in tr.sites("observed")),
+        deterministic=tuple(s.name for s in tr.sites("deterministic")),
+        factors=tuple(s.name for s in tr.sites("factor")),
+        dim=offset,
+        value_size=int(sum(np.size(s.value) for s in tr.values() if s.kind in ('latent', 'observed', 'deterministic'))),
+    )
+    return spec, tr
+
+
+def check_observed(tr: Trace) -> None:
+    """Raise if observed data contain NaN or lie outside their distribution's support."""
+    for site in tr.sites("observed"):
+        value = np.asarray(site.value)
+        where = np.ones(value.shape, bool) if site.mask is None else np.broadcast_to(np.asarray(site.mask), value.shape)
+        if np.issubdtype(value.dtype, np.floating) and np.isnan(value[where]).any():
+            raise ValueError(
+                f"observed site '{site.name}' contains NaN at {int(np.isnan(value[where]).sum())} "
+                f"position(s); remove them, impute them as latent sites, or mask them with "
+                f"ppl.handlers.mask."
+            )
+        ok = np.asarray(site.dist.support(site.value))
+        event_dim = site.dist.support.event_dim
+        mask_b = where if event_dim == 0 else where.reshape(where.shape[: where.ndim - event_dim] + (-1,)).all(-1)
+        ok = np.broadcast_to(ok, mask_b.shape) if ok.shape != mask_b.shape else ok
+        if not ok[mask_b].all():
+            bad = np.argwhere(~ok & mask_b)[:3].tolist()
+            raise ValueError(
+                f"observed site '{site.name}' has values outside the support {site.dist.support} "
+                f"of {type(site.dist).__name__} (first bad indices {bad}); fix the data or choose "
+                f"a distribution whose support contains them."
+            )

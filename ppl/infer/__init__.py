@@ -1,0 +1,1 @@
+"""Inference: the method registry, `infer`, `Result` and diagnostics."""

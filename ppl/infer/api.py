@@ -1,0 +1,61 @@
+"""`ppl.infer`: one entry point for every inference method, and the `METHODS` registry."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict
+
+from ppl._keys import as_key
+from ppl.compile.logdensity import compile as compile_model
+from ppl.infer.method import Method
+from ppl.infer.result import Result
+
+METHODS: Dict[str, Callable[[], Method]] = {}
+
+
+def register(name: str, factory: Callable[[], Method]) -> None:
+    """Add a method under `name`; `factory()` returns it with default options."""
+    METHODS[name] = factory
+
+
+def resolve_method(method) -> Method:
+    """A method object from a registry name or an object; raises for anything else."""
+    if isinstance(method, str):
+        if method not in METHODS:
+            raise ValueError(
+                f"unknown method {method!r}; choose one of {sorted(METHODS)} or pass a method "
+                f"object such as ppl.NUTS(num_chains=8)."
+            )
+        return METHODS[method]()
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, type) and issubclass(method, Method):
+        return method()
+    raise TypeError(f"method must be a name from ppl.METHODS or a method object, got {method!r}.")
+
+
+def infer(model, *args, method="nuts", key=0, **kwargs) -> Result:
+    """Run inference on `model(*args, **kwargs)` with `method`.
+
+    Args:
+      model: a Python function calling `ppl.sample`, `ppl.observe`, ...
+      *args, **kwargs: the model's arguments (arrays are data; Python scalars are static).
+      method: a name from `ppl.METHODS` or a method object carrying its options.
+      key: an int, a `jax.random.PRNGKey` or a typed `jax.random.key`.
+
+    Returns:
+      a `Result` (samples, params, log_evidence, diagnostics, timing, ...).
+
+    Example:
+      >>> r = ppl.infer(model, x, y=y, method="nuts", key=0)
+      >>> r.samples["mu"].shape  # (num_chains, num_draws)
+    """
+    m = resolve_method(method)
+    key = as_key(key)
+    t0 = time.perf_counter()
+    ld = compile_model(model, *args, **kwargs)
+    inspect_s = time.perf_counter() - t0
+    m.check(ld)
+    result = m.run(key, ld)
+    result.timing["inspect_s"] = inspect_s
+    result.timing["compile_s"] = result.timing.get("compile_s", 0.0) + inspect_s
+    return result

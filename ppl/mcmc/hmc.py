@@ -1,0 +1,111 @@
+"""Static-trajectory Hamiltonian Monte Carlo with a Metropolis correction.
+
+Reference: Neal (2011), "MCMC using Hamiltonian dynamics", section 3.2 (the HMC algorithm);
+Duane et al. (1987). Divergence: energy error above ``max_delta_energy`` (1000, as Stan).
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ppl.mcmc.base import Kernel
+from ppl.mcmc.integrators import IntegratorState, safe_value_and_grad, velocity_verlet
+from ppl.mcmc.metrics import gaussian_euclidean
+
+
+class State(NamedTuple):
+    """Position with its log density and gradient (the gradient is reused by the leapfrog)."""
+
+    position: jax.Array
+    log_density: jax.Array
+    grad: jax.Array
+
+
+class Info(NamedTuple):
+    """One HMC transition: core fields, then ``energy`` (Hamiltonian at the returned state)."""
+
+    acceptance_rate: jax.Array
+    is_divergent: jax.Array
+    num_grad_evals: jax.Array
+    energy: jax.Array
+
+
+def init(position, logdensity_fn) -> State:
+    """Evaluate the log density and its gradient at ``position`` (a flat vector).
+
+    A non-finite log density or gradient is stored as a log density of -inf.
+    """
+    position = jnp.asarray(position)
+    log_density, grad = safe_value_and_grad(logdensity_fn)(position)
+    return State(position, log_density, grad)
+
+
+def energy_error(h0, h):
+    """``h - h0`` with NaN mapped to +inf, so that NaN counts as a divergence/rejection."""
+    delta = h - h0
+    return jnp.where(jnp.isnan(delta), jnp.inf, delta)
+
+
+def probe(key, state, logdensity_fn, step_size, inverse_mass_matrix):
+    """Log acceptance ratio ``H0 - H`` of one leapfrog from ``state`` with a fresh momentum.
+
+    Used by the initial step-size heuristic (Hoffman & Gelman 2014, algorithm 4; Stan's
+    ``base_hmc::init_stepsize``). NaN is mapped to -inf.
+    """
+    metric = gaussian_euclidean(inverse_mass_matrix)
+    step_size = jnp.asarray(step_size, state.position.dtype)
+    momentum = metric.sample_momentum(key, state.position)
+    h0 = metric.kinetic_energy(momentum) - state.log_density
+    leapfrog = velocity_verlet(logdensity_fn, metric)
+    new = leapfrog(IntegratorState(state.position, momentum, state.log_density, state.grad), step_size)
+    h = metric.kinetic_energy(new.momentum) - new.log_density
+    return -energy_error(h0, h)
+
+
+def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kernel:
+    """Build an HMC transition of ``num_steps`` leapfrog steps.
+
+    Args:
+      num_steps: number of leapfrog steps per trajectory (a positive Python int).
+      max_delta_energy: energy error above which the transition is flagged divergent.
+
+    Returns:
+      A :class:`ppl.mcmc.base.Kernel`; ``kernel(key, state, logdensity_fn, step_size,
+      inverse_mass_matrix) -> (State, Info)``.
+
+    Raises:
+      ValueError: if ``num_steps`` is not a positive integer.
+
+    Reference: Neal (2011), section 3.2, and figure 2 (the algorithm).
+    """
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int; received {num_steps!r}.")
+
+    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+        metric = gaussian_euclidean(inverse_mass_matrix)
+        dtype = state.position.dtype
+        step_size = jnp.asarray(step_size, dtype)
+        key_momentum, key_accept = jax.random.split(key)
+        momentum = metric.sample_momentum(key_momentum, state.position)
+        h0 = metric.kinetic_energy(momentum) - state.log_density
+        leapfrog = velocity_verlet(logdensity_fn, metric)
+        start = IntegratorState(state.position, momentum, state.log_density, state.grad)
+        end = jax.lax.fori_loop(0, num_steps, lambda _, s: leapfrog(s, step_size), start)
+        h = metric.kinetic_energy(end.momentum) - end.log_density
+        delta = energy_error(h0, h)
+        log_u = jnp.log(jax.random.uniform(key_accept, (), dtype))
+        accept = log_u < -delta
+        new_state = jax.tree.map(
+            lambda new, old: jnp.where(accept, new, old),
+            State(end.position, end.log_density, end.grad),
+            state,
+        )
+        info = Info(
+            acceptance_rate=jnp.minimum(1.0, jnp.exp(-delta)).astype(dtype),
+            is_divergent=delta > max_delta_energy,
+            num_grad_evals=jnp.asarray(num_steps, jnp.int32),
+            energy=jnp.where(accept, h, h0),
+        )
+        return new_state, info
+
+    return Kernel(step=step, init=init, probe=probe, name="hmc")

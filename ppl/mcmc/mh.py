@@ -1,0 +1,106 @@
+"""Random-walk Metropolis with a Gaussian proposal.
+
+The proposal is z' = z + step_size * L xi, xi ~ N(0, I), with L L^T the inverse mass matrix
+(so its covariance is step_size^2 * inverse_mass_matrix; diagonal or dense).
+
+Reference: Metropolis et al. (1953); Roberts, Gelman & Gilks (1997), "Weak convergence and
+optimal scaling of random walk Metropolis algorithms" (optimal acceptance rate 0.234).
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ppl.mcmc.base import Kernel
+
+
+class State(NamedTuple):
+    """Position and its log density (MH needs no gradient)."""
+
+    position: jax.Array
+    log_density: jax.Array
+
+
+class Info(NamedTuple):
+    """One MH transition.
+
+    Fields: core ``acceptance_rate`` (min(1, exp(log ratio))), ``is_divergent`` (the proposal's
+    log density was NaN), ``num_grad_evals`` (log-density evaluations: 1); then ``energy``
+    (minus the log density of the returned state).
+    """
+
+    acceptance_rate: jax.Array
+    is_divergent: jax.Array
+    num_grad_evals: jax.Array
+    energy: jax.Array
+
+
+def _safe_log_density(logdensity_fn, position):
+    log_density = logdensity_fn(position)
+    return jnp.where(log_density < jnp.inf, log_density, -jnp.inf), jnp.isnan(log_density)
+
+
+def init(position, logdensity_fn) -> State:
+    """Evaluate the log density at ``position``; NaN or +inf is stored as -inf."""
+    position = jnp.asarray(position)
+    return State(position, _safe_log_density(logdensity_fn, position)[0])
+
+
+def _propose(key, position, step_size, inverse_mass_matrix):
+    imm = jnp.asarray(inverse_mass_matrix, position.dtype)
+    xi = jax.random.normal(key, position.shape, position.dtype)
+    if imm.ndim == 1:
+        noise = jnp.sqrt(imm) * xi
+    elif imm.ndim == 2 and imm.shape[0] == imm.shape[1]:
+        noise = jnp.linalg.cholesky(imm) @ xi
+    else:
+        raise ValueError(
+            "inverse_mass_matrix must have shape (d,) or (d, d); received shape "
+            f"{imm.shape}."
+        )
+    return position + jnp.asarray(step_size, position.dtype) * noise
+
+
+def probe(key, state, logdensity_fn, step_size, inverse_mass_matrix):
+    """Log acceptance ratio of one proposal from ``state`` (NaN mapped to -inf).
+
+    Used by the initial step-size heuristic.
+    """
+    proposal = _propose(key, state.position, step_size, inverse_mass_matrix)
+    log_density, _ = _safe_log_density(logdensity_fn, proposal)
+    ratio = log_density - state.log_density
+    return jnp.where(jnp.isnan(ratio), -jnp.inf, ratio)
+
+
+def build_kernel() -> Kernel:
+    """Build a random-walk Metropolis transition.
+
+    Returns:
+      A :class:`ppl.mcmc.base.Kernel`; ``kernel(key, state, logdensity_fn, step_size,
+      inverse_mass_matrix) -> (State, Info)``.
+
+    Reference: Metropolis et al. (1953); Hastings (1970), equation (2.2) with a symmetric
+    proposal.
+    """
+
+    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+        dtype = state.position.dtype
+        key_proposal, key_accept = jax.random.split(key)
+        proposal = _propose(key_proposal, state.position, step_size, inverse_mass_matrix)
+        log_density, is_nan = _safe_log_density(logdensity_fn, proposal)
+        ratio = log_density - state.log_density
+        ratio = jnp.where(jnp.isnan(ratio), -jnp.inf, ratio)
+        accept = jnp.log(jax.random.uniform(key_accept, (), dtype)) < ratio
+        new_state = State(
+            jnp.where(accept, proposal, state.position),
+            jnp.where(accept, log_density, state.log_density),
+        )
+        info = Info(
+            acceptance_rate=jnp.minimum(1.0, jnp.exp(ratio)).astype(dtype),
+            is_divergent=is_nan,
+            num_grad_evals=jnp.ones((), jnp.int32),
+            energy=-new_state.log_density,
+        )
+        return new_state, info
+
+    return Kernel(step=step, init=init, probe=probe, name="mh")

@@ -1,0 +1,1 @@
+"""Modelling language: primitives, sites and effect handlers."""

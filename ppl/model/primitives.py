@@ -1,0 +1,220 @@
+"""The modelling language: `sample`, `observe`, `plate`, `deterministic`, `factor`, `param`, `module`.
+
+Each primitive builds a `Message` and sends it through the handler stack
+(`ppl.model._runtime.apply_stack`); with no handler installed a primitive still runs, so a
+model is an ordinary Python function (sampling then needs `handlers.seed`).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions import Distribution, constraints
+
+from ppl.model._runtime import Message, Messenger, active_handlers, apply_stack
+from ppl.model.sites import Plate
+
+
+def _default(msg: Message) -> None:
+    """Bottom of the stack: draw, initialise or check whatever no handler settled."""
+    if msg.kind == "observed":
+        _check_observed_shape(msg)
+        return
+    if msg.value is not None:
+        return
+    if msg.kind == "latent":
+        if msg.key is None:
+            raise RuntimeError(
+                f"sample site '{msg.name}' needs a random key but no seed handler is active; "
+                f"wrap the model: ppl.handlers.seed(model, rng_seed=0)(*args) "
+                f"(ppl.infer and ppl.compile do this for you)."
+            )
+        try:
+            msg.value = msg.dist.sample(msg.key)
+        except NotImplementedError as e:
+            raise ValueError(
+                f"site '{msg.name}': cannot draw from {type(msg.dist).__name__} (an improper "
+                f"or sampler-less distribution). Use a method that starts from unconstrained "
+                f"initial values (nuts, hmc, mh, map, vi) or give the site a proper prior."
+            ) from e
+    elif msg.kind == "param":
+        init = msg.init
+        if callable(init):
+            if msg.key is None:
+                raise RuntimeError(
+                    f"param '{msg.name}' has a callable initialiser that needs a random key; "
+                    f"wrap the model in ppl.handlers.seed."
+                )
+            init = init(msg.key)
+        msg.value = init
+    elif msg.kind == "plate":
+        size, m = msg.init
+        if msg.key is None:
+            raise RuntimeError(
+                f"plate '{msg.name}' subsamples {m} of {size} elements and needs a random key; "
+                f"wrap the model in ppl.handlers.seed."
+            )
+        msg.value = jax.random.permutation(msg.key, size)[:m]
+
+
+def _check_observed_shape(msg: Message) -> None:
+    """Each enclosing plate's dim of the observed value must match the plate size."""
+    shape = jnp.shape(msg.value)
+    event_dim = len(msg.dist.event_shape)
+    batch = shape[: len(shape) - event_dim] if event_dim else shape
+    for p in msg.plates:
+        if -p.dim <= len(batch) and batch[p.dim] not in (1, p.subsample_size):
+            raise ValueError(
+                f"observed site '{msg.name}': its value has shape {tuple(shape)}, whose dim "
+                f"{p.dim} (size {batch[p.dim]}) should match plate '{p.name}' of size "
+                f"{p.subsample_size}; check the data or the plate's size and dim."
+            )
+
+
+def _check_dist(name, d):
+    if not isinstance(d, Distribution):
+        raise TypeError(
+            f"site '{name}': expected a distribution from ppl.dist (numpyro.distributions), "
+            f"got {type(d).__name__}."
+        )
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a site name must be a non-empty string, got {name!r}")
+
+
+def sample(name: str, d: Distribution, obs=None):
+    """A latent random variable `name ~ d`; returns its value.
+
+    `obs` is accepted for NumPyro users: `sample(name, d, obs=y)` is `observe(name, d, y)`.
+
+    Example:
+      >>> mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    """
+    if obs is not None:
+        return observe(name, d, obs)
+    _check_dist(name, d)
+    return apply_stack(Message(name=name, kind="latent", dist=d), _default).value
+
+
+def observe(name: str, d: Distribution, value):
+    """Condition on `value ~ d`; with `value=None` this is `sample(name, d)`.
+
+    Raises:
+      ValueError: if the value's shape disagrees with an enclosing plate.
+    """
+    if value is None:
+        return sample(name, d)
+    _check_dist(name, d)
+    if not hasattr(value, "shape"):
+        value = jnp.asarray(value)
+    return apply_stack(Message(name=name, kind="observed", dist=d, value=value), _default).value
+
+
+def deterministic(name: str, value):
+    """Record a derived quantity `value` under `name` (reported with the draws); returns it."""
+    return apply_stack(Message(name=name, kind="deterministic", value=value), _default).value
+
+
+def factor(name: str, log_weight):
+    """Add `log_weight` (a scalar or an array, summed) to the log joint."""
+    return apply_stack(Message(name=name, kind="factor", value=jnp.asarray(log_weight)), _default).value
+
+
+def param(name: str, init_value=None, constraint=constraints.real):
+    """A learnable point parameter (learned by MLE/MAP/VI, held fixed by MCMC).
+
+    Args:
+      init_value: initial (constrained) value: an array, a pytree of arrays, or a callable
+        `init(key)` returning one.
+      constraint: the support of the value (a numpyro constraint).
+    """
+    if init_value is None:
+        msg = Message(name=name, kind="param", constraint=constraint)
+        msg = apply_stack(msg, _param_default_missing)
+        return msg.value
+    return apply_stack(Message(name=name, kind="param", init=init_value, constraint=constraint), _default).value
+
+
+def _param_default_missing(msg):
+    if msg.value is None:
+        raise ValueError(f"param '{msg.name}' has no init_value and no substituted value; give init_value.")
+
+
+def module(name: str, network):
+    """Register an Equinox module's floating-point arrays as the param `name`; returns the
+    module with the current (possibly learned) arrays."""
+    import equinox as eqx
+
+    arrays, static = eqx.partition(network, eqx.is_inexact_array)
+    msg = Message(name=name, kind="param", init=arrays, constraint=constraints.real, infer={"module_static": static})
+    return eqx.combine(apply_stack(msg, _default).value, static)
+
+
+class plate(Messenger):
+    """`size` conditionally independent copies along batch dimension `dim`.
+
+    Used as a context manager (`with plate("N", 100):`), it returns the indices of the
+    elements in use (`arange(size)`, or a random subset of `subsample_size` of them, whose
+    sites' log densities are then scaled by size / subsample_size). Sample sites inside are
+    broadcast to the plate size; observed values must match it. Nested plates take dims -1,
+    -2, ... from the outermost unless `dim` is given.
+    """
+
+    def __init__(self, name: str, size: int, dim: int | None = None, subsample_size: int | None = None):
+        super().__init__(None)
+        if isinstance(size, (np.integer,)):
+            size = int(size)
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"plate '{name}': size must be a positive Python int, got {size!r}.")
+        if dim is not None and (not isinstance(dim, int) or dim >= 0):
+            raise ValueError(f"plate '{name}': dim must be a negative int (e.g. -1), got {dim!r}.")
+        if subsample_size is not None and not (isinstance(subsample_size, int) and 1 <= subsample_size <= size):
+            raise ValueError(f"plate '{name}': subsample_size must be an int in [1, {size}], got {subsample_size!r}.")
+        self.name, self.size, self._dim = name, size, dim
+        self.subsample_size = size if subsample_size is None else subsample_size
+
+    def __enter__(self):
+        used = {h.dim for h in active_handlers() if isinstance(h, plate)}
+        if self._dim is None:
+            dim = -1
+            while dim in used:
+                dim -= 1
+        elif self._dim in used:
+            raise ValueError(f"plate '{self.name}': dim {self._dim} is already used by an enclosing plate.")
+        else:
+            dim = self._dim
+        self.dim = dim
+        self.frame = Plate(self.name, self.size, dim, self.subsample_size)
+        if self.subsample_size < self.size:
+            msg = Message(name=self.name, kind="plate", init=(self.size, self.subsample_size))
+            self.indices = apply_stack(msg, _default).value
+        else:
+            self.indices = jnp.arange(self.size)
+        super().__enter__()
+        return self.indices
+
+    def process(self, msg: Message) -> None:
+        if msg.kind not in ("latent", "observed", "factor", "deterministic"):
+            return
+        msg.plates = (self.frame,) + tuple(msg.plates)
+        if self.subsample_size < self.size and msg.kind != "deterministic":
+            ratio = self.size / self.subsample_size
+            msg.scale = ratio if msg.scale is None else msg.scale * ratio
+        if msg.dist is not None:
+            msg.dist = _expand_to_plate(msg.name, msg.dist, self.frame)
+
+
+def _expand_to_plate(name, d, frame: Plate):
+    batch = list(d.batch_shape)
+    if len(batch) < -frame.dim:
+        batch = [1] * (-frame.dim - len(batch)) + batch
+    current = batch[frame.dim]
+    if current == frame.subsample_size:
+        return d if tuple(batch) == tuple(d.batch_shape) else d.expand(tuple(batch))
+    if current != 1:
+        raise ValueError(
+            f"site '{name}': its distribution has batch shape {tuple(d.batch_shape)}, whose dim "
+            f"{frame.dim} (size {current}) conflicts with plate '{frame.name}' of size "
+            f"{frame.subsample_size}; make the parameters' shapes match the plate."
+        )
+    batch[frame.dim] = frame.subsample_size
+    return d.expand(tuple(batch))

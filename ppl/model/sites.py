@@ -1,0 +1,115 @@
+"""Typed records of a model run: `Plate`, `Site` and the ordered `Trace`."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections import OrderedDict
+from typing import Any, NamedTuple, Optional
+
+import jax.numpy as jnp
+
+KINDS = ("latent", "observed", "deterministic", "param", "factor")
+
+
+class Plate(NamedTuple):
+    """A conditionally independent batch dimension: `size` copies along batch dim `dim`.
+
+    `subsample_size` is the number of elements used in this run (equal to `size` unless the
+    plate subsamples).
+    """
+
+    name: str
+    size: int
+    dim: int
+    subsample_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One named site of a model run.
+
+    Attributes:
+      name: the site's unique name.
+      kind: "latent", "observed", "deterministic", "param" or "factor".
+      dist: the numpyro distribution (None for deterministic, param and factor sites).
+      value: the site's value (for a factor, its log weight).
+      plates: the `Plate`s enclosing the site, outermost first.
+      scale, mask: the weight and boolean mask applied to its log density (None if unset).
+      log_jacobian: log |det J| of the unconstrained-to-constrained map, when the site was
+        set from an unconstrained value (compiled log densities), else None.
+    """
+
+    name: str
+    kind: str
+    dist: Any
+    value: Any
+    plates: tuple = ()
+    scale: Any = None
+    mask: Any = None
+    constraint: Any = None
+    log_jacobian: Any = None
+    infer: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.dist is not None and bool(getattr(self.dist, "is_discrete", False))
+
+    @functools.cached_property
+    def log_prob(self):
+        """Elementwise log density of `value`, with scale and mask applied (0 where none)."""
+        if self.kind in ("latent", "observed"):
+            lp = self.dist.log_prob(self.value)
+        elif self.kind == "factor":
+            lp = jnp.asarray(self.value)
+        else:
+            return jnp.zeros(())
+        if self.mask is not None:
+            lp = jnp.where(self.mask, lp, 0.0)
+        if self.scale is not None:
+            lp = lp * self.scale
+        return lp
+
+    def log_prob_sum(self):
+        return jnp.sum(self.log_prob)
+
+
+class Trace(OrderedDict):
+    """An ordered mapping name -> `Site`, in execution order."""
+
+    def add(self, site: Site) -> None:
+        if site.name in self:
+            raise ValueError(
+                f"site name '{site.name}' is used twice in one run of the model "
+                f"(first as a {self[site.name].kind} site, then as a {site.kind} site); "
+                f"give every sample/observe/param/deterministic/factor call a unique name, "
+                f"e.g. f'{site.name}_{{i}}' inside a loop."
+            )
+        self[site.name] = site
+
+    def sites(self, *kinds: str):
+        """The sites of the given kinds, in order."""
+        return [s for s in self.values() if s.kind in kinds]
+
+    def log_joint(self, kinds=("latent", "observed", "factor")):
+        """Sum of the log densities of the sites of the given kinds."""
+        total = jnp.zeros(())
+        for s in self.sites(*kinds):
+            total = total + s.log_prob_sum()
+        return total
+
+
+def site_from_message(msg) -> Site:
+    return Site(
+        name=msg.name,
+        kind=msg.kind,
+        dist=msg.dist,
+        value=msg.value,
+        plates=tuple(msg.plates),
+        scale=msg.scale,
+        mask=msg.mask,
+        constraint=msg.constraint,
+        log_jacobian=msg.log_jacobian,
+        infer=dict(msg.infer),
+    )
+
+

@@ -1,0 +1,1 @@
+"""Point estimation (MLE, MAP) with optax."""

@@ -1,0 +1,1 @@
+"""Sampling methods that need no Markov chain: importance and rejection sampling."""
