@@ -12,15 +12,28 @@ from ppl.compile.spec import ModelSpec
 from ppl.infer.api import METHODS, infer, register
 from ppl.infer.method import Method
 from ppl.infer.result import Result
+from ppl.mcmc.gibbs import Gibbs, GibbsBlock
 from ppl.model import handlers
 from ppl.model.primitives import deterministic, factor, module, observe, param, plate, sample
 from ppl.model.sites import Plate, Site, Trace
+from ppl.mcmc.sampler import HMC, MH, NUTS
 from ppl.optimize.point import MAP, MLE
 from ppl.sampling.importance import Importance
+from ppl.sampling.rejection import Rejection
+from ppl import evaluate, vi
+from ppl.evaluate import predictive
+from ppl.vi import ELBO, IWAE, VI
 
+register("nuts", NUTS)
+register("hmc", HMC)
+register("mh", MH)
 register("mle", MLE)
 register("map", MAP)
 register("importance", Importance)
+register("gibbs", Gibbs)
+register("rejection", Rejection)
+register("vi", VI)
+register("iwae", lambda: VI(objective=IWAE()))
 
 __all__ = [
     "dist", "handlers",
@@ -28,6 +41,8 @@ __all__ = [
     "Site", "Plate", "Trace", "ModelSpec",
     "compile", "LogDensity", "LogJoint",
     "infer", "METHODS", "register", "Method", "Result",
-    "MLE", "MAP", "Importance",
+    "NUTS", "HMC", "MH", "MLE", "MAP", "Importance",
+    "Gibbs", "GibbsBlock", "Rejection",
+    "VI", "ELBO", "IWAE", "vi", "evaluate", "predictive",
 ]
 __version__ = "0.1.0"

@@ -13,6 +13,8 @@ from ppl.model import handlers
 def draw_initial(ld, key, strategy="uniform", radius=2.0, values=None):
     """One candidate `z`: uniform(-radius, radius) in unconstrained space, or a prior draw;
     sites named in `values` take those (constrained) values."""
+    if strategy == "uniform" and not values and not ld.spec.discrete:
+        return jax.random.uniform(key, (ld.dim,), jnp.result_type(float), -radius, radius)
     recorder = H.ToFlat()
     args, kwargs = ld.arguments()
     k_init, k_seed = jax.random.split(key)
@@ -55,15 +57,18 @@ def initial_points(ld, key, num_points, strategy="uniform", radius=2.0, values=N
 
 def nonfinite_sites(ld, z):
     """Names of the sites whose log density (or Jacobian, or gradient) is not finite at `z`."""
-    tr = ld.run(z)
-    bad = []
-    for s in tr.values():
-        if s.kind in ("latent", "observed", "factor"):
-            terms = [s.log_prob_sum()] + ([s.log_jacobian] if s.log_jacobian is not None else [])
-            if not all(np.isfinite(np.asarray(t)) for t in terms):
-                bad.append(s.name)
+    names = []
+
+    def site_terms(ld, z):
+        sites = [s for s in ld.run(z).values() if s.kind in ("latent", "observed", "factor")]
+        names[:] = [s.name for s in sites]
+        return [(s.log_prob_sum(), jnp.zeros(()) if s.log_jacobian is None else s.log_jacobian) for s in sites]
+
+    # Traced, not eager: eager numpyro would raise on the invalid parameters we look for.
+    terms = jax.jit(site_terms)(ld, z)
+    bad = [name for name, t in zip(names, terms) if not all(np.isfinite(np.asarray(x)) for x in t)]
     if not bad:
-        g = np.asarray(jax.grad(ld.log_prob)(z))
+        g = np.asarray(jax.jit(jax.grad(ld.log_prob))(z))
         for lat in ld.spec.continuous:
             if not np.isfinite(g[lat.offset: lat.offset + lat.size]).all():
                 bad.append(f"{lat.name} (gradient)")
@@ -72,11 +77,13 @@ def nonfinite_sites(ld, z):
 
 def init_error(ld, z, num_tries) -> ValueError:
     bad = nonfinite_sites(ld, z) or ["<none identified>"]
+    names = [b.split(" ")[0] for b in bad]
+    latent = next((n for n in names if n in ld.spec.latent_index), ld.spec.latents[0].name if ld.spec.latents else None)
+    hint = f", e.g. method=ppl.NUTS(init={{'{latent}': ...}})" if latent else ""
     return ValueError(
         f"no finite starting point found in {num_tries} tries: the log density is not finite "
         f"at site(s) {bad}. Check that the data are valid for those sites, that the priors' "
-        f"supports contain the data-implied values, or give init values, e.g. "
-        f"method=ppl.NUTS(init={{'{bad[0].split(' ')[0]}': ...}})."
+        f"supports contain the data-implied values, or give init values{hint}."
     )
 
 

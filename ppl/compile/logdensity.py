@@ -93,7 +93,9 @@ class LogDensity:
           extra: further handlers, installed inside (they see sites first).
         """
         args, kwargs = self.arguments()
-        with handlers.trace() as tr, handlers.substitute(data=self.params):
+        # Fixed params only where `uparams` gives no value (the outer substitute would win).
+        fixed = self.params if uparams is None else {k: v for k, v in self.params.items() if k not in uparams}
+        with handlers.trace() as tr, handlers.substitute(data=fixed):
             with (H.ParamsFromFlat(uparams) if uparams is not None else _null()):
                 with H.FromFlat(jnp.asarray(z), self.spec), _nested(extra):
                     self.model(*args, **kwargs)

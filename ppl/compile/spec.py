@@ -8,7 +8,7 @@ from typing import Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import ImproperUniform
+from numpyro.distributions import ExpandedDistribution, ImproperUniform, Independent
 
 from ppl.compile._handlers import InitValues, ToFlat
 from ppl.model import handlers
@@ -117,8 +117,11 @@ def check_observed(tr: Trace) -> None:
         ok = np.broadcast_to(ok, mask_b.shape) if ok.shape != mask_b.shape else ok
         if not ok[mask_b].all():
             bad = np.argwhere(~ok & mask_b)[:3].tolist()
+            base = site.dist
+            while isinstance(base, (ExpandedDistribution, Independent)):  # name the user's distribution
+                base = base.base_dist
             raise ValueError(
                 f"observed site '{site.name}' has values outside the support {site.dist.support} "
-                f"of {type(site.dist).__name__} (first bad indices {bad}); fix the data or choose "
+                f"of {type(base).__name__} (first bad indices {bad}); fix the data or choose "
                 f"a distribution whose support contains them."
             )

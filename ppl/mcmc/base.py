@@ -22,12 +22,17 @@ class Kernel:
         for MH), NaN mapped to -inf; the initial step-size heuristic doubles or halves the
         step size on it.
       name: a short label, e.g. ``"nuts"``.
+      restart_at_windows: when a slow warmup window ends and the mass matrix changes,
+        re-initialise the step size by the heuristic and restart dual averaging (Stan's
+        HMC/NUTS warmup). False keeps one dual-averaging run over the whole warmup, which
+        suits the noisy 0/1-like acceptance of random-walk Metropolis.
     """
 
     step: Callable
     init: Callable
     probe: Callable
     name: str
+    restart_at_windows: bool = True
 
     def __call__(self, key, state, logdensity_fn, step_size, inverse_mass_matrix):
         return self.step(key, state, logdensity_fn, step_size, inverse_mass_matrix)

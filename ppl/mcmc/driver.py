@@ -24,10 +24,17 @@ from ppl.mcmc.base import Kernel
 
 
 class Adaptation(NamedTuple):
-    """The tuned values used for sampling."""
+    """The tuned values used for sampling, and what warmup cost.
+
+    Fields: ``step_size``, ``inverse_mass_matrix`` (used for every draw),
+    ``num_warmup_grad_evals`` (gradient/log-density evaluations spent in warmup, the
+    initial step-size heuristics excluded) and ``num_warmup_divergences``.
+    """
 
     step_size: jax.Array
     inverse_mass_matrix: jax.Array
+    num_warmup_grad_evals: jax.Array
+    num_warmup_divergences: jax.Array
 
 
 class _WarmupCarry(NamedTuple):
@@ -36,6 +43,8 @@ class _WarmupCarry(NamedTuple):
     inverse_mass_matrix: jax.Array
     dual_averaging: dual_averaging.DualAveragingState
     welford: welford.WelfordState
+    num_grad_evals: jax.Array
+    num_divergences: jax.Array
 
 
 def _check(kernel, num_warmup, num_samples, thinning, target_accept, progress_every):
@@ -139,14 +148,16 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
 
     schedule = window.build_schedule(num_warmup) if adapt_mass else window.Schedule(
         np.zeros(num_warmup, bool), np.zeros(num_warmup, bool), ())
+    zero = jnp.zeros((), jnp.int32)
     carry = _WarmupCarry(state, step_size, imm, dual_averaging.init(step_size),
-                         welford.init(dim, dense_mass, dtype))
+                         welford.init(dim, dense_mass, dtype), zero, zero)
 
     def warmup_step(c: _WarmupCarry, xs):
         key, i, in_window, window_end = xs
         key_step, key_heuristic = jax.random.split(key)
         state, info = kernel(key_step, c.state, logdensity_fn, c.step_size, c.inverse_mass_matrix)
-        c = c._replace(state=state)
+        c = c._replace(state=state, num_grad_evals=c.num_grad_evals + info.num_grad_evals,
+                       num_divergences=c.num_divergences + info.is_divergent.astype(jnp.int32))
         if adapt_step_size:
             da = dual_averaging.update(c.dual_averaging, info.acceptance_rate, target_accept)
             c = c._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
@@ -156,9 +167,12 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
 
             def end_window(c):
                 imm = welford.regularized_inverse_mass_matrix(c.welford)
-                eps = heuristic(key_heuristic, c.state, c.step_size, imm) if adapt_step_size else c.step_size
-                return _WarmupCarry(c.state, eps, imm, dual_averaging.init(eps),
-                                    welford.init(dim, dense_mass, dtype))
+                fresh = welford.init(dim, dense_mass, dtype)
+                if not (adapt_step_size and kernel.restart_at_windows):
+                    return c._replace(inverse_mass_matrix=imm, welford=fresh)
+                eps = heuristic(key_heuristic, c.state, c.step_size, imm)
+                return c._replace(step_size=eps, inverse_mass_matrix=imm,
+                                  dual_averaging=dual_averaging.init(eps), welford=fresh)
 
             c = jax.lax.cond(window_end, end_window, lambda c: c, c)
         _progress(progress_fn, progress_every, chain_index, i)
@@ -187,4 +201,4 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
 
     xs = (jax.random.split(key_sample, num_samples), jnp.arange(num_samples, dtype=jnp.int32))
     _, (draws, infos) = jax.lax.scan(sample_step, carry.state, xs)
-    return draws, infos, Adaptation(step_size, imm)
+    return draws, infos, Adaptation(step_size, imm, carry.num_grad_evals, carry.num_divergences)

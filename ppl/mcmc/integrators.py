@@ -20,24 +20,26 @@ class IntegratorState(NamedTuple):
     grad: jax.Array
 
 
-def safe_value_and_grad(logdensity_fn: Callable) -> Callable:
-    """Wrap ``jax.value_and_grad(logdensity_fn)`` so that numerical trouble reads as -inf.
+def sanitize(log_density):
+    """Map a NaN or +inf log density to -inf (a divergence/rejection, never a NaN state)."""
+    return jnp.where(log_density < jnp.inf, log_density, -jnp.inf)
 
-    A NaN or +inf log density, or any non-finite gradient entry, is reported as a log density
-    of -inf, which every kernel treats as a divergence or a rejection.
+
+def safe_value_and_grad(logdensity_fn: Callable) -> Callable:
+    """``z -> (log_density, grad)`` where a non-finite log density or gradient reads as -inf.
+
+    Used to initialise states; inside trajectories a non-finite gradient surfaces through the
+    momentum, hence the kinetic energy, and is caught as an infinite energy error.
 
     Args:
       logdensity_fn: ``z -> scalar`` over a flat vector.
-
-    Returns:
-      ``z -> (log_density, grad)``.
     """
     value_and_grad = jax.value_and_grad(logdensity_fn)
 
     def fn(position):
         log_density, grad = value_and_grad(position)
-        ok = (log_density < jnp.inf) & jnp.all(jnp.isfinite(grad))
-        return jnp.where(ok, log_density, -jnp.inf), grad
+        ok = jnp.all(jnp.isfinite(grad))
+        return jnp.where(ok, sanitize(log_density), -jnp.inf), grad
 
     return fn
 
@@ -51,11 +53,13 @@ def velocity_verlet(logdensity_fn: Callable, metric: Metric) -> Callable:
 
     Returns:
       ``step(state: IntegratorState, step_size) -> IntegratorState``; a negative step size
-      integrates backwards in time. Exactly one gradient evaluation per call.
+      integrates backwards in time. Exactly one gradient evaluation per call. A NaN or +inf
+      log density is returned as -inf; a non-finite gradient leaves a non-finite momentum,
+      hence a non-finite kinetic energy, which kernels treat as a divergence.
 
     Reference: Neal (2011), equations (2.28)-(2.30) with U = -log density.
     """
-    value_and_grad = safe_value_and_grad(logdensity_fn)
+    value_and_grad = jax.value_and_grad(logdensity_fn)
 
     def step(state: IntegratorState, step_size) -> IntegratorState:
         half = 0.5 * step_size
@@ -63,6 +67,6 @@ def velocity_verlet(logdensity_fn: Callable, metric: Metric) -> Callable:
         position = state.position + step_size * metric.velocity(momentum)
         log_density, grad = value_and_grad(position)
         momentum = momentum + half * grad
-        return IntegratorState(position, momentum, log_density, grad)
+        return IntegratorState(position, momentum, sanitize(log_density), grad)
 
     return step

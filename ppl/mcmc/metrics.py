@@ -18,11 +18,13 @@ class Metric(NamedTuple):
 
     Fields:
       sample_momentum: ``(key, position) -> p`` with ``p ~ N(0, M)`` in ``position.dtype``.
+      scale_noise: ``xi -> p``, mapping standard normal noise to ``p ~ N(0, M)``.
       kinetic_energy: ``p -> p^T M^{-1} p / 2`` (a scalar).
       velocity: ``p -> M^{-1} p`` (Betancourt's ``p_sharp``; the leapfrog's position drift).
     """
 
     sample_momentum: Callable
+    scale_noise: Callable
     kinetic_energy: Callable
     velocity: Callable
 
@@ -54,38 +56,41 @@ def gaussian_euclidean(inverse_mass_matrix) -> Metric:
     )
 
 
+def _sampler(scale_noise):
+    def sample_momentum(key, position):
+        return scale_noise(jax.random.normal(key, position.shape, position.dtype))
+
+    return sample_momentum
+
+
 def _diagonal(imm) -> Metric:
     std_momentum = jax.lax.rsqrt(imm)
 
-    def sample_momentum(key, position):
-        xi = jax.random.normal(key, position.shape, position.dtype)
-        return xi * std_momentum.astype(position.dtype)
+    def scale_noise(xi):
+        return xi * std_momentum.astype(xi.dtype)
 
     def velocity(momentum):
         return imm.astype(momentum.dtype) * momentum
 
     def kinetic_energy(momentum):
-        return 0.5 * jnp.dot(momentum, velocity(momentum))
+        return 0.5 * jnp.sum(momentum * velocity(momentum))
 
-    return Metric(sample_momentum, kinetic_energy, velocity)
+    return Metric(_sampler(scale_noise), scale_noise, kinetic_energy, velocity)
 
 
 def _dense(imm) -> Metric:
     chol = jnp.linalg.cholesky(imm)
 
-    def sample_momentum(key, position):
-        xi = jax.random.normal(key, position.shape, position.dtype)
-        return jax.scipy.linalg.solve_triangular(
-            chol.astype(position.dtype), xi, lower=True, trans="T"
-        )
+    def scale_noise(xi):
+        return jax.scipy.linalg.solve_triangular(chol.astype(xi.dtype), xi, lower=True, trans="T")
 
     def velocity(momentum):
-        return jnp.dot(imm.astype(momentum.dtype), momentum)
+        return jnp.matmul(imm.astype(momentum.dtype), momentum)
 
     def kinetic_energy(momentum):
-        return 0.5 * jnp.dot(momentum, velocity(momentum))
+        return 0.5 * jnp.sum(momentum * velocity(momentum))
 
-    return Metric(sample_momentum, kinetic_energy, velocity)
+    return Metric(_sampler(scale_noise), scale_noise, kinetic_energy, velocity)
 
 
 def no_u_turn(velocity_minus, velocity_plus, rho):

@@ -77,7 +77,9 @@ def build_kernel() -> Kernel:
 
     Returns:
       A :class:`ppl.mcmc.base.Kernel`; ``kernel(key, state, logdensity_fn, step_size,
-      inverse_mass_matrix) -> (State, Info)``.
+      inverse_mass_matrix) -> (State, Info)``. Its ``restart_at_windows`` is False: under
+      ``run_chain`` one dual-averaging run spans the whole warmup (the per-transition
+      acceptance of MH is too noisy for Stan's 50-iteration terminal restart).
 
     Reference: Metropolis et al. (1953); Hastings (1970), equation (2.2) with a symmetric
     proposal.
@@ -103,4 +105,4 @@ def build_kernel() -> Kernel:
         )
         return new_state, info
 
-    return Kernel(step=step, init=init, probe=probe, name="mh")
+    return Kernel(step=step, init=init, probe=probe, name="mh", restart_at_windows=False)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ppl.mcmc import hmc
+from ppl.mcmc import _counter_rng, hmc
 from ppl.mcmc.base import Kernel
 from ppl.mcmc.integrators import IntegratorState, safe_value_and_grad, velocity_verlet
 from ppl.mcmc.metrics import gaussian_euclidean, no_u_turn
@@ -55,46 +55,27 @@ class Info(NamedTuple):
     num_steps: jax.Array
 
 
-class _Point(NamedTuple):
-    position: jax.Array
-    momentum: jax.Array
-    log_density: jax.Array
-    grad: jax.Array
-    velocity: jax.Array
-
-
-class _Sample(NamedTuple):
-    position: jax.Array
-    log_density: jax.Array
-    grad: jax.Array
-    energy: jax.Array
-
-
-class _Stack(NamedTuple):
-    """Pending left trees, one row per level: end momenta/velocities and momentum sum."""
-
-    p_beg: jax.Array
-    v_beg: jax.Array
-    p_end: jax.Array
-    v_end: jax.Array
-    rho: jax.Array
-
-
 class _Carry(NamedTuple):
-    left: _Point  # backward-in-time end of the trajectory
-    right: _Point  # forward-in-time end
-    proposal: _Sample  # the trajectory's current draw
-    sub_proposal: _Sample  # the current subtree's draw
-    rho: jax.Array  # momentum sum of the trajectory (before the current subtree)
-    log_sum_weight: jax.Array  # log sum of exp(H0 - H) over the trajectory
-    sub_log_sum_weight: jax.Array  # the same over the current subtree
-    stack: _Stack
-    depth: jax.Array  # doublings merged so far; the current subtree has 2**depth leaves
-    leaf: jax.Array  # index of the next leaf within the current subtree
-    num_steps: jax.Array
-    sum_accept: jax.Array
-    diverging: jax.Array
-    done: jax.Array
+    """The while-loop carry, packed into few arrays (each array costs a kernel per step).
+
+    Row layouts: an end or a new point is (position, momentum, grad, velocity); a draw is
+    (position, grad) with scalars (log_density, energy); a stack level is
+    (p_beg, v_beg, p_end, v_end, rho) of a pending left tree.
+    """
+
+    ends: jax.Array  # (2, 4, d): [backward end, forward end]
+    ends_log_density: jax.Array  # (2,)
+    draws: jax.Array  # (2, 2, d): [trajectory draw, subtree draw]
+    draws_scalars: jax.Array  # (2, 2): [trajectory, subtree] x [log_density, energy]
+    rho: jax.Array  # (d,): momentum sum of the trajectory before the current subtree
+    weights: jax.Array  # (3,): log sum weight of trajectory, of subtree; sum of accept probs
+    stack: jax.Array  # (5, max_tree_depth, d)
+    counters: jax.Array  # (3,) int32: depth (doublings merged), leaf in subtree, num_steps
+    flags: jax.Array  # (2,) bool: diverging, done
+
+
+_X, _P, _G, _V = range(4)  # rows of an end
+_LSW, _SUB_LSW, _SUM_ACCEPT = range(3)  # entries of weights
 
 
 def init(position, logdensity_fn) -> State:
@@ -107,13 +88,37 @@ def init(position, logdensity_fn) -> State:
     return State(position, log_density, grad)
 
 
-def _select(pred, on_true, on_false):
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
-
-
 def _trailing_ones(n):
     """Number of trailing one bits of a non-negative int32 ``n``."""
     return jax.lax.population_count(n ^ (n + 1)) - 1
+
+
+def _merge_ok(stack, p, v, max_tree_depth):
+    """No-U-turn checks of merging each stack level (L) with the tree (R) ending at (p, v).
+
+    Level k's R is the tree of 2**k leaves ending at the current leaf; its first point is the
+    leaf itself (k = 0) or level k-1's first point, and its momentum sum is p plus the sums
+    of levels 0..k-1. Stan's three checks per merge: the merged tree, L extended by R's first
+    point, R extended by L's last point (Betancourt 2017, A.4.2; Stan ``base_nuts``).
+
+    Returns ``(ok, rho_r, r_beg_p, r_beg_v)``; ``ok`` has shape (max_tree_depth,).
+    """
+    p_beg, v_beg, p_end, v_end, rho_l = stack
+    r_beg_p = jnp.concatenate([p[None], p_beg[:-1]])
+    r_beg_v = jnp.concatenate([v[None], v_beg[:-1]])
+    rows, acc = [p], p
+    for k in range(max_tree_depth - 1):
+        acc = acc + rho_l[k]
+        rows.append(acc)
+    rho_r = jnp.stack(rows)
+    rho_lr, rho_l_ext, rho_r_ext = rho_l + rho_r, rho_l + r_beg_p, rho_r + p_end
+    v = jnp.broadcast_to(v, v_beg.shape)
+    dots = jnp.sum(
+        jnp.stack([v_beg, v, v_beg, r_beg_v, v_end, v])
+        * jnp.stack([rho_lr, rho_lr, rho_l_ext, rho_l_ext, rho_r_ext, rho_r_ext]),
+        axis=-1,
+    )
+    return jnp.all(dots > 0, axis=0), rho_r, r_beg_p, r_beg_v
 
 
 def _build_trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step_size,
@@ -121,129 +126,106 @@ def _build_trajectory(key, state: State, momentum, direction_bits, logdensity_fn
     """Run the NUTS trajectory from ``(state, momentum)``; returns the final loop carry.
 
     ``direction_bits`` (uint32): bit k set means the k-th doubling goes forward in time.
-    ``key`` drives the within-subtree and between-subtree multinomial draws only, so the
-    trajectory's extent (hence ``num_steps`` and ``depth``) depends on momentum and
-    directions alone.
+    ``key`` (uint32[2], a ``_counter_rng`` key) drives the within-subtree and
+    between-subtree multinomial draws only, so the trajectory's extent (hence ``num_steps``
+    and ``depth``) depends on the momentum and the directions alone.
     """
     metric = gaussian_euclidean(inverse_mass_matrix)
     leapfrog = velocity_verlet(logdensity_fn, metric)
     dtype = state.position.dtype
     step_size = jnp.asarray(step_size, dtype)
     levels = jnp.arange(max_tree_depth, dtype=jnp.int32)
+    sides = jnp.arange(2, dtype=jnp.int32)
 
     velocity = metric.velocity(momentum)
-    h0 = 0.5 * jnp.dot(momentum, velocity) - state.log_density
-    start = _Point(state.position, momentum, state.log_density, state.grad, velocity)
-    initial = _Sample(state.position, state.log_density, state.grad, h0)
-    zeros_stack = jnp.zeros((max_tree_depth,) + momentum.shape, dtype)
+    h0 = 0.5 * jnp.sum(momentum * velocity) - state.log_density
+    start = jnp.stack([state.position, momentum, state.grad, velocity])
+    draw = jnp.stack([state.position, state.grad])
     carry = _Carry(
-        left=start,
-        right=start,
-        proposal=initial,
-        sub_proposal=initial,
+        ends=jnp.stack([start, start]),
+        ends_log_density=jnp.stack([state.log_density, state.log_density]),
+        draws=jnp.stack([draw, draw]),
+        draws_scalars=jnp.stack([jnp.stack([state.log_density, h0])] * 2),
         rho=momentum,
-        log_sum_weight=jnp.zeros((), dtype),
-        sub_log_sum_weight=jnp.full((), -jnp.inf, dtype),
-        stack=_Stack(*(zeros_stack,) * 5),
-        depth=jnp.zeros((), jnp.int32),
-        leaf=jnp.zeros((), jnp.int32),
-        num_steps=jnp.zeros((), jnp.int32),
-        sum_accept=jnp.zeros((), dtype),
-        diverging=jnp.zeros((), bool),
-        done=jnp.zeros((), bool),
+        weights=jnp.array([0.0, -jnp.inf, 0.0], dtype),
+        stack=jnp.zeros((5, max_tree_depth) + momentum.shape, dtype),
+        counters=jnp.zeros((3,), jnp.int32),
+        flags=jnp.zeros((2,), bool),
     )
 
     def body(c: _Carry) -> _Carry:
-        forward = ((direction_bits >> c.depth.astype(jnp.uint32)) & 1) == 1
-        first = c.leaf == 0
-        near = _select(forward, c.right, c.left)
-        far = _select(forward, c.left, c.right)
+        depth, leaf, num_steps = c.counters[0], c.counters[1], c.counters[2] + 1
+        forward = ((direction_bits >> depth.astype(jnp.uint32)) & 1) == 1
+        near = jnp.where(forward, c.ends[1], c.ends[0])
+        far = jnp.where(forward, c.ends[0], c.ends[1])
+        near_log_density = jnp.where(forward, c.ends_log_density[1], c.ends_log_density[0])
+        first = leaf == 0
 
         # A new subtree starts: push the trajectory (far end first) to level `depth`.
-        push = (first & (levels == c.depth))[:, None]
-        stack = _Stack(
-            jnp.where(push, far.momentum, c.stack.p_beg),
-            jnp.where(push, far.velocity, c.stack.v_beg),
-            jnp.where(push, near.momentum, c.stack.p_end),
-            jnp.where(push, near.velocity, c.stack.v_end),
-            jnp.where(push, c.rho, c.stack.rho),
-        )
+        trajectory = jnp.stack([far[_P], far[_V], near[_P], near[_V], c.rho])
+        push = (first & (levels == depth))[None, :, None]
+        stack = jnp.where(push, trajectory[:, None, :], c.stack)
 
         # One leapfrog step from the end being extended.
         eps = jnp.where(forward, step_size, -step_size)
-        new = leapfrog(IntegratorState(near.position, near.momentum, near.log_density, near.grad), eps)
+        new = leapfrog(IntegratorState(near[_X], near[_P], near_log_density, near[_G]), eps)
         p = new.momentum
         v = metric.velocity(p)
-        h = 0.5 * jnp.dot(p, v) - new.log_density
+        h = 0.5 * jnp.sum(p * v) - new.log_density
         delta = hmc.energy_error(h0, h)
         log_weight = -delta
         diverging = delta > max_delta_energy
-        num_steps = c.num_steps + 1
-        sum_accept = c.sum_accept + jnp.minimum(1.0, jnp.exp(log_weight))
+        sum_accept = c.weights[_SUM_ACCEPT] + jnp.minimum(1.0, jnp.exp(log_weight))
 
         # Uniform progressive sampling inside the subtree.
-        u = jax.random.uniform(jax.random.fold_in(key, num_steps), (2,), dtype)
-        log_u = jnp.log(u)
-        sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, c.sub_log_sum_weight), log_weight)
-        take = log_u[0] < log_weight - sub_lsw
-        sub_proposal = _select(take, _Sample(new.position, new.log_density, new.grad, h), c.sub_proposal)
+        sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, c.weights[_SUB_LSW]), log_weight)
+        u_leaf = _counter_rng.uniform(key, num_steps, _counter_rng.LEAF, dtype)
+        take = jnp.log(u_leaf) < log_weight - sub_lsw
+        sub_draw = jnp.where(take, jnp.stack([new.position, new.grad]), c.draws[1])
+        sub_scalars = jnp.where(take, jnp.stack([new.log_density, h]), c.draws_scalars[1])
 
-        # U-turn checks of every merge completed at this leaf, vectorised over levels.
-        # Level k merges L = stack[k] with R = the tree of 2**k leaves ending at this leaf.
-        t = _trailing_ones(c.leaf)
-        last = c.leaf == (1 << c.depth) - 1
-        r_beg_p = jnp.concatenate([p[None], stack.p_beg[:-1]])
-        r_beg_v = jnp.concatenate([v[None], stack.v_beg[:-1]])
-        rho_r = p + jnp.cumsum(stack.rho, axis=0) - stack.rho
-        ok = (
-            no_u_turn(stack.v_beg, v, stack.rho + rho_r)
-            & no_u_turn(stack.v_beg, r_beg_v, stack.rho + r_beg_p)
-            & no_u_turn(stack.v_end, v, rho_r + stack.p_end)
-        )
+        # U-turn checks of every merge completed at this leaf, vectorised over levels; at the
+        # subtree's last leaf, level `depth` is the merge with the trajectory.
+        t = _trailing_ones(leaf)
+        last = leaf == (1 << depth) - 1
+        ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack, p, v, max_tree_depth)
         fail = ~ok & (levels < t + last.astype(jnp.int32))
         sub_turning = jnp.any(fail & (levels < t))
-        traj_turning = jnp.any(fail & (levels == t))
+        trajectory_turning = jnp.any(fail & (levels == t))
 
         # Push the tree of 2**t leaves ending here (it has no right partner yet).
-        keep = ((levels == t) & ~last)[:, None]
-        stack = _Stack(
-            jnp.where(keep, r_beg_p, stack.p_beg),
-            jnp.where(keep, r_beg_v, stack.v_beg),
-            jnp.where(keep, p, stack.p_end),
-            jnp.where(keep, v, stack.v_end),
-            jnp.where(keep, rho_r, stack.rho),
-        )
+        keep = ((levels == t) & ~last)[None, :, None]
+        pb = jnp.broadcast_to
+        entry = jnp.stack([r_beg_p, r_beg_v, pb(p, r_beg_p.shape), pb(v, r_beg_p.shape), rho_r])
+        stack = jnp.where(keep, entry, stack)
 
         # A valid finished subtree is merged: biased progressive sampling (Betancourt A.3.2).
         invalid = diverging | sub_turning
         merge = last & ~invalid
-        take_sub = merge & (log_u[1] < sub_lsw - c.log_sum_weight)
-        proposal = _select(take_sub, sub_proposal, c.proposal)
-        log_sum_weight = jnp.where(merge, jnp.logaddexp(c.log_sum_weight, sub_lsw), c.log_sum_weight)
+        u_merge = _counter_rng.uniform(key, num_steps, _counter_rng.MERGE, dtype)
+        take_sub = merge & (jnp.log(u_merge) < sub_lsw - c.weights[_LSW])
+        draws = jnp.stack([jnp.where(take_sub, sub_draw, c.draws[0]), sub_draw])
+        draws_scalars = jnp.stack([jnp.where(take_sub, sub_scalars, c.draws_scalars[0]), sub_scalars])
+        lsw = jnp.where(merge, jnp.logaddexp(c.weights[_LSW], sub_lsw), c.weights[_LSW])
         sub_rho = jnp.sum(jnp.where((levels == t)[:, None], rho_r, 0.0), axis=0)
-        rho = jnp.where(merge, c.rho + sub_rho, c.rho)
-        depth = c.depth + merge.astype(jnp.int32)
-        done = invalid | (merge & (traj_turning | (depth >= max_tree_depth)))
+        depth = depth + merge.astype(jnp.int32)
+        done = invalid | (merge & (trajectory_turning | (depth >= max_tree_depth)))
 
-        point = _Point(new.position, p, new.log_density, new.grad, v)
+        side = (sides == forward.astype(jnp.int32))
+        point = jnp.stack([new.position, p, new.grad, v])
         return _Carry(
-            left=_select(forward, c.left, point),
-            right=_select(forward, point, c.right),
-            proposal=proposal,
-            sub_proposal=sub_proposal,
-            rho=rho,
-            log_sum_weight=log_sum_weight,
-            sub_log_sum_weight=sub_lsw,
+            ends=jnp.where(side[:, None, None], point[None], c.ends),
+            ends_log_density=jnp.where(side, new.log_density, c.ends_log_density),
+            draws=draws,
+            draws_scalars=draws_scalars,
+            rho=jnp.where(merge, c.rho + sub_rho, c.rho),
+            weights=jnp.stack([lsw, sub_lsw, sum_accept]),
             stack=stack,
-            depth=depth,
-            leaf=jnp.where(last, 0, c.leaf + 1),
-            num_steps=num_steps,
-            sum_accept=sum_accept,
-            diverging=diverging,
-            done=done,
+            counters=jnp.stack([depth, jnp.where(last, 0, leaf + 1), num_steps]),
+            flags=jnp.stack([diverging, done]),
         )
 
-    return jax.lax.while_loop(lambda c: ~c.done, body, carry)
+    return jax.lax.while_loop(lambda c: ~c.flags[1], body, carry)
 
 
 def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> Kernel:
@@ -270,19 +252,22 @@ def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> 
 
     def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
         metric = gaussian_euclidean(inverse_mass_matrix)
-        key_momentum, key_direction, key_tree = jax.random.split(key, 3)
-        momentum = metric.sample_momentum(key_momentum, state.position)
-        direction_bits = jax.random.bits(key_direction, (), jnp.uint32)
-        c = _build_trajectory(key_tree, state, momentum, direction_bits, logdensity_fn, step_size,
+        words = _counter_rng.key_words(key)
+        dtype = state.position.dtype
+        noise = _counter_rng.normal(words, _counter_rng.MOMENTUM, state.position.shape, dtype)
+        momentum = metric.scale_noise(noise)
+        direction_bits = _counter_rng.bits(words, 0, _counter_rng.DIRECTION)
+        c = _build_trajectory(words, state, momentum, direction_bits, logdensity_fn, step_size,
                               inverse_mass_matrix, max_tree_depth, max_delta_energy)
-        new_state = State(c.proposal.position, c.proposal.log_density, c.proposal.grad)
+        num_steps = c.counters[2]
+        new_state = State(c.draws[0, 0], c.draws_scalars[0, 0], c.draws[0, 1])
         info = Info(
-            acceptance_rate=c.sum_accept / c.num_steps,
-            is_divergent=c.diverging,
-            num_grad_evals=c.num_steps,
-            energy=c.proposal.energy,
-            tree_depth=c.depth,
-            num_steps=c.num_steps,
+            acceptance_rate=c.weights[_SUM_ACCEPT] / num_steps.astype(dtype),
+            is_divergent=c.flags[0],
+            num_grad_evals=num_steps,
+            energy=c.draws_scalars[0, 1],
+            tree_depth=c.counters[0],
+            num_steps=num_steps,
         )
         return new_state, info
 

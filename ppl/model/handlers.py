@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from ppl._keys import as_key
 from ppl.model._runtime import Message, Messenger
+from ppl.model.primitives import has_initialiser
 from ppl.model.sites import KINDS, Trace, site_from_message
 
 
@@ -69,7 +70,7 @@ class seed(Messenger):
 
     def process(self, msg: Message) -> None:
         needs_key = msg.value is None and msg.key is None and (
-            msg.kind in ("latent", "plate") or (msg.kind == "param" and callable(msg.init))
+            msg.kind in ("latent", "plate") or (msg.kind == "param" and has_initialiser(msg))
         )
         if needs_key:
             self._key, msg.key = jax.random.split(self._key)

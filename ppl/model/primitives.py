@@ -39,7 +39,7 @@ def _default(msg: Message) -> None:
             ) from e
     elif msg.kind == "param":
         init = msg.init
-        if callable(init):
+        if has_initialiser(msg):
             if msg.key is None:
                 raise RuntimeError(
                     f"param '{msg.name}' has a callable initialiser that needs a random key; "
@@ -55,6 +55,12 @@ def _default(msg: Message) -> None:
                 f"wrap the model in ppl.handlers.seed."
             )
         msg.value = jax.random.permutation(msg.key, size)[:m]
+
+
+def has_initialiser(msg: Message) -> bool:
+    """Whether a param's `init` is an initialiser `init(key)` (a module's arrays, though
+    callable as an Equinox module, are values)."""
+    return callable(msg.init) and "module_static" not in msg.infer
 
 
 def _check_observed_shape(msg: Message) -> None:

@@ -1,0 +1,131 @@
+"""Issue-3 benchmark: ppl's NUTS against NumPyro's, measured in the same run.
+
+Per model (eight schools non-centred, kidiq, logistic regression 5000 x 25) and chain count
+(1 and 4, 1000 warmup + 1000 draws), NumPyro is timed three ways as in
+shared/peers/numpyro_floor.py: its driver `MCMC(NUTS(model)).run` (first call and repeat),
+its NUTS kernel inside one jitted `lax.scan` (the floor for that kernel), and one bare jitted
+gradient. Printed ratios (ppl / NumPyro unless stated):
+
+  first_call     end-to-end wall time of the first call, compile included (goal <= 0.5)
+  compile        ppl compile_s vs NumPyro's first-minus-repeat (goal <= 0.5)
+  us_per_leapfrog  steady-state time per leapfrog vs NumPyro's kernel in one scan (goal <= 1.2)
+  vs_grad_floor  ppl run time / (gradient evaluations x one jitted gradient) (goal <= 1.2)
+  ess_per_grad   min bulk ESS per sampling-phase gradient evaluation, ppl / NumPyro (about 1)
+
+Run: python -m benchmarks.bench_mcmc [--models eight_schools kidiq logreg_5000x25] [--chains 1 4]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import jax
+import numpy as np
+from numpyro.infer import MCMC
+from numpyro.infer import NUTS as NumPyroNUTS
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import initialize_model
+
+import ppl
+from benchmarks._common import hardware, print_table, timed
+from benchmarks._twins import cases
+from ppl.infer.diagnostics import scalar_diagnostics
+
+
+def min_bulk_ess(samples: dict) -> float:
+    ess = [scalar_diagnostics(np.asarray(v, float).reshape(v.shape[0], v.shape[1], -1))["ess_bulk"]
+           for v in samples.values()]
+    return float(np.nanmin(np.concatenate(ess)))
+
+
+def numpyro_kernel_floor(model_np, args, kwargs, chains, warmup, draws):
+    """NumPyro's NUTS kernel in one jitted scan over warmup + draws, vmapped over chains."""
+    info = initialize_model(jax.random.PRNGKey(0), model_np, model_args=args, model_kwargs=kwargs)
+    init_kernel, sample_kernel = hmc(info.potential_fn, algo="NUTS")
+    states = jax.vmap(lambda k: init_kernel(info.param_info, num_warmup=warmup, rng_key=k))(
+        jax.random.split(jax.random.PRNGKey(1), chains))
+
+    def run_all(s):
+        def body(c, _):
+            c = jax.vmap(sample_kernel)(c)
+            return c, c.num_steps
+        return jax.lax.scan(body, s, None, length=warmup + draws)
+
+    run = jax.jit(run_all)
+    timed(lambda: run(states))
+    (_, steps), t = timed(lambda: run(states))
+    grad = jax.grad(info.potential_fn)
+    z0 = info.param_info.z
+
+    @jax.jit
+    def grads(z):
+        def body(i, c):
+            g = grad(jax.tree.map(lambda a: a + 1e-6 * i, c))
+            return jax.tree.map(lambda a, b: a - 1e-9 * b, c, g)
+        return jax.lax.fori_loop(0, 2000, body, z)
+
+    timed(lambda: grads(z0))
+    _, tg = timed(lambda: grads(z0))
+    return t / float(np.sum(steps)), tg / 2000
+
+
+def bench(name, model, model_np, args, kwargs, chains, warmup, draws):
+    method = ppl.NUTS(num_warmup=warmup, num_samples=draws, num_chains=chains, progress_bar=False)
+    first, ppl_first = timed(lambda: ppl.infer(model, *args, method=method, key=0, **kwargs))
+    repeat = ppl.infer(model, *args, method=method, key=1, **kwargs)
+    d = repeat.diagnostics
+    grads = d["num_grad_evals"] + d["num_warmup_grad_evals"]
+    ppl_us = repeat.timing["run_s"] / grads * 1e6
+
+    mcmc = MCMC(NumPyroNUTS(model_np), num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method="vectorized", progress_bar=False)
+    _, np_first = timed(lambda: (mcmc.run(jax.random.PRNGKey(0), *args, extra_fields=("num_steps",), **kwargs),
+                                 mcmc.get_samples())[1])
+    _, np_repeat = timed(lambda: (mcmc.run(jax.random.PRNGKey(1), *args, extra_fields=("num_steps",), **kwargs),
+                                  mcmc.get_samples())[1])
+    np_samples = mcmc.get_samples(group_by_chain=True)
+    np_grads = float(np.sum(mcmc.get_extra_fields()["num_steps"]))
+    kernel_s, grad_s = numpyro_kernel_floor(model_np, args, kwargs, chains, warmup, draws)
+    ppl_ess_per_grad = min_bulk_ess(repeat.samples) / d["num_grad_evals"]
+    np_ess_per_grad = min_bulk_ess(np_samples) / np_grads
+    return {
+        "model": name, "chains": chains,
+        "ppl_first_s": ppl_first, "numpyro_first_s": np_first, "first_call": ppl_first / np_first,
+        "ppl_compile_s": first.timing["compile_s"], "numpyro_compile_s": np_first - np_repeat,
+        "compile": first.timing["compile_s"] / max(np_first - np_repeat, 1e-9),
+        "ppl_us_per_leapfrog": ppl_us, "numpyro_kernel_us": kernel_s * 1e6,
+        "us_per_leapfrog": ppl_us / (kernel_s * 1e6),
+        "vs_grad_floor": repeat.timing["run_s"] / (grads * grad_s),
+        "ess_per_grad": ppl_ess_per_grad / np_ess_per_grad,
+        "divergences": d["divergences"],
+    }
+
+
+COLUMNS = ["model", "chains", "ppl_first_s", "numpyro_first_s", "first_call", "ppl_compile_s",
+           "numpyro_compile_s", "compile", "ppl_us_per_leapfrog", "numpyro_kernel_us", "us_per_leapfrog",
+           "vs_grad_floor", "ess_per_grad", "divergences"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--chains", nargs="*", type=int, default=[1, 4])
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--draws", type=int, default=1000)
+    a = p.parse_args(argv)
+    warnings.simplefilter("ignore")
+    print("hardware:", hardware(), flush=True)
+    rows = []
+    for name, (model, model_np, args, kwargs) in cases(a.models).items():
+        for chains in a.chains:
+            t = time.perf_counter()
+            rows.append(bench(name, model, model_np, args, kwargs, chains, a.warmup, a.draws))
+            print(f"  {name} x{chains} done in {time.perf_counter() - t:.0f}s", flush=True)
+    print()
+    print_table(rows, COLUMNS)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

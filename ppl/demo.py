@@ -1,0 +1,95 @@
+"""`python -m ppl.demo`: fit a few models from the zoo with every registered method and
+print a side-by-side table of estimates, log evidence and time.
+
+Each method runs with modest settings so the demo finishes in a few minutes on a laptop;
+a method that does not apply to a model (e.g. importance sampling with an improper prior)
+is shown with the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+
+import ppl
+
+DEMO_MODELS = ("beta_bernoulli", "normal_normal", "linear_regression", "eight_schools_noncentered")
+
+FAST = {
+    "nuts": dict(num_warmup=500, num_samples=500),
+    "hmc": dict(num_warmup=500, num_samples=500),
+    "mh": dict(num_warmup=1000, num_samples=2000),
+    "gibbs": dict(num_warmup=200, num_samples=500),
+    "vi": dict(num_steps=1000),
+    "iwae": dict(num_steps=1000),
+}
+
+
+def _method(name):
+    """The registered method with the demo's shorter settings where it has those options."""
+    method = ppl.METHODS[name]()
+    fields = {f.name for f in dataclasses.fields(method)}
+    return dataclasses.replace(method, **{k: v for k, v in FAST.get(name, {}).items() if k in fields})
+
+
+def _headline(result, site):
+    draws = np.asarray(result.samples[site], float).reshape(result.num_chains * result.num_draws, -1)[:, 0]
+    sd = draws.std(ddof=1) if draws.size > 1 else float("nan")
+    return float(draws.mean()), float(sd)
+
+
+def run(models=DEMO_MODELS, methods=None, key=0):
+    from models import ZOO
+
+    methods = list(methods or ppl.METHODS)
+    rows = []
+    for model_name in models:
+        module = ZOO[model_name]
+        args, kwargs = module.load()
+        for method_name in methods:
+            row = {"model": model_name, "method": method_name}
+            t = time.perf_counter()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    r = ppl.infer(module.model, *args, method=_method(method_name), key=key, **kwargs)
+            except (ValueError, TypeError) as e:
+                row["note"] = str(e).split(";")[0][:70]
+                rows.append(row)
+                continue
+            site = r.log_density.spec.latents[0].name
+            mean, sd = _headline(r, site)
+            row.update(site=site, mean=mean, sd=sd, log_evidence=r.log_evidence,
+                       seconds=time.perf_counter() - t, run_s=r.timing["run_s"])
+            rows.append(row)
+    return rows
+
+
+def _fmt(v, width):
+    if v is None:
+        s = "-"
+    elif isinstance(v, float):
+        s = "nan" if np.isnan(v) else f"{v:.4g}"
+    else:
+        s = str(v)
+    return s.ljust(width)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--models", nargs="*", default=list(DEMO_MODELS))
+    p.add_argument("--methods", nargs="*", default=None)
+    a = p.parse_args(argv)
+    rows = run(a.models, a.methods)
+    cols = [("model", 27), ("method", 11), ("site", 10), ("mean", 9), ("sd", 9), ("log_evidence", 13),
+            ("seconds", 8), ("run_s", 9), ("note", 0)]
+    print("".join(c.ljust(w) for c, w in cols))
+    for r in rows:
+        print("".join(_fmt(r.get(c), w) for c, w in cols))
+
+
+if __name__ == "__main__":
+    main()

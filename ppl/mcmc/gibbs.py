@@ -1,0 +1,450 @@
+"""Gibbs sampling: discrete sites by exact enumeration, continuous blocks by an MCMC kernel.
+
+One sweep visits the blocks of a schedule in order; each redraws its sites given all others:
+
+- discrete sites with finite support are drawn from their exact full conditional
+  (`ppl.mcmc.enumerate`): elements of a plate at once (O(N K) terms for N elements with K
+  values), small groups of interacting sites jointly, Markov chains of states by forward
+  filtering backward sampling, anything else one site at a time — see that module for how
+  the structure is detected;
+- continuous sites (one block by default) take one transition of an inner kernel (NUTS by
+  default; HMC or random-walk MH on request) on the log density with the discrete values held
+  fixed. The kernel's state is rebuilt at each sweep (the target changed), and its step size
+  (dual averaging) and mass matrix (Welford, Stan's windows) are adapted during warmup from
+  these conditional transitions;
+- a block with a user `sampler` is redrawn by `sampler(key, values) -> new values`, e.g. a
+  conjugate update; it must leave the conditional distribution of its sites invariant.
+
+The state is the flat unconstrained vector `z` (discrete values stored as floats); the
+continuous update targets the joint density of (unconstrained continuous, discrete), whose
+image under the constraining map is the posterior. Chains are a `vmap` axis; warmup and
+sampling are each one `lax.scan`.
+
+Reference: Geman & Geman (1984); Gelfand & Smith (1990) (Gibbs sampling); Tierney (1994)
+(hybrid kernels: Metropolis-within-Gibbs, each block invariant for its conditional).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.adapt import dual_averaging, welford, window
+from ppl.adapt.initial_step_size import find_reasonable_step_size
+from ppl.compile.init import draw_initial, init_error, initial_points
+from ppl.infer._program import run_program
+from ppl.infer.diagnostics import per_site
+from ppl.infer.method import Method, draws_from_flat, to_numpy
+from ppl.infer.result import Result
+from ppl.mcmc import enumerate as enum
+from ppl.mcmc import hmc, mh, nuts
+
+INNER_KERNELS = ("nuts", "hmc", "mh")
+
+
+@dataclasses.dataclass(frozen=True)
+class GibbsBlock:
+    """One block of a Gibbs schedule.
+
+    Args:
+      sites: a site name or a tuple of names.
+      sampler: optional `sampler(key, values) -> dict` drawing new (constrained) values for
+        `sites` from their conditional given `values` (a dict of every latent's current value
+        in one chain). Without it, discrete sites are enumerated and continuous sites take a
+        transition of `inner`.
+      inner: the kernel for a continuous block ("nuts", "hmc", "mh"); default: `Gibbs.inner`.
+
+    Example:
+      >>> def mu_given_rest(key, v):  # conjugate normal update
+      ...     return {"mu": ...}
+      >>> ppl.Gibbs(blocks=["z", ppl.GibbsBlock("mu", sampler=mu_given_rest), "sigma"])
+    """
+
+    sites: Any
+    sampler: Optional[Callable] = None
+    inner: Optional[str] = None
+
+    def __post_init__(self):
+        sites = (self.sites,) if isinstance(self.sites, str) else tuple(self.sites)
+        if not sites or not all(isinstance(s, str) for s in sites):
+            raise TypeError(f"GibbsBlock: sites must be a site name or a tuple of names, got {self.sites!r}.")
+        object.__setattr__(self, "sites", sites)
+        if self.sampler is not None and not callable(self.sampler):
+            raise TypeError(f"GibbsBlock {sites}: sampler must be a function (key, values) -> dict, got {self.sampler!r}.")
+        if self.inner is not None and self.inner not in INNER_KERNELS:
+            raise ValueError(f"GibbsBlock {sites}: inner must be one of {INNER_KERNELS}, got {self.inner!r}.")
+
+
+def _as_block(b) -> GibbsBlock:
+    if isinstance(b, GibbsBlock):
+        return b
+    if isinstance(b, str):
+        return GibbsBlock(b)
+    if isinstance(b, (tuple, list)) and len(b) == 2 and callable(b[1]):
+        return GibbsBlock(b[0], sampler=b[1])
+    if isinstance(b, (tuple, list)):
+        return GibbsBlock(tuple(b))
+    raise TypeError(
+        f"Gibbs: each entry of blocks must be a site name, a tuple of names, (names, sampler) or "
+        f"a ppl.GibbsBlock; got {b!r}."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelBlock:
+    """Continuous sites updated by one transition of an inner kernel."""
+
+    names: Tuple[str, ...]
+    index: Tuple[int, ...]
+    inner: str
+
+    def describe(self) -> str:
+        return f"{self.inner} on {{{', '.join(self.names)}}} ({len(self.index)} unconstrained dims)"
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerBlock:
+    """Sites redrawn by a user's conditional sampler."""
+
+    names: Tuple[str, ...]
+    sampler: Callable
+
+    def describe(self) -> str:
+        return f"user sampler {getattr(self.sampler, '__name__', 'sampler')} on {{{', '.join(self.names)}}}"
+
+
+class _Tuning(NamedTuple):
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+    dual_averaging: dual_averaging.DualAveragingState
+    welford: welford.WelfordState
+
+
+@dataclasses.dataclass(frozen=True)
+class Gibbs(Method):
+    """Gibbs sampling with exact enumeration of discrete sites and an inner MCMC kernel for the
+    continuous ones.
+
+    Args:
+      blocks: the schedule, or None for the automatic one (every discrete site by enumeration,
+        grouped as `ppl.mcmc.enumerate` detects, then all continuous sites as one `inner`
+        block). Entries: a site name, a tuple of names, `(names, sampler)`, or a `GibbsBlock`;
+        latent sites named in no block are appended with the automatic treatment.
+      inner: "nuts" (default), "hmc" or "mh" for continuous blocks.
+      num_warmup, num_samples, num_chains: sweeps of warmup and of sampling, per chain.
+      target_accept: step-size adaptation target; None means 0.8 (nuts, hmc), 0.234 (mh).
+      max_tree_depth: NUTS; num_steps: leapfrog steps of HMC.
+      dense_mass: adapt a dense inverse mass matrix per continuous block.
+      max_joint_states: largest product of supports drawn jointly by enumeration; 1 forces
+        one-site-at-a-time updates of interacting discrete sites.
+      init: "uniform" or "prior" (continuous initial values; discrete ones come from the
+        prior), or a dict of initial values.
+      check_plates: verify declared plate independence numerically on a random state.
+
+    The result has `samples` (num_chains, num_samples, ...) for every site (discrete included),
+    `diagnostics` with `r_hat`, `ess`, `ess_tail` per site, `divergences` (total, continuous
+    blocks), `acceptance_rate`, `step_size` per continuous block, and `schedule` (what each
+    block does). `log_evidence` is None.
+
+    Raises:
+      ValueError: a discrete site with infinite support (Poisson, Geometric, ...) and no user
+        sampler, naming the site; unknown site names in `blocks`; a discrete site in a block
+        for a gradient kernel; invalid options.
+
+    Example:
+      >>> r = ppl.infer(gmm, x, method=ppl.Gibbs(num_samples=500), key=0)
+      >>> r.samples["z"].shape  # (4, 500, N)
+
+    Reference: Geman & Geman (1984); Tierney (1994), "Markov chains for exploring posterior
+    distributions" (combining kernels); Frühwirth-Schnatter (1994) (FFBS).
+    """
+
+    blocks: Any = None
+    inner: str = "nuts"
+    num_warmup: int = 500
+    num_samples: int = 1000
+    num_chains: int = 4
+    target_accept: Optional[float] = None
+    max_tree_depth: int = 10
+    num_steps: int = 10
+    dense_mass: bool = False
+    max_joint_states: int = 1024
+    init: Any = "uniform"
+    check_plates: bool = True
+    name: ClassVar[str] = "gibbs"
+
+    def __post_init__(self):
+        if self.blocks is not None and not isinstance(self.blocks, tuple):
+            blocks = [self.blocks] if isinstance(self.blocks, (str, GibbsBlock)) else list(self.blocks)
+            object.__setattr__(self, "blocks", tuple(blocks))
+
+    # ------------------------------------------------------------------ checks and plan
+    def _check_options(self):
+        for name in ("num_warmup", "num_samples", "num_chains", "max_joint_states"):
+            v = getattr(self, name)
+            low = 0 if name == "num_warmup" else 1
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+                raise ValueError(f"Gibbs: {name} must be an int >= {low}, got {v!r}.")
+        if self.inner not in INNER_KERNELS:
+            raise ValueError(f"Gibbs: inner must be one of {INNER_KERNELS}, got {self.inner!r}.")
+        if self.target_accept is not None and not 0 < float(self.target_accept) < 1:
+            raise ValueError(f"Gibbs: target_accept must lie in (0, 1), got {self.target_accept!r}.")
+
+    def _user_blocks(self, ld):
+        blocks = [] if self.blocks is None else [_as_block(b) for b in self.blocks]
+        known = {lat.name for lat in ld.spec.latents}
+        seen = set()
+        for b in blocks:
+            for s in b.sites:
+                if s not in known:
+                    raise ValueError(
+                        f"Gibbs: block {b.sites} names '{s}', which is not a latent site of the model; "
+                        f"latent sites are {sorted(known)}."
+                    )
+                if s in seen:
+                    raise ValueError(f"Gibbs: site '{s}' appears in more than one block; give each site one block.")
+                seen.add(s)
+        return blocks
+
+    def check(self, ld) -> None:
+        self._check_options()
+        blocks = self._user_blocks(ld)
+        sampled = {s for b in blocks if b.sampler is not None for s in b.sites}
+        tr = ld.run(jnp.zeros((ld.dim,), jnp.result_type(float)))
+        for lat in ld.spec.discrete:
+            d = tr[lat.name].dist
+            if lat.name not in sampled and not getattr(d, "has_enumerate_support", False):
+                raise enum.infinite_support_error(lat.name, d)
+        for b in blocks:
+            if b.sampler is None:
+                kinds = {ld.spec.latent(s).is_discrete for s in b.sites}
+                if len(kinds) > 1:
+                    raise ValueError(
+                        f"Gibbs: block {b.sites} mixes discrete and continuous sites; a block is "
+                        f"updated by enumeration (discrete) or by an inner kernel (continuous). "
+                        f"Split it, or give the block a sampler."
+                    )
+                if kinds == {True} and b.inner is not None:
+                    raise ValueError(
+                        f"Gibbs: block {b.sites} holds discrete sites, which are enumerated; "
+                        f"inner={b.inner!r} applies to continuous blocks only."
+                    )
+
+    def schedule(self, ld, key=0):
+        """The update blocks, in sweep order (each has `describe()`), for the model `ld`."""
+        from ppl._keys import as_key
+
+        self.check(ld)
+        spec = ld.spec
+        blocks = self._user_blocks(ld)
+        named = {s for b in blocks for s in b.sites}
+        sampled = {s for b in blocks if b.sampler is not None for s in b.sites}
+        auto_discrete = [lat.name for lat in spec.discrete if lat.name not in named]
+        enum_names = [lat.name for lat in spec.discrete if lat.name not in sampled]
+        structure = None
+        if enum_names:
+            z0 = draw_initial(ld, as_key(key), "prior" if self.init == "prior" else "uniform")
+            structure = enum.analyze(ld, z0, enum_names, check_plates=self.check_plates)
+        out = []
+
+        def kernel_block(names, inner):
+            index = tuple(i for n in names for i in range(spec.latent(n).offset, spec.latent(n).offset + spec.latent(n).size))
+            return KernelBlock(tuple(names), index, inner or self.inner)
+
+        for b in blocks:
+            if b.sampler is not None:
+                out.append(SamplerBlock(b.sites, b.sampler))
+            elif spec.latent(b.sites[0]).is_discrete:
+                out.extend(enum.plan(structure, list(b.sites), self.max_joint_states))
+            else:
+                out.append(kernel_block(b.sites, b.inner))
+        if auto_discrete:
+            out.extend(enum.plan(structure, auto_discrete, self.max_joint_states))
+        rest = [lat.name for lat in spec.continuous if lat.name not in named]
+        if rest:
+            out.append(kernel_block(rest, None))
+        return tuple(out)
+
+    def describe(self, ld):
+        """One line per block of the schedule for `ld`, e.g. 'enumerate z (5 values),
+        vectorised over plate(s) ['data']'."""
+        return [b.describe() for b in self.schedule(ld)]
+
+    # ------------------------------------------------------------------ run
+    def run(self, key, ld) -> Result:
+        self.check(ld)
+        schedule = self.schedule(ld, key=jax.random.fold_in(key, 7))
+        program = _GibbsProgram(self, schedule)
+        out, compile_s, run_s = run_program(program, key, ld)
+        if not bool(np.all(out["ok"])):
+            bad = int(np.argmin(np.asarray(out["ok"])))
+            raise init_error(ld, out["z0"][bad], 100)
+        out = to_numpy(out)
+        return _result(self, schedule, out, ld, compile_s, run_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class _GibbsProgram(Method):
+    """The compiled program of a `Gibbs` run with its schedule fixed (hashable: the cache key)."""
+
+    options: Gibbs
+    blocks: Tuple
+
+    def _kernel(self, inner):
+        o = self.options
+        if inner == "nuts":
+            return nuts.build_kernel(max_tree_depth=o.max_tree_depth)
+        if inner == "hmc":
+            return hmc.build_kernel(num_steps=o.num_steps)
+        return mh.build_kernel()
+
+    def _target(self, inner):
+        if self.options.target_accept is not None:
+            return float(self.options.target_accept)
+        return 0.234 if inner == "mh" else 0.8
+
+    def _kernel_blocks(self):
+        return [b for b in self.blocks if isinstance(b, KernelBlock)]
+
+    def _conditional(self, ld, z, block):
+        idx = jnp.asarray(block.index, jnp.int32)
+        return (lambda zc: ld.log_prob(z.at[idx].set(zc))), idx
+
+    def _sweep(self, key, z, ld, params):
+        """One pass over the schedule; `params` = [(step_size, imm)] per kernel block."""
+        infos, j = [], 0
+        for block, k in zip(self.blocks, jax.random.split(key, len(self.blocks))):
+            if isinstance(block, KernelBlock):
+                kernel = self._kernel(block.inner)
+                fn, idx = self._conditional(ld, z, block)
+                state = kernel.init(z[idx], fn)
+                state, info = kernel(k, state, fn, *params[j])
+                z = z.at[idx].set(state.position)
+                infos.append((info.acceptance_rate, info.is_divergent, info.num_grad_evals + 1))
+                j += 1
+            elif isinstance(block, SamplerBlock):
+                z = _apply_sampler(block, k, z, ld)
+            else:
+                z = block.update(k, z, ld)
+        return z, tuple(infos)
+
+    def _heuristic(self, key, z, ld, block, step_size, imm):
+        kernel = self._kernel(block.inner)
+        fn, idx = self._conditional(ld, z, block)
+        state = kernel.init(z[idx], fn)
+        probe = lambda k, eps: kernel.probe(k, state, fn, eps, imm)
+        return find_reasonable_step_size(key, probe, step_size)
+
+    def _chain(self, key, z0, ld):
+        o = self.options
+        kblocks = self._kernel_blocks()
+        dtype = z0.dtype
+        k_init, k_warm, k_sample = jax.random.split(key, 3)
+        tunings = []
+        for b, kb in zip(kblocks, jax.random.split(k_init, max(len(kblocks), 1))):
+            d = len(b.index)
+            imm = jnp.eye(d, dtype=dtype) if o.dense_mass else jnp.ones((d,), dtype)
+            eps = jnp.asarray(1.0, dtype)
+            if o.num_warmup > 0:
+                eps = self._heuristic(kb, z0, ld, b, eps, imm)
+            tunings.append(_Tuning(eps, imm, dual_averaging.init(eps), welford.init(d, o.dense_mass, dtype)))
+        sched = window.build_schedule(o.num_warmup)
+
+        def warm(carry, xs):
+            z, tunings = carry
+            k, in_window, window_end = xs
+            k_sweep, k_heur = jax.random.split(k)
+            z, infos = self._sweep(k_sweep, z, ld, [(t.step_size, t.inverse_mass_matrix) for t in tunings])
+            new = []
+            for b, t, info, kh in zip(kblocks, tunings, infos, jax.random.split(k_heur, max(len(kblocks), 1))):
+                da = dual_averaging.update(t.dual_averaging, info[0], self._target(b.inner))
+                t = t._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
+                if sched.windows:
+                    x = z[jnp.asarray(b.index, jnp.int32)]
+                    wf = jax.lax.cond(in_window, lambda w: welford.update(w, x), lambda w: w, t.welford)
+                    t = t._replace(welford=wf)
+
+                    def end(t, b=b, kh=kh, z=z):
+                        imm = welford.regularized_inverse_mass_matrix(t.welford)
+                        eps = self._heuristic(kh, z, ld, b, t.step_size, imm)
+                        return _Tuning(eps, imm, dual_averaging.init(eps), welford.init(len(b.index), o.dense_mass, dtype))
+
+                    t = jax.lax.cond(window_end, end, lambda t: t, t)
+                new.append(t)
+            return (z, new), None
+
+        z = z0
+        if o.num_warmup > 0:
+            xs = (jax.random.split(k_warm, o.num_warmup), jnp.asarray(sched.in_window), jnp.asarray(sched.window_end))
+            (z, tunings), _ = jax.lax.scan(warm, (z0, tunings), xs)
+        params = [(dual_averaging.final_step_size(t.dual_averaging) if o.num_warmup > 0 else t.step_size,
+                   t.inverse_mass_matrix) for t in tunings]
+
+        def sample(z, k):
+            z, infos = self._sweep(k, z, ld, params)
+            return z, (z, infos)
+
+        _, (draws, infos) = jax.lax.scan(sample, z, jax.random.split(k_sample, o.num_samples))
+        return draws, infos, tuple(p[0] for p in params)
+
+    def _program(self, key, ld):
+        o = self.options
+        k_init, k_run = jax.random.split(key)
+        strategy, values = (o.init, None) if isinstance(o.init, str) else ("uniform", dict(o.init))
+        z0, ok = initial_points(ld, k_init, o.num_chains, strategy=strategy, values=values)
+        draws, infos, step_sizes = jax.vmap(lambda k, z: self._chain(k, z, ld))(
+            jax.random.split(k_run, o.num_chains), z0)
+        samples = draws_from_flat(ld, draws)
+        return dict(samples=samples, infos=infos, step_sizes=step_sizes, ok=ok, z0=z0)
+
+
+def _apply_sampler(block, key, z, ld):
+    values = ld.constrain(z)
+    new = block.sampler(key, values)
+    if not isinstance(new, dict) or set(new) - set(block.names):
+        got = sorted(new) if isinstance(new, dict) else type(new).__name__
+        raise ValueError(
+            f"Gibbs: the sampler of block {block.names} must return a dict with new values for "
+            f"(some of) {list(block.names)}; it returned {got}."
+        )
+    merged = {**values, **{k: jnp.reshape(jnp.asarray(v), jnp.shape(values[k])) for k, v in new.items()}}
+    return ld.unconstrain(merged).astype(z.dtype)
+
+
+def _result(method, schedule, out, ld, compile_s, run_s) -> Result:
+    samples = out["samples"]
+    diag = per_site(samples)
+    kblocks = [b for b in schedule if isinstance(b, KernelBlock)]
+    diagnostics = {
+        "r_hat": {k: v["r_hat"] for k, v in diag.items()},
+        "ess": {k: v["ess_bulk"] for k, v in diag.items()},
+        "ess_tail": {k: v["ess_tail"] for k, v in diag.items()},
+        "schedule": [b.describe() for b in schedule],
+        "divergences": 0,
+    }
+    if kblocks:
+        acc = [np.asarray(i[0]) for i in out["infos"]]
+        div = [np.asarray(i[1]) for i in out["infos"]]
+        grads = [np.asarray(i[2]) for i in out["infos"]]
+        labels = [", ".join(b.names) for b in kblocks]
+        diagnostics.update(
+            divergences=int(sum(d.sum() for d in div)),
+            acceptance_rate=float(np.mean([a.mean() for a in acc])),
+            acceptance_rate_by_block={l: float(a.mean()) for l, a in zip(labels, acc)},
+            step_size={l: np.asarray(s) for l, s in zip(labels, out["step_sizes"])},
+            num_grad_evals=int(sum(g.sum() for g in grads)),
+            sample_stats={
+                "diverging": np.any(np.stack(div), axis=0),
+                "acceptance_rate": np.mean(np.stack(acc), axis=0),
+            },
+        )
+    return Result(
+        method=method,
+        samples=samples,
+        diagnostics=diagnostics,
+        timing={"compile_s": compile_s, "run_s": run_s},
+        log_density=ld,
+    )

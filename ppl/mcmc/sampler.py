@@ -1,0 +1,215 @@
+"""The MCMC methods of `ppl.infer`: `NUTS`, `HMC` and `MH`.
+
+Each method runs `num_chains` chains as one `vmap` axis inside ONE compiled program
+(initialisation, Stan-style warmup and sampling, then the constrained draws and
+deterministic sites). Chain c's random key is `fold_in(key, c)`, so the same key gives the
+same draws whether chains run vectorised, sequentially or sharded. With several devices the
+chain axis is sharded across them (`jax.sharding`), when the chains divide evenly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.compile.init import init_error, initial_points
+from ppl.infer import progress
+from ppl.infer._program import run_program
+from ppl.infer.diagnostics import per_site
+from ppl.infer.method import Method, draws_from_flat, require_continuous, to_numpy
+from ppl.infer.result import Result
+from ppl.mcmc import driver, hmc, mh, nuts
+
+PROGRESS_EVERY = 200
+
+
+def _chain_sharding(num_chains):
+    """A NamedSharding of the chain axis over all devices, or None on one device."""
+    devices = jax.devices()
+    if len(devices) < 2 or num_chains % len(devices):
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices), ("chain",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain"))
+
+
+def _shard(tree, sharding):
+    if sharding is None:
+        return tree
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MCMC(Method):
+    """Shared options and driver of the gradient-free and gradient-based samplers."""
+
+    num_warmup: int = 1000
+    num_samples: int = 1000
+    num_chains: int = 4
+    target_accept: float = 0.8
+    dense_mass: bool = False
+    thinning: int = 1
+    init: Any = "uniform"
+    progress_bar: Any = None
+    needs_gradient: ClassVar[bool] = True
+
+    def _kernel(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check(self, ld) -> None:
+        if self.needs_gradient:
+            require_continuous(self.name, ld)
+        elif ld.spec.discrete:
+            require_continuous(self.name, ld)
+        for field in ("num_samples", "num_chains", "thinning"):
+            v = getattr(self, field)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{type(self).__name__}: {field} must be a positive int, got {v!r}.")
+        if not isinstance(self.num_warmup, int) or self.num_warmup < 0:
+            raise ValueError(f"{type(self).__name__}: num_warmup must be an int >= 0, got {self.num_warmup!r}.")
+        if not 0.0 < self.target_accept < 1.0:
+            raise ValueError(f"{type(self).__name__}: target_accept must be in (0, 1), got {self.target_accept!r}.")
+        if ld.dim == 0:
+            raise ValueError(f"{type(self).__name__}: the model has no latent sites to sample.")
+
+    def _program(self, key, ld):
+        k_init, k_run = jax.random.split(key)
+        chains = jnp.arange(self.num_chains)
+        strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
+        z0, ok = jax.vmap(lambda c: initial_points(ld, jax.random.fold_in(k_init, c), 1, strategy, 2.0, values))(chains)
+        z0, ok = z0[:, 0], ok[:, 0]
+        keys = jax.vmap(lambda c: jax.random.fold_in(k_run, c))(chains)
+        sharding = _chain_sharding(self.num_chains)
+        keys, z0 = _shard((keys, z0), sharding)
+        report = progress.report if progress.enabled(self.progress_bar) else None
+
+        def one_chain(k, z, c):
+            return driver.run_chain(
+                k, ld.log_prob, z, kernel=self._kernel(), num_warmup=self.num_warmup,
+                num_samples=self.num_samples, target_accept=self.target_accept,
+                dense_mass=self.dense_mass, thinning=self.thinning,
+                progress_fn=report, progress_every=PROGRESS_EVERY, chain_index=c)
+
+        draws, infos, adaptation = jax.vmap(one_chain)(keys, z0, chains)
+        samples = draws_from_flat(ld, draws)
+        return dict(samples=samples, infos=infos, adaptation=adaptation, ok=ok, z0=z0)
+
+    def run(self, key, ld) -> Result:
+        self.check(ld)
+        total = self.num_warmup + self.num_samples * self.thinning
+        with progress.bar(total, self.name, progress.enabled(self.progress_bar)):
+            out, compile_s, run_s = run_program(self, key, ld)
+        if not np.all(np.asarray(out["ok"])):
+            bad = int(np.argmin(np.asarray(out["ok"])))
+            raise init_error(ld, out["z0"][bad], 100)
+        out = to_numpy(out)
+        samples = out["samples"]
+        diagnostics = self._diagnostics(samples, out["infos"], out["adaptation"])
+        result = Result(method=self, samples=samples, diagnostics=diagnostics,
+                        timing={"compile_s": compile_s, "run_s": run_s}, log_density=ld)
+        self._warn(diagnostics)
+        return result
+
+    def _diagnostics(self, samples, infos, adaptation):
+        sites = per_site(samples)
+        c, s = infos.acceptance_rate.shape
+        stats = {
+            "diverging": infos.is_divergent.astype(bool),
+            "acceptance_rate": infos.acceptance_rate,
+            "energy": infos.energy,
+            "n_steps": infos.num_grad_evals,
+            "step_size": np.broadcast_to(adaptation.step_size[:, None], (c, s)),
+        }
+        d = {
+            "r_hat": {k: v["r_hat"] for k, v in sites.items()},
+            "ess": {k: v["ess_bulk"] for k, v in sites.items()},
+            "ess_tail": {k: v["ess_tail"] for k, v in sites.items()},
+            "divergences": int(infos.is_divergent.sum()),
+            "warmup_divergences": int(np.sum(adaptation.num_warmup_divergences)),
+            "acceptance_rate": float(infos.acceptance_rate.mean()),
+            "step_size": adaptation.step_size,
+            "inverse_mass_matrix": adaptation.inverse_mass_matrix,
+            "num_grad_evals": int(infos.num_grad_evals.sum()),
+            "num_warmup_grad_evals": int(np.sum(adaptation.num_warmup_grad_evals)),
+        }
+        if hasattr(infos, "tree_depth"):
+            stats["tree_depth"] = infos.tree_depth
+            d["tree_depth_mean"] = float(infos.tree_depth.mean())
+            d["tree_depth_saturation"] = float(np.mean(infos.tree_depth >= self.max_tree_depth))
+        d["sample_stats"] = stats
+        return d
+
+    def _warn(self, d) -> None:
+        problems = []
+        worst = {k: float(np.nanmax(v)) for k, v in d["r_hat"].items() if np.size(v) and np.isfinite(v).any()}
+        high = sorted((k for k, v in worst.items() if v > 1.01), key=lambda k: -worst[k])
+        if high and self.num_chains > 1:
+            problems.append(
+                f"r_hat > 1.01 for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}: the chains have not "
+                f"mixed; run longer (num_warmup/num_samples), or reparameterise the model")
+        if d["divergences"]:
+            problems.append(
+                f"{d['divergences']} divergent transitions after warmup: the draws may be biased; raise "
+                f"target_accept (e.g. 0.95) or reparameterise (e.g. non-centred hierarchical models)")
+        if d.get("tree_depth_saturation", 0) > 0:
+            problems.append(
+                f"{100 * d['tree_depth_saturation']:.1f}% of transitions hit max_tree_depth="
+                f"{self.max_tree_depth}: raise max_tree_depth or reparameterise")
+        for p in problems:
+            warnings.warn(f"{self.name}: {p}.", stacklevel=4)
+
+
+@dataclasses.dataclass(frozen=True)
+class NUTS(_MCMC):
+    """The No-U-Turn sampler with Stan-style windowed warmup.
+
+    Multinomial trajectory sampling and the generalised U-turn criterion (Hoffman & Gelman
+    2014; Betancourt 2017, "A Conceptual Introduction to Hamiltonian Monte Carlo", app. A).
+
+    Args:
+      num_warmup, num_samples, num_chains: iterations per chain and number of chains.
+      target_accept: dual-averaging target for the acceptance statistic.
+      max_tree_depth: at most 2**max_tree_depth leapfrog steps per transition.
+      dense_mass: adapt a dense (True) or diagonal inverse mass matrix.
+      init: "uniform" (uniform(-2, 2) unconstrained), "prior", or a dict of initial values.
+      progress_bar: None (auto: on in a terminal), True or False.
+
+    Example:
+      >>> r = ppl.infer(model, data, method=ppl.NUTS(num_chains=8, num_samples=2000))
+    """
+
+    max_tree_depth: int = 10
+    name: ClassVar[str] = "nuts"
+
+    def _kernel(self):
+        return nuts.build_kernel(max_tree_depth=self.max_tree_depth)
+
+
+@dataclasses.dataclass(frozen=True)
+class HMC(_MCMC):
+    """Static-trajectory Hamiltonian Monte Carlo: `num_steps` leapfrog steps per transition,
+    Metropolis-corrected (Neal 2011, "MCMC using Hamiltonian dynamics"); warmup as NUTS."""
+
+    num_steps: int = 16
+    name: ClassVar[str] = "hmc"
+
+    def _kernel(self):
+        return hmc.build_kernel(num_steps=self.num_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class MH(_MCMC):
+    """Random-walk Metropolis with a Gaussian proposal of covariance step_size^2 * M^-1,
+    both adapted in warmup towards an acceptance rate of 0.234 (Roberts, Gelman & Gilks 1997)."""
+
+    num_warmup: int = 2000
+    num_samples: int = 5000
+    target_accept: float = 0.234
+    name: ClassVar[str] = "mh"
+    needs_gradient: ClassVar[bool] = False
+
+    def _kernel(self):
+        return mh.build_kernel()

@@ -1,0 +1,262 @@
+"""How a guide meets the model: one particle's log-weight terms, draws and learned values.
+
+Two kinds of guide, one interface (`init`, `particle`, `draw`, `named`):
+
+* `AutoFamily`: an automatic guide (`ppl.vi.guides`) over the flat unconstrained vector z.
+  Its density is in unconstrained space, so the model's prior term is the unconstrained
+  one, log p(T(z)) + log|det J_T(z)| (`LogJoint.prior + LogJoint.jacobian`); a point guide
+  (`Delta`) uses log p(T(z)) alone (MAP, as `ppl.MAP`).
+* `FunctionFamily`: a user's guide function with `sample` sites named like the model's
+  latents and `param`/`module` sites for its parameters. Its densities are those of the
+  *constrained* values it samples, so the model is evaluated at those values with no
+  Jacobian: both sides are densities on the same (constrained) space.
+
+Model `param`/`module` sites are learned jointly with the guide's parameters; a name that
+appears in both model and guide is one shared parameter. Plate subsampling: the guide's
+subsample indices are replayed into the model's plate of the same name (other subsampled
+plates draw their own), and sites inside a subsampled plate carry the scale
+size / subsample_size in both guide and model, so the objective is unbiased for the full data.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions.transforms import biject_to
+
+from ppl.compile import _handlers as H
+from ppl.compile.logdensity import log_joint_of
+from ppl.model import handlers
+from ppl.model._runtime import Message, Messenger
+from ppl.vi.objectives import Particle
+
+sg = jax.lax.stop_gradient
+
+
+class RecordPlates(Messenger):
+    """Record the subsample indices chosen by each subsampled plate."""
+
+    def __init__(self):
+        super().__init__(None)
+        self.indices = {}
+
+    def postprocess(self, msg: Message) -> None:
+        if msg.kind == "plate":
+            self.indices[msg.name] = msg.value
+
+
+class ScoreSites(Messenger):
+    """Draw latent sites whose distribution cannot be reparameterised (`has_rsample` False,
+    e.g. discrete ones) with their gradient stopped, and mark them for the score term.
+
+    Install it outside `seed`, so the key is already set when it runs."""
+
+    def process(self, msg: Message) -> None:
+        if msg.kind == "latent" and msg.value is None and not msg.dist.has_rsample:
+            if msg.key is None:
+                return
+            msg.value = sg(msg.dist.sample(msg.key))
+            msg.infer = {**msg.infer, "score": True}
+
+
+class PlateKeys(Messenger):
+    """Give keys to subsampled plates only (`seed` would also split one for every latent
+    site, which here is set from z or from the guide anyway)."""
+
+    def __init__(self, key):
+        super().__init__(None)
+        self.key = key
+
+    def process(self, msg: Message) -> None:
+        if msg.kind == "plate" and msg.value is None and msg.key is None:
+            self.key, msg.key = jax.random.split(self.key)
+
+
+def subsampled_plates(ld) -> bool:
+    """Whether the model has a subsampled plate (its runs then need a key)."""
+    rec = RecordPlates()
+    args, kwargs = ld.arguments()
+    with rec, handlers.substitute(data=ld.params), handlers.seed(rng_seed=0):
+        with H.FromFlat(jnp.zeros((ld.dim,), jnp.result_type(float)), ld.spec):
+            ld.model(*args, **kwargs)
+    return bool(rec.indices)
+
+
+def _uparams_of(tr) -> dict:
+    return {s.name: jax.tree.map(biject_to(s.constraint).inv, s.value) for s in tr.sites("param")}
+
+
+def _constraints_of(tr) -> dict:
+    return {s.name: s.constraint for s in tr.sites("param")}
+
+
+def _values_of(tr) -> dict:
+    return {s.name: s.value for s in tr.sites("latent", "deterministic")}
+
+
+def _nan_to_neg_inf(x):
+    return jnp.where(jnp.isnan(x), -jnp.inf, x)
+
+
+def _split(key, keyed):
+    """(guide key, model key): the model needs its own only when it subsamples."""
+    return tuple(jax.random.split(key)) if keyed else (key, key)
+
+
+def _first_finite(ld, key, num_tries=100, radius=2.0):
+    """A start z: the first of `num_tries` uniform(-radius, radius) draws in unconstrained
+    space (what `ppl.compile.init` draws for continuous sites) with a finite log density
+    and gradient; all tries come from one random call, scanned by a while loop."""
+    dtype = jnp.result_type(float)
+    cands = jax.random.uniform(key, (num_tries, ld.dim), dtype, -radius, radius)
+
+    def finite(z):
+        lp, g = jax.value_and_grad(ld.log_prob)(z)
+        return jnp.isfinite(lp) & jnp.all(jnp.isfinite(g))
+
+    def cond(c):
+        i, ok = c
+        return (i < num_tries - 1) & ~ok
+
+    def body(c):
+        i, _ = c
+        return i + 1, finite(cands[i + 1])
+
+    i, ok = jax.lax.while_loop(cond, body, (jnp.int32(0), finite(cands[0])))
+    return cands[i], ok
+
+
+class AutoFamily:
+    """An automatic guide over z; learnable state `(guide_params, model_uparams)`."""
+
+    def __init__(self, guide, ld, keyed: bool):
+        self.guide, self.ld, self.keyed = guide, ld, keyed
+
+    def _run_model(self, z, uparams, key):
+        extra = (PlateKeys(key),) if self.keyed else ()
+        return self.ld.run(z, uparams, extra=extra)
+
+    def _constraints(self):
+        z = jnp.zeros((self.ld.dim,), jnp.result_type(float))
+        box = {}
+        jax.eval_shape(lambda: box.update(_constraints_of(self._run_model(z, None, jax.random.PRNGKey(0)))))
+        return box
+
+    def init(self, key):
+        """Initial learnable state and whether the start point is finite."""
+        k_z, k_g = jax.random.split(key)
+        z0, ok = _first_finite(self.ld, k_z)
+        model_u = {k: jax.tree.map(biject_to(c).inv, self.ld.params[k]) for k, c in self._constraints().items()}
+        return (self.guide.init(k_g, z0), model_u), ok
+
+    def particle_values(self, state, key):
+        """One particle's `Particle` and its site values (latents and deterministic)."""
+        phi, model_u = state
+        k_g, k_m = _split(key, self.keyed)
+        z, log_q = self.guide.sample(phi, k_g)
+        tr = self._run_model(z, model_u, k_m)
+        lj = log_joint_of(tr)
+        prior = lj.prior if self.guide.point else lj.prior + lj.jacobian
+        zero = jnp.zeros((), log_q.dtype)
+        return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(prior), log_q, zero), _values_of(tr)
+
+    def particle(self, state, key) -> Particle:
+        return self.particle_values(state, key)[0]
+
+    def named(self, state) -> dict:
+        """Learned values (constrained): the model's params and the guide's `auto_*`."""
+        phi, model_u = state
+        model = {k: jax.tree.map(biject_to(c), model_u[k]) for k, c in self._constraints().items()}
+        return {**model, **self.guide.named(phi)}
+
+
+class FunctionFamily:
+    """A user's guide function; learnable state: one dict of unconstrained params
+    (guide's and model's)."""
+
+    def __init__(self, guide, ld, keyed: bool):
+        self.guide, self.ld, self.keyed = guide, ld, keyed
+        self._zeros = lambda: jnp.zeros((ld.dim,), jnp.result_type(float))
+
+    def _run_guide(self, uparams, key):
+        args, kwargs = self.ld.arguments()
+        plates = RecordPlates()
+        with handlers.trace() as tr, H.ParamsFromFlat(uparams or {}), plates, ScoreSites(), handlers.seed(rng_seed=key):
+            self.guide(*args, **kwargs)
+        return tr, plates.indices
+
+    def _run_model(self, values, plate_indices, uparams, key):
+        extra = [handlers.substitute(data={**values, **plate_indices})]
+        if self.keyed:
+            extra.append(PlateKeys(key))
+        return self.ld.run(self._zeros(), uparams, extra=tuple(extra))
+
+    def _traces(self, state, key):
+        k_g, k_m = _split(key, self.keyed)
+        gtr, idx = self._run_guide(state, k_g)
+        values = {s.name: s.value for s in gtr.sites("latent")}
+        return gtr, self._run_model(values, idx, state, k_m)
+
+    def _constraints(self):
+        box = {}
+
+        def probe():
+            gtr, tr = self._traces(None, jax.random.PRNGKey(0))
+            box.update({**_constraints_of(tr), **_constraints_of(gtr)})
+
+        jax.eval_shape(probe)
+        return box
+
+    def init(self, key):
+        gtr, tr = self._traces(None, key)
+        state = {**_uparams_of(tr), **_uparams_of(gtr)}
+        return state, jnp.isfinite(log_joint_of(tr).total - gtr.log_joint(("latent",)))
+
+    def particle_values(self, state, key):
+        gtr, tr = self._traces(state, key)
+        lj = log_joint_of(tr)
+        log_q = gtr.log_joint(("latent",))
+        score = [s for s in gtr.sites("latent") if s.infer.get("score")]
+        log_q_score = sum((s.log_prob_sum() for s in score), jnp.zeros((), log_q.dtype))
+        p = Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(lj.prior), log_q, log_q_score)
+        return p, _values_of(tr)
+
+    def particle(self, state, key) -> Particle:
+        return self.particle_values(state, key)[0]
+
+    def named(self, state) -> dict:
+        return {k: jax.tree.map(biject_to(c), state[k]) for k, c in self._constraints().items()}
+
+
+def guide_trace(ld, guide):
+    """An eager trace of the guide function on the model's arguments (key 0)."""
+    args, kwargs = ld.arguments()
+    return handlers.trace(handlers.seed(guide, 0)).get_trace(*args, **kwargs)
+
+
+def check_guide_function(ld, guide) -> dict:
+    """Raise unless the guide's sample sites match the model's latent sites by name and
+    shape; return the guide's module statics (for rebuilding learned modules)."""
+    try:
+        gtr = guide_trace(ld, guide)
+    except Exception as e:
+        raise type(e)(f"running the guide function {getattr(guide, '__name__', guide)!r} on the "
+                      f"model's arguments failed: {e}") from e
+    guide_sites = {s.name: s for s in gtr.sites("latent")}
+    model_sites = {lat.name: lat for lat in ld.spec.latents}
+    missing = sorted(set(model_sites) - set(guide_sites))
+    extra = sorted(set(guide_sites) - set(model_sites))
+    if missing or extra:
+        raise ValueError(
+            f"the guide's sample sites must match the model's latent sites: missing from the "
+            f"guide {missing}, in the guide but not latent in the model {extra}; give the guide "
+            f"one ppl.sample site per model latent, with the same name."
+        )
+    for name, s in guide_sites.items():
+        want = tuple(model_sites[name].shape)
+        got = tuple(jnp.shape(s.value))
+        if got != want:
+            raise ValueError(
+                f"guide site '{name}' has shape {got} but the model's latent '{name}' has shape "
+                f"{want}; make the guide's distribution (and plates) produce the model's shape."
+            )
+    return {s.name: s.infer["module_static"] for s in gtr.sites("param") if "module_static" in s.infer}

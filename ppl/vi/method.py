@@ -1,0 +1,230 @@
+"""`VI`: variational inference by stochastic optimisation of an ELBO or IWAE bound.
+
+All optimiser steps run in one compiled program (`lax.scan`), with the particles of each
+step a `vmap` axis. Gradients are reparameterised (Kingma and Welling 2014) except through
+sites that cannot be (discrete ones in a guide function), which get a score-function term
+with a moving-average baseline (Ranganath et al. 2014). A step whose objective or gradient
+is not finite is skipped (the parameters and optimiser state are kept) and counted in
+`diagnostics["num_nonfinite_steps"]`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy.special import logsumexp
+
+from ppl.infer._program import run_program
+from ppl.infer.method import Method, to_numpy
+from ppl.infer.result import Result
+from ppl.vi.families import AutoFamily, FunctionFamily, check_guide_function, subsampled_plates
+from ppl.vi.guides import AUTO_GUIDE_TYPES, GUIDES, Flow
+from ppl.vi.objectives import ELBO, IWAE, OBJECTIVE_TYPES
+
+MEMORY_BUDGET_BYTES = 1 << 30
+
+
+def default_optimizer(num_steps: int):
+    """Adam (Kingma and Ba 2015) with a learning rate decaying from 1e-2 to 1e-3 along a
+    cosine over `num_steps` (large early steps, small final noise around the optimum)."""
+    return optax.adam(optax.cosine_decay_schedule(1e-2, num_steps, alpha=0.1))
+
+
+def _positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"VI: {name} must be a positive int, got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class VI(Method):
+    """Variational inference: fit a guide q to the posterior by maximising a bound.
+
+    Args:
+      guide: "mean_field", "full_rank", "low_rank", "flow", "delta" (see `ppl.vi.guides`;
+        pass e.g. `ppl.vi.LowRank(rank=3)` or `ppl.vi.Flow(num_layers=8)` for options), or
+        a guide function taking the model's arguments, with one `ppl.sample` site per model
+        latent (same name and shape) and `ppl.param`/`ppl.module` for its parameters.
+      objective: `ppl.ELBO(beta=1.0, num_particles=1)` or `ppl.IWAE(k=10)`.
+      optimizer: an optax `GradientTransformation`; None means `default_optimizer(num_steps)`
+        (Adam, learning rate cosine-decayed from 1e-2 to 1e-3).
+      num_steps: optimiser steps.
+      num_draws: draws from the fitted guide in `Result.samples` (shape (1, num_draws, ...)).
+      num_eval_particles: particles for the final estimate of the bound (>= 1000 advised).
+
+    The result has `samples` (latents and deterministic sites drawn from the fitted guide),
+    `params` (learned model params and guide params: a guide function's by its names, an
+    automatic guide's as `auto_loc`, `auto_scale`, `auto_scale_tril`, `auto_cov_factor`,
+    `auto_cov_diag`, `auto_flow`; `module` params as Equinox modules), `log_evidence` (the
+    objective's bound re-estimated with `num_eval_particles`; None for "delta"), and
+    `diagnostics`: `loss` (negative objective per step), `log_evidence_se`, `elbo`,
+    `log_evidence_is` (log-mean-exp of all final weights: importance-sampling estimate),
+    `num_nonfinite_steps`.
+
+    Raises:
+      ValueError: an unknown guide or objective; an automatic guide on a model with
+        discrete latents or with latents inside a subsampled plate (use a guide function);
+        a guide function whose sample sites miss or add a model latent (named).
+
+    Example:
+      >>> r = ppl.infer(model, x, method=ppl.VI(guide="full_rank", num_steps=3000), key=0)
+      >>> r.samples["mu"].shape, r.log_evidence
+      >>> r = ppl.infer(model, x, method=ppl.VI(objective=ppl.IWAE(k=50)))
+    """
+
+    guide: Any = "mean_field"
+    objective: Any = ELBO()
+    optimizer: Any = None
+    num_steps: int = 2000
+    num_draws: int = 1000
+    num_eval_particles: int = 1000
+    name: ClassVar[str] = "vi"
+
+    # -- options --------------------------------------------------------------------------
+    def _guide(self):
+        if isinstance(self.guide, str):
+            if self.guide not in GUIDES:
+                raise ValueError(f"VI: unknown guide {self.guide!r}; choose one of {sorted(GUIDES)} or pass a guide function.")
+            return GUIDES[self.guide]()
+        if isinstance(self.guide, AUTO_GUIDE_TYPES) or callable(self.guide):
+            return self.guide
+        raise ValueError(f"VI: guide must be one of {sorted(GUIDES)}, a ppl.vi guide object or a guide function; got {self.guide!r}.")
+
+    def _is_auto(self) -> bool:
+        return isinstance(self._guide(), AUTO_GUIDE_TYPES)
+
+    def check(self, ld) -> None:
+        if not isinstance(self.objective, OBJECTIVE_TYPES):
+            raise ValueError(f"VI: objective must be ppl.ELBO(...) or ppl.IWAE(...), got {self.objective!r}.")
+        self.objective.check()
+        for name in ("num_steps", "num_draws", "num_eval_particles"):
+            _positive_int(name, getattr(self, name))
+        guide = self._guide()
+        if not self._is_auto():
+            check_guide_function(ld, guide)
+            return
+        if ld.spec.discrete:
+            raise ValueError(
+                f"VI: the automatic guide {type(guide).__name__} is continuous, but latent site "
+                f"'{ld.spec.discrete[0].name}' is discrete; write a guide function with a discrete "
+                f"ppl.sample site for it (fitted with a score-function gradient), or use method=\"gibbs\"."
+            )
+        for lat in ld.spec.latents:
+            sub = [p.name for p in lat.plates if p.subsample_size < p.size]
+            if sub:
+                raise ValueError(
+                    f"VI: latent site '{lat.name}' is inside subsampled plate '{sub[0]}', so each run "
+                    f"sees different elements of it; an automatic guide over a fixed vector cannot "
+                    f"follow them. Write an amortised guide function (e.g. an encoder registered "
+                    f"with ppl.module) or drop subsample_size."
+                )
+
+    # -- the compiled program ---------------------------------------------------------------
+    def _family(self, ld):
+        keyed = subsampled_plates(ld)
+        cls = AutoFamily if self._is_auto() else FunctionFamily
+        return cls(self._guide(), ld, keyed)
+
+    def _eval_particles(self) -> int:
+        if isinstance(self.objective, IWAE):
+            return self.objective.eval_particles(self.num_eval_particles)
+        return self.num_eval_particles
+
+    def _batch(self, ld, n) -> int:
+        per_particle = 8 * 4 * max(ld.spec.value_size, ld.dim, 1)
+        return int(max(1, min(n, MEMORY_BUDGET_BYTES // per_particle)))
+
+    def _program(self, key, ld):
+        fam = self._family(ld)
+        obj = self.objective
+        n = obj.particles_per_step
+        k_init, k_fit, k_out = jax.random.split(key, 3)
+        state0, ok = fam.init(k_init)
+        opt = self.optimizer if self.optimizer is not None else default_optimizer(self.num_steps)
+
+        def loss(state, k, baseline):
+            keys = k[None] if n == 1 else jax.random.split(k, n)
+            ps = jax.vmap(lambda ki: fam.particle(state, ki))(keys)
+            surrogate, value = obj.surrogate(ps, baseline)
+            return -surrogate, value
+
+        def step(carry, k):
+            state, opt_state, baseline = carry
+            (_, value), grad = jax.value_and_grad(loss, has_aux=True)(state, k, baseline)
+            updates, new_opt = opt.update(grad, opt_state, state)
+            new_state = optax.apply_updates(state, updates)
+            good = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grad))
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
+            d = obj.baseline_decay
+            new_baseline = jnp.where(jnp.isnan(baseline), value, d * baseline + (1 - d) * value)
+            carry = (keep(new_state, state), keep(new_opt, opt_state), jnp.where(good, new_baseline, baseline))
+            return carry, (-value, good)
+
+        dtype = jnp.result_type(float)
+        carry0 = (state0, opt.init(state0), jnp.asarray(jnp.nan, dtype))
+        (state, _, _), (losses, good) = jax.lax.scan(step, carry0, jax.random.split(k_fit, self.num_steps))
+
+        # One pass of particles from the fitted guide gives both the draws and the bound.
+        m_eval = self._eval_particles()
+        m = max(m_eval, self.num_draws)
+
+        def one(k):
+            p, values = fam.particle_values(state, k)
+            return p.log_weight, values
+
+        log_w, values = jax.lax.map(one, jax.random.split(k_out, m), batch_size=self._batch(ld, m))
+        draws = jax.tree.map(lambda v: v[None, : self.num_draws], values)
+        log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w[:m_eval])
+        bound, se = obj.bound(log_w)
+        return dict(draws=draws, named=fam.named(state), losses=losses, good=good, ok=ok,
+                    bound=bound, se=se, elbo=jnp.mean(log_w), is_=logsumexp(log_w) - jnp.log(m_eval))
+
+    def run(self, key, ld) -> Result:
+        self.check(ld)
+        guide = self._guide()
+        statics = dict(getattr(ld, "module_statics", {}))
+        if not self._is_auto():
+            statics.update(check_guide_function(ld, guide))
+        out, compile_s, run_s = run_program(self, key, ld)
+        if self._is_auto() and not bool(out["ok"]):
+            ld.init(key)  # raises, naming the sites whose density is not finite
+        out = to_numpy(out)
+        bad = int((~out["good"]).sum())
+        if bad == self.num_steps:
+            raise ValueError(
+                "VI: the objective or its gradient was not finite at every step; check that the "
+                "guide's support matches the model's (a guide function's draws must lie in each "
+                "latent's support) and that the model's log density is finite there."
+            )
+        if bad > 0.1 * self.num_steps:
+            warnings.warn(f"VI: {bad} of {self.num_steps} steps had a non-finite objective or gradient "
+                          f"and were skipped; lower the learning rate or check the model.", stacklevel=3)
+        import equinox as eqx
+
+        named = {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in out["named"].items()}
+        if isinstance(guide, Flow):
+            named["auto_flow"] = guide.modules({"loc": named["auto_loc"], "flow": named["auto_flow"]})
+        point = getattr(guide, "point", False)
+        losses = out["losses"]
+        tail = losses[-max(1, self.num_steps // 10):]
+        return Result(
+            method=self,
+            samples=out["draws"],
+            params=named,
+            log_evidence=None if point else float(out["bound"]),
+            diagnostics={
+                "loss": losses,
+                "final_loss": float(np.mean(tail[np.isfinite(tail)])) if np.isfinite(tail).any() else float("nan"),
+                "log_evidence_se": float(out["se"]),
+                "elbo": float(out["elbo"]),
+                "log_evidence_is": float(out["is_"]),
+                "num_nonfinite_steps": bad,
+                "num_steps": self.num_steps,
+            },
+            timing={"compile_s": compile_s, "run_s": run_s},
+            log_density=ld,
+        )

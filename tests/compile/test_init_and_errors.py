@@ -1,0 +1,142 @@
+"""Initial points (strategies, user values, retries) and invalid data caught at compile time."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.compile.init import initial_points
+
+
+def model(y):
+    loc = ppl.sample("loc", dist.Normal(10.0, 0.1))
+    s = ppl.sample("s", dist.HalfNormal(1.0))
+    with ppl.plate("n", y.shape[0]):
+        ppl.observe("y", dist.Normal(loc, s), y)
+
+
+Y = jnp.array([9.0, 10.0, 11.0])
+
+
+@pytest.fixture(scope="module")
+def ld():
+    return ppl.compile(model, Y)
+
+
+def test_uniform_init_lies_in_the_unconstrained_box(ld):
+    z = ld.init(0)
+    assert z.shape == (ld.dim,) and jnp.all(jnp.abs(z) < 2.0)
+    assert jnp.all(jnp.abs(ld.init(1, radius=0.1)) < 0.1)
+    np.testing.assert_array_equal(ld.init(0), ld.init(jax.random.PRNGKey(0)))
+    assert not np.array_equal(ld.init(0), ld.init(1))
+
+
+def test_prior_init_draws_from_the_prior(ld):
+    # loc ~ Normal(10, 0.1): a prior draw is near 10, far outside the uniform box (-2, 2)
+    v = ld.constrain(ld.init(0, strategy="prior"))
+    assert 9.0 < v["loc"] < 11.0
+
+
+def test_user_init_values_are_used(ld):
+    z = ld.init(0, values={"s": 2.0})
+    np.testing.assert_allclose(z[1], jnp.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(ld.constrain(z)["s"], 2.0, rtol=1e-6)
+    assert jnp.abs(z[0]) < 2.0  # the other site still uniform
+
+
+def test_unknown_init_strategy_is_an_error(ld):
+    with pytest.raises(ValueError, match="init strategy"):
+        ld.init(0, strategy="median")
+
+
+def narrow():
+    a = ppl.sample("a", dist.Normal(0.0, 1.0))
+    ppl.factor("f", jnp.where(a > 1.5, 0.0, -jnp.inf))  # finite only for a > 1.5
+
+
+def test_init_retries_until_the_log_density_is_finite():
+    ld = ppl.compile(narrow)
+    z = ld.init(0)
+    assert z[0] > 1.5 and jnp.isfinite(ld.log_prob(z))
+    zs, ok = jax.jit(initial_points, static_argnums=(2,))(ld, jax.random.PRNGKey(0), 16)
+    assert zs.shape == (16, 1) and bool(jnp.all(ok)) and bool(jnp.all(zs[:, 0] > 1.5))
+    assert len(set(np.asarray(zs[:, 0]).tolist())) == 16
+
+
+def test_no_finite_start_names_the_site():
+    def hopeless():
+        ppl.sample("a", dist.Normal(0.0, 1.0))
+        ppl.factor("f", -jnp.inf)
+
+    with pytest.raises(ValueError, match=r"no finite starting point.*'f'") as e:
+        ppl.compile(hopeless).init(0)
+    assert "'a'" in str(e.value)  # the suggested init names a latent site
+
+
+def test_init_value_outside_the_support_names_the_site(ld):
+    with pytest.raises(ValueError, match=r"not finite.*'s'"):
+        ld.init(0, values={"s": -1.0}, num_tries=3)
+
+
+# --- invalid data, caught when the model is compiled --------------------------------------
+
+
+def test_observed_value_outside_the_support_names_site_and_distribution():
+    def counts(y):
+        rate = ppl.sample("rate", dist.Exponential(1.0))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.Poisson(rate), y)
+
+    with pytest.raises(ValueError, match=r"observed site 'y'.*outside the support.*Poisson"):
+        ppl.compile(counts, jnp.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"observed site 'y'.*outside the support"):
+        ppl.compile(counts, jnp.array([1.5, 2.0]))
+
+    def proportions(y):
+        a = ppl.sample("a", dist.Exponential(1.0))
+        ppl.observe("p", dist.Beta(a, 1.0), y)
+
+    with pytest.raises(ValueError, match=r"observed site 'p'.*outside the support.*Beta"):
+        ppl.compile(proportions, jnp.array(1.5))
+
+
+def test_masked_out_invalid_values_are_accepted():
+    def masked(y, m):
+        rate = ppl.sample("rate", dist.Exponential(1.0))
+        with ppl.plate("n", y.shape[0]), ppl.handlers.mask(mask=m):
+            ppl.observe("y", dist.Poisson(rate), y)
+
+    ld = ppl.compile(masked, jnp.array([1.0, jnp.nan, -3.0]), jnp.array([True, False, False]))
+    assert jnp.isfinite(ld.log_prob(jnp.zeros(1)))
+
+
+def test_nan_in_observed_data_names_the_site():
+    with pytest.raises(ValueError, match=r"observed site 'y' contains NaN.*mask"):
+        ppl.compile(model, Y.at[1].set(jnp.nan))
+
+
+def test_plate_size_not_matching_the_data_names_site_and_plate():
+    def fixed(y):
+        loc = ppl.sample("loc", dist.Normal(0.0, 1.0))
+        with ppl.plate("n", 3):
+            ppl.observe("y", dist.Normal(loc, 1.0), y)
+
+    with pytest.raises(ValueError, match=r"'y'.*plate 'n' of size 3"):
+        ppl.compile(fixed, jnp.ones(4))
+    with pytest.raises(ValueError, match=r"'y'.*plate 'n' of size 3"):
+        ppl.compile(fixed, jnp.ones((3, 2)))
+
+
+def test_duplicate_site_name_fails_at_compile():
+    def dup(y):
+        ppl.sample("a", dist.Normal(0.0, 1.0))
+        ppl.observe("a", dist.Normal(0.0, 1.0), y)
+
+    with pytest.raises(ValueError, match="'a'.*twice"):
+        ppl.compile(dup, jnp.array(0.0))
+
+
+def test_compile_rejects_a_non_callable():
+    with pytest.raises(TypeError, match="model function"):
+        ppl.compile(3)
