@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions.distribution import validation_enabled
 
 from ppl.compile import _handlers as H
 from ppl.compile.spec import ModelSpec, check_observed, inspect
@@ -95,7 +96,8 @@ class LogDensity:
         args, kwargs = self.arguments()
         # Fixed params only where `uparams` gives no value (the outer substitute would win).
         fixed = self.params if uparams is None else {k: v for k, v in self.params.items() if k not in uparams}
-        with handlers.trace() as tr, handlers.substitute(data=fixed):
+        # Points outside a parameter's support give -inf, not numpyro's eager validation error.
+        with validation_enabled(False), handlers.trace() as tr, handlers.substitute(data=fixed):
             with (H.ParamsFromFlat(uparams) if uparams is not None else _null()):
                 with H.FromFlat(jnp.asarray(z), self.spec), _nested(extra):
                     self.model(*args, **kwargs)

@@ -104,7 +104,11 @@ def check_observed(tr: Trace) -> None:
     """Raise if observed data contain NaN or lie outside their distribution's support."""
     for site in tr.sites("observed"):
         value = np.asarray(site.value)
-        where = np.ones(value.shape, bool) if site.mask is None else np.broadcast_to(np.asarray(site.mask), value.shape)
+        if site.mask is None:
+            where = np.ones(value.shape, bool)
+        else:  # the mask is batch-shaped: broadcast it over the event dims too
+            mask = np.asarray(site.mask)
+            where = np.broadcast_to(mask.reshape(mask.shape + (1,) * len(site.dist.event_shape)), value.shape)
         if np.issubdtype(value.dtype, np.floating) and np.isnan(value[where]).any():
             raise ValueError(
                 f"observed site '{site.name}' contains NaN at {int(np.isnan(value[where]).sum())} "

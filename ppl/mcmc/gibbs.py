@@ -32,9 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl._keys import as_key
 from ppl.adapt import dual_averaging, welford, window
 from ppl.adapt.initial_step_size import find_reasonable_step_size
-from ppl.compile.init import draw_initial, init_error, initial_points
+from ppl.compile.init import draw_initial, init_error
+from ppl.infer import progress
 from ppl.infer._program import run_program
 from ppl.infer.diagnostics import per_site
 from ppl.infer.method import Method, draws_from_flat, to_numpy
@@ -43,6 +45,7 @@ from ppl.mcmc import enumerate as enum
 from ppl.mcmc import hmc, mh, nuts
 
 INNER_KERNELS = ("nuts", "hmc", "mh")
+PROGRESS_EVERY = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +146,7 @@ class Gibbs(Method):
       init: "uniform" or "prior" (continuous initial values; discrete ones come from the
         prior), or a dict of initial values.
       check_plates: verify declared plate independence numerically on a random state.
+      progress_bar: None (on in a terminal), True or False.
 
     The result has `samples` (num_chains, num_samples, ...) for every site (discrete included),
     `diagnostics` with `r_hat`, `ess`, `ess_tail` per site, `divergences` (total, continuous
@@ -174,6 +178,7 @@ class Gibbs(Method):
     max_joint_states: int = 1024
     init: Any = "uniform"
     check_plates: bool = True
+    progress_bar: Any = None
     name: ClassVar[str] = "gibbs"
 
     def __post_init__(self):
@@ -235,8 +240,6 @@ class Gibbs(Method):
 
     def schedule(self, ld, key=0):
         """The update blocks, in sweep order (each has `describe()`), for the model `ld`."""
-        from ppl._keys import as_key
-
         self.check(ld)
         spec = ld.spec
         blocks = self._user_blocks(ld)
@@ -275,10 +278,11 @@ class Gibbs(Method):
 
     # ------------------------------------------------------------------ run
     def run(self, key, ld) -> Result:
-        self.check(ld)
+        key = as_key(key)
         schedule = self.schedule(ld, key=jax.random.fold_in(key, 7))
         program = _GibbsProgram(self, schedule)
-        out, compile_s, run_s = run_program(program, key, ld)
+        with progress.bar(self.num_warmup + self.num_samples, self.name, progress.enabled(self.progress_bar)):
+            out, compile_s, run_s = run_program(program, key, ld)
         if not bool(np.all(out["ok"])):
             bad = int(np.argmin(np.asarray(out["ok"])))
             raise init_error(ld, out["z0"][bad], 100)
@@ -310,95 +314,136 @@ class _GibbsProgram(Method):
         return [b for b in self.blocks if isinstance(b, KernelBlock)]
 
     def _conditional(self, ld, z, block):
+        # log_joint(...).total, not ld.log_prob: the kernels already read NaN as -inf
+        # (safe_value_and_grad), and a NaN-masking `where` around the total makes XLA compile
+        # value_and_grad several times slower on models with many sites.
         idx = jnp.asarray(block.index, jnp.int32)
-        return (lambda zc: ld.log_prob(z.at[idx].set(zc))), idx
+        return (lambda zc: ld.log_joint(z.at[idx].set(zc)).total), idx
 
-    def _sweep(self, key, z, ld, params):
-        """One pass over the schedule; `params` = [(step_size, imm)] per kernel block."""
-        infos, j = [], 0
+    def _sweep(self, key, z, ld, params, restart=None):
+        """One pass over the schedule; `params` = [(step_size, imm)] per kernel block.
+
+        With `restart` (a traced bool) True, each kernel block first re-runs the step-size
+        heuristic from its conditional state. Returns `(z, infos, step_sizes_used)`.
+        """
+        infos, used, j = [], [], 0
         for block, k in zip(self.blocks, jax.random.split(key, len(self.blocks))):
             if isinstance(block, KernelBlock):
                 kernel = self._kernel(block.inner)
                 fn, idx = self._conditional(ld, z, block)
                 state = kernel.init(z[idx], fn)
-                state, info = kernel(k, state, fn, *params[j])
+                eps, imm = params[j]
+                k_step, k_heur = jax.random.split(k)
+                if restart is not None:
+                    probe = lambda kk, e, state=state, fn=fn, imm=imm, kernel=kernel: kernel.probe(kk, state, fn, e, imm)
+                    eps = jax.lax.cond(restart, lambda e: find_reasonable_step_size(k_heur, probe, e), lambda e: e, eps)
+                state, info = kernel(k_step, state, fn, eps, imm)
                 z = z.at[idx].set(state.position)
                 infos.append((info.acceptance_rate, info.is_divergent, info.num_grad_evals + 1))
+                used.append(eps)
                 j += 1
             elif isinstance(block, SamplerBlock):
                 z = _apply_sampler(block, k, z, ld)
             else:
                 z = block.update(k, z, ld)
-        return z, tuple(infos)
+        return z, tuple(infos), used
 
-    def _heuristic(self, key, z, ld, block, step_size, imm):
-        kernel = self._kernel(block.inner)
-        fn, idx = self._conditional(ld, z, block)
-        state = kernel.init(z[idx], fn)
-        probe = lambda k, eps: kernel.probe(k, state, fn, eps, imm)
-        return find_reasonable_step_size(key, probe, step_size)
-
-    def _chain(self, key, z0, ld):
+    def _chain(self, key, z0, ld, chain_index):
+        """Warmup then sampling as ONE `lax.scan` (one copy of each kernel in the program):
+        adaptation is switched off after warmup, draws are written into a buffer."""
         o = self.options
         kblocks = self._kernel_blocks()
         dtype = z0.dtype
-        k_init, k_warm, k_sample = jax.random.split(key, 3)
+        warm, total = o.num_warmup, o.num_warmup + o.num_samples
+        sched = window.build_schedule(warm)
+        # restart[i]: run the step-size heuristic (and restart dual averaging) before sweep i.
+        restart = np.zeros(total, bool)
+        in_window = np.zeros(total, bool)
+        window_end = np.zeros(total, bool)
+        if warm > 0:
+            restart[0] = True
+            in_window[:warm], window_end[:warm] = sched.in_window, sched.window_end
+            restart[1:warm] = sched.window_end[: warm - 1]
         tunings = []
-        for b, kb in zip(kblocks, jax.random.split(k_init, max(len(kblocks), 1))):
+        for b in kblocks:
             d = len(b.index)
             imm = jnp.eye(d, dtype=dtype) if o.dense_mass else jnp.ones((d,), dtype)
-            eps = jnp.asarray(1.0, dtype)
-            if o.num_warmup > 0:
-                eps = self._heuristic(kb, z0, ld, b, eps, imm)
+            eps = jnp.ones((), dtype)
             tunings.append(_Tuning(eps, imm, dual_averaging.init(eps), welford.init(d, o.dense_mass, dtype)))
-        sched = window.build_schedule(o.num_warmup)
+        draws0 = jnp.zeros((o.num_samples,) + z0.shape, dtype)
+        report = progress.report if progress.enabled(o.progress_bar) else None
 
-        def warm(carry, xs):
-            z, tunings = carry
-            k, in_window, window_end = xs
-            k_sweep, k_heur = jax.random.split(k)
-            z, infos = self._sweep(k_sweep, z, ld, [(t.step_size, t.inverse_mass_matrix) for t in tunings])
-            new = []
-            for b, t, info, kh in zip(kblocks, tunings, infos, jax.random.split(k_heur, max(len(kblocks), 1))):
-                da = dual_averaging.update(t.dual_averaging, info[0], self._target(b.inner))
-                t = t._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
-                if sched.windows:
-                    x = z[jnp.asarray(b.index, jnp.int32)]
-                    wf = jax.lax.cond(in_window, lambda w: welford.update(w, x), lambda w: w, t.welford)
-                    t = t._replace(welford=wf)
+        def adapt(i, z, t, b, info):
+            da = dual_averaging.update(t.dual_averaging, info[0], self._target(b.inner))
+            t = t._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
+            if sched.windows:
+                x = z[jnp.asarray(b.index, jnp.int32)]
+                wf = jax.lax.cond(in_window_[i], lambda w: welford.update(w, x), lambda w: w, t.welford)
+                end = window_end_[i]
+                imm = jnp.where(end, welford.regularized_inverse_mass_matrix(wf), t.inverse_mass_matrix)
+                wf = jax.tree.map(lambda a, c: jnp.where(end, a, c), welford.init(len(b.index), o.dense_mass, dtype), wf)
+                t = t._replace(welford=wf, inverse_mass_matrix=imm)
+            last = i == warm - 1
+            return t._replace(step_size=jnp.where(last, dual_averaging.final_step_size(t.dual_averaging), t.step_size))
 
-                    def end(t, b=b, kh=kh, z=z):
-                        imm = welford.regularized_inverse_mass_matrix(t.welford)
-                        eps = self._heuristic(kh, z, ld, b, t.step_size, imm)
-                        return _Tuning(eps, imm, dual_averaging.init(eps), welford.init(len(b.index), o.dense_mass, dtype))
+        restart_, in_window_, window_end_ = jnp.asarray(restart), jnp.asarray(in_window), jnp.asarray(window_end)
 
-                    t = jax.lax.cond(window_end, end, lambda t: t, t)
-                new.append(t)
-            return (z, new), None
+        def step(carry, xs):
+            z, tunings, draws, stats = carry
+            k, i = xs
+            params = [(t.step_size, t.inverse_mass_matrix) for t in tunings]
+            z, infos, used = self._sweep(k, z, ld, params, restart_[i] if warm > 0 else None)
+            tunings = [jax.tree.map(lambda a, c: jnp.where(restart_[i], a, c),
+                                    t._replace(step_size=e, dual_averaging=dual_averaging.init(e)), t)
+                       for t, e in zip(tunings, used)]
+            if warm > 0:
+                tunings = [jax.tree.map(lambda a, c: jnp.where(i < warm, a, c), adapt(i, z, t, b, info), t)
+                           for b, t, info in zip(kblocks, tunings, infos)]
+            j = jnp.where(i >= warm, i - warm, o.num_samples)
+            draws = draws.at[j].set(z, mode="drop")
+            stats = jax.tree.map(lambda buf, v: buf.at[j].set(v, mode="drop"), stats, infos)
+            if report is not None:
+                jax.lax.cond(i % PROGRESS_EVERY == 0,
+                             lambda: jax.debug.callback(lambda c, it: report(int(c), int(it)), chain_index, i),
+                             lambda: None)
+            return (z, tunings, draws, stats), None
 
-        z = z0
-        if o.num_warmup > 0:
-            xs = (jax.random.split(k_warm, o.num_warmup), jnp.asarray(sched.in_window), jnp.asarray(sched.window_end))
-            (z, tunings), _ = jax.lax.scan(warm, (z0, tunings), xs)
-        params = [(dual_averaging.final_step_size(t.dual_averaging) if o.num_warmup > 0 else t.step_size,
-                   t.inverse_mass_matrix) for t in tunings]
-
-        def sample(z, k):
-            z, infos = self._sweep(k, z, ld, params)
-            return z, (z, infos)
-
-        _, (draws, infos) = jax.lax.scan(sample, z, jax.random.split(k_sample, o.num_samples))
-        return draws, infos, tuple(p[0] for p in params)
+        _, infos0, _ = jax.eval_shape(lambda: self._sweep(key, z0, ld, [(t.step_size, t.inverse_mass_matrix) for t in tunings]))
+        stats0 = jax.tree.map(lambda s: jnp.zeros((o.num_samples,) + s.shape, s.dtype), infos0)
+        xs = (jax.random.split(key, total), jnp.arange(total, dtype=jnp.int32))
+        (_, tunings, draws, stats), _ = jax.lax.scan(step, (z0, tunings, draws0, stats0), xs)
+        return draws, stats, tuple(t.step_size for t in tunings)
 
     def _program(self, key, ld):
         o = self.options
         k_init, k_run = jax.random.split(key)
         strategy, values = (o.init, None) if isinstance(o.init, str) else ("uniform", dict(o.init))
-        z0, ok = initial_points(ld, k_init, o.num_chains, strategy=strategy, values=values)
-        draws, infos, step_sizes = jax.vmap(lambda k, z: self._chain(k, z, ld))(
-            jax.random.split(k_run, o.num_chains), z0)
+        z0, ok = _initial_points(ld, k_init, o.num_chains, strategy, values)
+        chains = jnp.arange(o.num_chains)
+        draws, infos, step_sizes = jax.vmap(lambda k, z, c: self._chain(k, z, ld, c))(
+            jax.random.split(k_run, o.num_chains), z0, chains)
         samples = draws_from_flat(ld, draws)
         return dict(samples=samples, infos=infos, step_sizes=step_sizes, ok=ok, z0=z0)
+
+
+def _initial_points(ld, key, num_points, strategy, values, num_tries=100):
+    """Like `ppl.compile.init.initial_points` but checks only the log density (no gradient:
+    one copy of the model fewer in the program; a kernel treats a non-finite gradient as a
+    divergence)."""
+
+    def one(k):
+        def cond(c):
+            return (c[0] < num_tries) & ~c[2]
+
+        def body(c):
+            z = draw_initial(ld, jax.random.fold_in(k, c[0]), strategy, 2.0, values)
+            return c[0] + 1, z, jnp.isfinite(ld.log_prob(z))
+
+        z0 = jnp.zeros((ld.dim,), jnp.result_type(float))
+        _, z, ok = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, jnp.bool_(False)))
+        return z, ok
+
+    return jax.vmap(one)(jax.random.split(key, num_points))
 
 
 def _apply_sampler(block, key, z, ld):

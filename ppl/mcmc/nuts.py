@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ppl.mcmc import _counter_rng, hmc
+from ppl.mcmc import _counter_rng, _cpu_blocks, hmc
 from ppl.mcmc.base import Kernel
 from ppl.mcmc.integrators import IntegratorState, safe_value_and_grad, velocity_verlet
 from ppl.mcmc.metrics import gaussian_euclidean, no_u_turn
@@ -56,26 +56,28 @@ class Info(NamedTuple):
 
 
 class _Carry(NamedTuple):
-    """The while-loop carry, packed into few arrays (each array costs a kernel per step).
+    """The while-loop carry, packed into four arrays (see ``_cpu_blocks``: few, large ops).
 
-    Row layouts: an end or a new point is (position, momentum, grad, velocity); a draw is
-    (position, grad) with scalars (log_density, energy); a stack level is
-    (p_beg, v_beg, p_end, v_end, rho) of a pending left tree.
+    ``vectors`` rows: backward end (position, momentum, grad, velocity) 0-3, forward end
+    4-7, trajectory draw (position, grad) 8-9, subtree draw 10-11, trajectory momentum sum
+    12. ``scalars``: log densities of the ends 0-1, trajectory draw (log density, energy)
+    2-3, subtree draw 4-5, log sum of weights of the trajectory 6 and of the subtree 7, sum
+    of acceptance probabilities 8. ``counters``: doublings merged, leaf index in the current
+    subtree, leapfrog steps, diverging, done. ``stack``: (p_beg, v_beg, p_end, v_end, rho)
+    of the pending left tree at each level, shape (5, max_tree_depth, d).
     """
 
-    ends: jax.Array  # (2, 4, d): [backward end, forward end]
-    ends_log_density: jax.Array  # (2,)
-    draws: jax.Array  # (2, 2, d): [trajectory draw, subtree draw]
-    draws_scalars: jax.Array  # (2, 2): [trajectory, subtree] x [log_density, energy]
-    rho: jax.Array  # (d,): momentum sum of the trajectory before the current subtree
-    weights: jax.Array  # (3,): log sum weight of trajectory, of subtree; sum of accept probs
-    stack: jax.Array  # (5, max_tree_depth, d)
-    counters: jax.Array  # (3,) int32: depth (doublings merged), leaf in subtree, num_steps
-    flags: jax.Array  # (2,) bool: diverging, done
+    vectors: jax.Array
+    scalars: jax.Array
+    counters: jax.Array
+    stack: jax.Array
 
 
-_X, _P, _G, _V = range(4)  # rows of an end
-_LSW, _SUB_LSW, _SUM_ACCEPT = range(3)  # entries of weights
+_END = (0, 4)  # first row of the backward / forward end; rows x, p, g, v follow
+_X, _P, _G, _V = range(4)
+_DRAW, _SUB, _RHO = 8, 10, 12
+_END_LD, _DRAW_LD, _SUB_LD, _LSW, _SUB_LSW, _SUM_ACCEPT = 0, 2, 4, 6, 7, 8
+_DEPTH, _LEAF, _STEPS, _DIVERGING, _DONE = range(5)
 
 
 def init(position, logdensity_fn) -> State:
@@ -93,7 +95,7 @@ def _trailing_ones(n):
     return jax.lax.population_count(n ^ (n + 1)) - 1
 
 
-def _merge_ok(stack, p, v, max_tree_depth):
+def _merge_ok(stack, p, v):
     """No-U-turn checks of merging each stack level (L) with the tree (R) ending at (p, v).
 
     Level k's R is the tree of 2**k leaves ending at the current leaf; its first point is the
@@ -106,19 +108,11 @@ def _merge_ok(stack, p, v, max_tree_depth):
     p_beg, v_beg, p_end, v_end, rho_l = stack
     r_beg_p = jnp.concatenate([p[None], p_beg[:-1]])
     r_beg_v = jnp.concatenate([v[None], v_beg[:-1]])
-    rows, acc = [p], p
-    for k in range(max_tree_depth - 1):
-        acc = acc + rho_l[k]
-        rows.append(acc)
-    rho_r = jnp.stack(rows)
+    rho_r = p + jnp.cumsum(rho_l, axis=0) - rho_l
     rho_lr, rho_l_ext, rho_r_ext = rho_l + rho_r, rho_l + r_beg_p, rho_r + p_end
-    v = jnp.broadcast_to(v, v_beg.shape)
-    dots = jnp.sum(
-        jnp.stack([v_beg, v, v_beg, r_beg_v, v_end, v])
-        * jnp.stack([rho_lr, rho_lr, rho_l_ext, rho_l_ext, rho_r_ext, rho_r_ext]),
-        axis=-1,
-    )
-    return jnp.all(dots > 0, axis=0), rho_r, r_beg_p, r_beg_v
+    ok = (no_u_turn(v_beg, v, rho_lr) & no_u_turn(v_beg, r_beg_v, rho_l_ext)
+          & no_u_turn(v_end, v, rho_r_ext))
+    return ok, rho_r, r_beg_p, r_beg_v
 
 
 def _build_trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step_size,
@@ -127,105 +121,114 @@ def _build_trajectory(key, state: State, momentum, direction_bits, logdensity_fn
 
     ``direction_bits`` (uint32): bit k set means the k-th doubling goes forward in time.
     ``key`` (uint32[2], a ``_counter_rng`` key) drives the within-subtree and
-    between-subtree multinomial draws only, so the trajectory's extent (hence ``num_steps``
-    and ``depth``) depends on the momentum and the directions alone.
+    between-subtree multinomial draws only, so the trajectory's extent (hence the number of
+    steps and the depth) depends on the momentum and the directions alone.
     """
     metric = gaussian_euclidean(inverse_mass_matrix)
     leapfrog = velocity_verlet(logdensity_fn, metric)
     dtype = state.position.dtype
     step_size = jnp.asarray(step_size, dtype)
     levels = jnp.arange(max_tree_depth, dtype=jnp.int32)
-    sides = jnp.arange(2, dtype=jnp.int32)
 
     velocity = metric.velocity(momentum)
     h0 = 0.5 * jnp.sum(momentum * velocity) - state.log_density
-    start = jnp.stack([state.position, momentum, state.grad, velocity])
-    draw = jnp.stack([state.position, state.grad])
+    start = [state.position, momentum, state.grad, velocity]
+    draw = [state.position, state.grad]
+    ld = state.log_density
     carry = _Carry(
-        ends=jnp.stack([start, start]),
-        ends_log_density=jnp.stack([state.log_density, state.log_density]),
-        draws=jnp.stack([draw, draw]),
-        draws_scalars=jnp.stack([jnp.stack([state.log_density, h0])] * 2),
-        rho=momentum,
-        weights=jnp.array([0.0, -jnp.inf, 0.0], dtype),
+        vectors=jnp.stack(start + start + draw + draw + [momentum]),
+        scalars=jnp.stack([ld, ld, ld, h0, ld, h0, jnp.zeros_like(h0), jnp.full_like(h0, -jnp.inf),
+                           jnp.zeros_like(h0)]),
+        counters=jnp.zeros((5,), jnp.int32),
         stack=jnp.zeros((5, max_tree_depth) + momentum.shape, dtype),
-        counters=jnp.zeros((3,), jnp.int32),
-        flags=jnp.zeros((2,), bool),
     )
 
-    def body(c: _Carry) -> _Carry:
-        depth, leaf, num_steps = c.counters[0], c.counters[1], c.counters[2] + 1
-        forward = ((direction_bits >> depth.astype(jnp.uint32)) & 1) == 1
-        near = jnp.where(forward, c.ends[1], c.ends[0])
-        far = jnp.where(forward, c.ends[0], c.ends[1])
-        near_log_density = jnp.where(forward, c.ends_log_density[1], c.ends_log_density[0])
-        first = leaf == 0
+    def going_forward(c):
+        return ((direction_bits >> c.counters[_DEPTH].astype(jnp.uint32)) & 1) == 1
 
-        # A new subtree starts: push the trajectory (far end first) to level `depth`.
-        trajectory = jnp.stack([far[_P], far[_V], near[_P], near[_V], c.rho])
-        push = (first & (levels == depth))[None, :, None]
-        stack = jnp.where(push, trajectory[:, None, :], c.stack)
-
-        # One leapfrog step from the end being extended.
+    def integrate(c: _Carry):
+        """Stage 1: one leapfrog step from the end being extended; its energy."""
+        forward = going_forward(c)
+        near = jnp.where(forward, c.vectors[4:8], c.vectors[0:4])
+        near_ld = jnp.where(forward, c.scalars[1], c.scalars[0])
         eps = jnp.where(forward, step_size, -step_size)
-        new = leapfrog(IntegratorState(near[_X], near[_P], near_log_density, near[_G]), eps)
-        p = new.momentum
-        v = metric.velocity(p)
-        h = 0.5 * jnp.sum(p * v) - new.log_density
+        new = leapfrog(IntegratorState(near[_X], near[_P], near_ld, near[_G]), eps)
+        v = metric.velocity(new.momentum)
+        h = 0.5 * jnp.sum(new.momentum * v) - new.log_density
+        return jnp.stack([new.position, new.momentum, new.grad, v]), jnp.stack([new.log_density, h])
+
+    def update(c: _Carry, point, point_scalars) -> _Carry:
+        """Stage 2: multinomial draws, U-turn checks, stack and trajectory bookkeeping."""
+        depth, leaf, num_steps = c.counters[_DEPTH], c.counters[_LEAF], c.counters[_STEPS] + 1
+        forward = going_forward(c)
+        first = leaf == 0
+        near = jnp.where(forward, c.vectors[4:8], c.vectors[0:4])
+        far = jnp.where(forward, c.vectors[0:4], c.vectors[4:8])
+        p, v = point[_P], point[_V]
+        new_ld, h = point_scalars[0], point_scalars[1]
         delta = hmc.energy_error(h0, h)
         log_weight = -delta
         diverging = delta > max_delta_energy
-        sum_accept = c.weights[_SUM_ACCEPT] + jnp.minimum(1.0, jnp.exp(log_weight))
+        sum_accept = c.scalars[_SUM_ACCEPT] + jnp.minimum(1.0, jnp.exp(log_weight))
+        u_leaf, u_merge = _counter_rng.uniform(
+            key, num_steps, jnp.array([_counter_rng.LEAF, _counter_rng.MERGE], jnp.uint32), dtype)
 
         # Uniform progressive sampling inside the subtree.
-        sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, c.weights[_SUB_LSW]), log_weight)
-        u_leaf = _counter_rng.uniform(key, num_steps, _counter_rng.LEAF, dtype)
+        sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, c.scalars[_SUB_LSW]), log_weight)
         take = jnp.log(u_leaf) < log_weight - sub_lsw
-        sub_draw = jnp.where(take, jnp.stack([new.position, new.grad]), c.draws[1])
-        sub_scalars = jnp.where(take, jnp.stack([new.log_density, h]), c.draws_scalars[1])
+        sub_draw = jnp.where(take, point[jnp.array([_X, _G])], c.vectors[_SUB:_SUB + 2])
+        sub_scalars = jnp.where(take, point_scalars, c.scalars[_SUB_LD:_SUB_LD + 2])
+
+        # A new subtree starts: push the trajectory (far end first) to level `depth`.
+        trajectory = jnp.stack([far[_P], far[_V], near[_P], near[_V], c.vectors[_RHO]])
+        push = (first & (levels == depth))[None, :, None]
+        stack = jnp.where(push, trajectory[:, None, :], c.stack)
 
         # U-turn checks of every merge completed at this leaf, vectorised over levels; at the
         # subtree's last leaf, level `depth` is the merge with the trajectory.
         t = _trailing_ones(leaf)
         last = leaf == (1 << depth) - 1
-        ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack, p, v, max_tree_depth)
+        ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack, p, v)
         fail = ~ok & (levels < t + last.astype(jnp.int32))
         sub_turning = jnp.any(fail & (levels < t))
         trajectory_turning = jnp.any(fail & (levels == t))
 
         # Push the tree of 2**t leaves ending here (it has no right partner yet).
         keep = ((levels == t) & ~last)[None, :, None]
-        pb = jnp.broadcast_to
-        entry = jnp.stack([r_beg_p, r_beg_v, pb(p, r_beg_p.shape), pb(v, r_beg_p.shape), rho_r])
+        bcast = jnp.broadcast_to
+        entry = jnp.stack([r_beg_p, r_beg_v, bcast(p, r_beg_p.shape), bcast(v, r_beg_p.shape), rho_r])
         stack = jnp.where(keep, entry, stack)
 
         # A valid finished subtree is merged: biased progressive sampling (Betancourt A.3.2).
         invalid = diverging | sub_turning
         merge = last & ~invalid
-        u_merge = _counter_rng.uniform(key, num_steps, _counter_rng.MERGE, dtype)
-        take_sub = merge & (jnp.log(u_merge) < sub_lsw - c.weights[_LSW])
-        draws = jnp.stack([jnp.where(take_sub, sub_draw, c.draws[0]), sub_draw])
-        draws_scalars = jnp.stack([jnp.where(take_sub, sub_scalars, c.draws_scalars[0]), sub_scalars])
-        lsw = jnp.where(merge, jnp.logaddexp(c.weights[_LSW], sub_lsw), c.weights[_LSW])
+        lsw = c.scalars[_LSW]
+        take_sub = merge & (jnp.log(u_merge) < sub_lsw - lsw)
+        draw = jnp.where(take_sub, sub_draw, c.vectors[_DRAW:_DRAW + 2])
+        draw_scalars = jnp.where(take_sub, sub_scalars, c.scalars[_DRAW_LD:_DRAW_LD + 2])
+        lsw = jnp.where(merge, jnp.logaddexp(lsw, sub_lsw), lsw)
         sub_rho = jnp.sum(jnp.where((levels == t)[:, None], rho_r, 0.0), axis=0)
+        rho = jnp.where(merge, c.vectors[_RHO] + sub_rho, c.vectors[_RHO])
         depth = depth + merge.astype(jnp.int32)
         done = invalid | (merge & (trajectory_turning | (depth >= max_tree_depth)))
 
-        side = (sides == forward.astype(jnp.int32))
-        point = jnp.stack([new.position, p, new.grad, v])
+        backward_end = jnp.where(forward, c.vectors[0:4], point)
+        forward_end = jnp.where(forward, point, c.vectors[4:8])
+        end_lds = jnp.where(forward, jnp.stack([c.scalars[0], new_ld]), jnp.stack([new_ld, c.scalars[1]]))
         return _Carry(
-            ends=jnp.where(side[:, None, None], point[None], c.ends),
-            ends_log_density=jnp.where(side, new.log_density, c.ends_log_density),
-            draws=draws,
-            draws_scalars=draws_scalars,
-            rho=jnp.where(merge, c.rho + sub_rho, c.rho),
-            weights=jnp.stack([lsw, sub_lsw, sum_accept]),
+            vectors=jnp.concatenate([backward_end, forward_end, draw, sub_draw, rho[None]]),
+            scalars=jnp.concatenate([end_lds, draw_scalars, sub_scalars,
+                                     jnp.stack([lsw, sub_lsw, sum_accept])]),
+            counters=jnp.stack([depth, jnp.where(last, 0, leaf + 1), num_steps,
+                                diverging.astype(jnp.int32), done.astype(jnp.int32)]),
             stack=stack,
-            counters=jnp.stack([depth, jnp.where(last, 0, leaf + 1), num_steps]),
-            flags=jnp.stack([diverging, done]),
         )
 
-    return jax.lax.while_loop(lambda c: ~c.flags[1], body, carry)
+    def body(c: _Carry) -> _Carry:
+        point, point_scalars = _cpu_blocks.nested(integrate, c)
+        return _cpu_blocks.nested(update, c, point, point_scalars)
+
+    return jax.lax.while_loop(lambda c: c.counters[_DONE] == 0, body, carry)
 
 
 def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> Kernel:
@@ -259,14 +262,14 @@ def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> 
         direction_bits = _counter_rng.bits(words, 0, _counter_rng.DIRECTION)
         c = _build_trajectory(words, state, momentum, direction_bits, logdensity_fn, step_size,
                               inverse_mass_matrix, max_tree_depth, max_delta_energy)
-        num_steps = c.counters[2]
-        new_state = State(c.draws[0, 0], c.draws_scalars[0, 0], c.draws[0, 1])
+        num_steps = c.counters[_STEPS]
+        new_state = State(c.vectors[_DRAW + _X], c.scalars[_DRAW_LD], c.vectors[_DRAW + 1])
         info = Info(
-            acceptance_rate=c.weights[_SUM_ACCEPT] / num_steps.astype(dtype),
-            is_divergent=c.flags[0],
+            acceptance_rate=c.scalars[_SUM_ACCEPT] / num_steps.astype(dtype),
+            is_divergent=c.counters[_DIVERGING] == 1,
             num_grad_evals=num_steps,
-            energy=c.draws_scalars[0, 1],
-            tree_depth=c.counters[0],
+            energy=c.scalars[_DRAW_LD + 1],
+            tree_depth=c.counters[_DEPTH],
             num_steps=num_steps,
         )
         return new_state, info

@@ -58,7 +58,17 @@ class Site:
     def log_prob(self):
         """Elementwise log density of `value`, with scale and mask applied (0 where none)."""
         if self.kind in ("latent", "observed"):
-            lp = self.dist.log_prob(self.value)
+            value = self.value
+            if self.kind == "observed" and self.mask is not None:
+                # Masked-out data may be invalid (NaN, outside the support): evaluate there at a
+                # feasible value instead, so gradients stay finite (0 * NaN would be NaN).
+                try:
+                    fill = self.dist.support.feasible_like(value)
+                except NotImplementedError:  # a dependent support: keep the data as they are
+                    fill = value
+                keep = jnp.reshape(self.mask, jnp.shape(self.mask) + (1,) * len(self.dist.event_shape))
+                value = jnp.where(keep, value, fill)
+            lp = self.dist.log_prob(value)
         elif self.kind == "factor":
             lp = jnp.asarray(self.value)
         else:

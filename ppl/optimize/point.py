@@ -22,6 +22,9 @@ from ppl.infer._program import run_program
 from ppl.infer.method import Method, draws_from_flat, param_values, require_continuous, to_numpy
 from ppl.infer.result import Result
 
+STALL_STEPS = 50  # consecutive steps without relative progress above 10 eps before stopping
+GRADIENT_CONVERGED = 1e-4  # reported `converged`: |grad| <= 1e-4 * max(1, |loss|) at the end
+
 
 @dataclasses.dataclass(frozen=True)
 class MLE(Method):
@@ -73,11 +76,11 @@ class MLE(Method):
         ftol = 10 * jnp.finfo(dtype).eps
 
         def cond(c):
-            i, _, _, _, _, done = c
+            i, _, _, _, _, _, done = c
             return (i < self.num_steps) & ~done
 
         def body(c):
-            i, x, state, losses, prev, _ = c
+            i, x, state, losses, prev, stalls, _ = c
             value, grad = value_and_grad(x, state=state) if lbfgs else value_and_grad(x)
             updates, new_state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss) if lbfgs \
                 else opt.update(grad, state, x)
@@ -85,19 +88,22 @@ class MLE(Method):
             gnorm = optax.tree.norm(grad)
             finite = jnp.isfinite(value) & jnp.isfinite(gnorm)
             small_grad = gnorm <= self.tolerance * jnp.maximum(1.0, jnp.abs(value))
-            stalled = lbfgs & (i > 0) & (jnp.abs(prev - value) <= ftol * jnp.maximum(1.0, jnp.abs(value)))
+            no_progress = (i > 0) & (jnp.abs(prev - value) <= ftol * jnp.maximum(1.0, jnp.abs(value)))
+            stalls = jnp.where(no_progress, stalls + 1, 0)
             x_keep = jax.tree.map(lambda a, b: jnp.where(finite, a, b), x_new, x)
             losses = losses.at[i].set(value)
-            return i + 1, x_keep, new_state, losses, value, small_grad | stalled | ~finite
+            return i + 1, x_keep, new_state, losses, value, stalls, small_grad | (stalls >= STALL_STEPS) | ~finite
 
         state0 = opt.init(x0)
         losses0 = jnp.full((self.num_steps,), jnp.nan, dtype)
-        carry = (jnp.int32(0), x0, state0, losses0, jnp.asarray(jnp.inf, dtype), jnp.bool_(False))
-        steps, (z, uparams), _, losses, last, converged = jax.lax.while_loop(cond, body, carry)
+        carry = (jnp.int32(0), x0, state0, losses0, jnp.asarray(jnp.inf, dtype), jnp.int32(0), jnp.bool_(False))
+        steps, (z, uparams), _, losses, last, _, _ = jax.lax.while_loop(cond, body, carry)
         tr = ld.run(z, uparams)
         params = {s.name: s.value for s in tr.sites("param")}
         draws = draws_from_flat(ld, z[None, None])
-        grad_norm = optax.tree.norm(jax.grad(loss)((z, uparams)))
+        value, grad = jax.value_and_grad(loss)((z, uparams))
+        grad_norm = optax.tree.norm(grad)
+        converged = grad_norm <= GRADIENT_CONVERGED * jnp.maximum(1.0, jnp.abs(value))
         return dict(draws=draws, params=params, losses=losses, steps=steps, converged=converged,
                     grad_norm=grad_norm, ok=ok[0], z=z, z0=z0[0])
 

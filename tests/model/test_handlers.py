@@ -35,7 +35,7 @@ def test_trace_records_typed_sites_in_order():
     assert [s.kind for s in tr.values()] == ["latent", "latent", "observed", "deterministic", "factor"]
     assert all(isinstance(s, ppl.Site) for s in tr.values())
     b = tr["b"]
-    assert b.name == "b" and isinstance(b.dist.base_dist if hasattr(b.dist, "base_dist") else b.dist, dist.Normal)
+    assert b.name == "b" and isinstance(b.dist, dist.Distribution) and b.dist.batch_shape == (3,)
     assert b.plates == (ppl.Plate("n", 3, -1, 3),)
     assert b.value.shape == (3,)
     np.testing.assert_allclose(b.log_prob, dist.Normal(tr["a"].value, 1.0).log_prob(b.value), rtol=1e-6)
@@ -82,6 +82,8 @@ def test_seed_same_key_same_values_different_key_different_values():
 def test_missing_seed_raises_telling_to_wrap_in_seed():
     with pytest.raises(RuntimeError, match=r"'a'.*seed"):
         model(Y)
+    with pytest.raises(RuntimeError, match=r"'a'.*wrap the model.*seed"):
+        H.trace(model).get_trace(Y)
 
 
 def test_seed_needs_a_key():
@@ -176,29 +178,24 @@ def test_seeded_traced_model_under_jit():
 
 
 def test_seeded_traced_model_under_vmap():
-    keys = jax.random.split(jax.random.PRNGKey(0), 4)
-    batched = jax.vmap(log_joint_of_seeded_run, (0, None))(keys, Y)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    batched = jax.jit(jax.vmap(log_joint_of_seeded_run, (0, None)))(keys, Y)
     one_by_one = jnp.stack([log_joint_of_seeded_run(k, Y) for k in keys])
-    np.testing.assert_allclose(batched, one_by_one, rtol=1e-6)
-    assert len(set(np.asarray(batched).tolist())) == 4
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5)
+    assert len(set(np.asarray(batched).tolist())) == 3
 
 
 def test_seeded_traced_model_under_grad():
     key = jax.random.PRNGKey(0)
     tr = H.trace(H.seed(model, key)).get_trace(Y)
-    # d/dy sum log N(y | b, 1) = -(y - b)
-    np.testing.assert_allclose(jax.grad(log_joint_of_seeded_run, argnums=1)(key, Y), -(Y - tr["b"].value), rtol=1e-5)
-
     b = tr["b"].value
+    # d/dy sum log N(y | b, 1) = -(y - b)
+    np.testing.assert_allclose(jax.grad(log_joint_of_seeded_run, argnums=1)(key, Y), -(Y - b), rtol=1e-5)
 
     def lj(a):
         return H.trace(H.substitute(H.seed(model, key), data={"a": a, "b": b})).get_trace(Y).log_joint()
 
     # d/da [log N(a|0,1) + sum log N(b|a,1) - a^2/2] = -2a + sum(b - a)
-    a = 0.3
-    expected = -2 * a + jnp.sum(b - a)
-    np.testing.assert_allclose(jax.grad(lj)(a), expected, rtol=1e-5)
-    np.testing.assert_allclose(
-        jax.vmap(jax.grad(lj))(jnp.array([0.0, a])), [jnp.sum(b), expected], rtol=1e-5
-    )
-    np.testing.assert_allclose(jax.jit(jax.grad(lj))(a), expected, rtol=1e-5)
+    a = jnp.array([0.0, 0.3])
+    expected = -2 * a + jnp.sum(b) - 3 * a
+    np.testing.assert_allclose(jax.jit(jax.vmap(jax.grad(lj)))(a), expected, rtol=1e-5)

@@ -39,7 +39,7 @@ def test_compiles_with_finite_log_prob(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_map_runs(name, zoo_map):
     r = zoo_map(name)
-    assert set(r.params) == {lat for lat in r.samples if lat in r.params}
+    assert set(r.params) == {lat.name for lat in r.log_density.spec.latents}
     for site, value in r.params.items():
         assert np.all(np.isfinite(value)), site
         assert r.samples[site].shape[:2] == (1, 1)
@@ -95,3 +95,26 @@ def test_reference_dir_env(monkeypatch, tmp_path):
 def test_compare_requires_reference_scalars():
     with pytest.raises(KeyError, match="sigma"):
         ref.compare({"beta[1]": np.zeros(3)}, "kidiq-kidscore_momiq")
+
+
+def test_ordered_normal():
+    import jax.numpy as jnp
+    from numpyro.distributions import constraints
+
+    from models._dists import OrderedNormal
+
+    n = 20_000
+    d = OrderedNormal(jnp.zeros(2), 2.0)
+    assert d.support is constraints.ordered_vector and d.event_shape == (2,)
+    x = np.asarray(jax.jit(lambda k: d.sample(k, (n,)))(jax.random.PRNGKey(0)))
+    assert np.all(x[:, 0] < x[:, 1])
+    # The first of two sorted iid N(0, s) has mean -s / sqrt(pi) and variance s^2 (1 - 1/pi);
+    # 5 standard errors.
+    assert abs(x[:, 0].mean() + 2 / np.sqrt(np.pi)) < 5 * 2 * np.sqrt((1 - 1 / np.pi) / n)
+    dp = OrderedNormal(jnp.array([3.0, 10.0]), 1.0, positive=True)
+    assert dp.support is constraints.positive_ordered_vector
+    xp = np.asarray(dp.sample(jax.random.PRNGKey(1), (1000,)))
+    assert np.all((0 < xp[:, 0]) & (xp[:, 0] < xp[:, 1]))
+    v = jnp.array([1.0, 9.0])
+    expected = float(jax.scipy.stats.norm.logpdf(v, jnp.array([3.0, 10.0]), 1.0).sum())
+    assert float(jax.jit(lambda dist_, v: dist_.log_prob(v))(dp, v)) == pytest.approx(expected, rel=1e-6)

@@ -66,9 +66,12 @@ def test_known_noise_posterior_and_evidence_satisfy_bayes():
         prior = stats.norm.logpdf(a, 0, s) + stats.norm.logpdf(b, 0, s).sum()
         A = np.column_stack([np.ones(len(y)), X])
         cov = np.linalg.inv(A.T @ A / sigma**2 + np.eye(4) / s**2)
-        log_post = stats.multivariate_normal.logpdf(np.concatenate([[a], b]), cov @ A.T @ y / sigma**2, cov)
+        mean = cov @ A.T @ y / sigma**2
+        log_post = stats.multivariate_normal.logpdf(np.concatenate([[a], b]), mean, cov)
         assert lik + prior - log_post == pytest.approx(evidence, abs=1e-8)
-        assert post["alpha"].logpdf(a) == pytest.approx(stats.norm.logpdf(a, cov[0, 0] ** 0 * (cov @ A.T @ y / sigma**2)[0], np.sqrt(cov[0, 0])))
+        assert post["alpha"].logpdf(a) == pytest.approx(stats.norm.logpdf(a, mean[0], np.sqrt(cov[0, 0])), abs=1e-10)
+        beta_logpdf = stats.multivariate_normal.logpdf(b, mean[1:], cov[1:, 1:])
+        assert post["beta"].logpdf(b) == pytest.approx(beta_logpdf, abs=1e-10)
 
 
 def test_logistic_map_is_stationary(zoo_map):

@@ -1,0 +1,309 @@
+"""Turn every results file into one Markdown page, `REPORT.md`, with PNG plots beside it.
+
+Per hardware file: what ran where (hardware, versions, settings), a table per device with
+ppl's and NumPyro's numbers side by side, the cells that were skipped (and why), a plot of
+ESS/s per model and method, a plot of the speed-up over NumPyro, and the scaling curves
+(cost per gradient against chains, N and d). Across files: one table with each hardware's
+ESS/s and speed-ups side by side. Only measured numbers appear; a missing one is "-".
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.harness import RESULTS_DIR
+
+REPORT_NAME = "REPORT.md"
+
+
+def load_all(out_dir) -> dict:
+    """stem -> results dict, for every `*.json` results file in `out_dir`, sorted by name."""
+    out = {}
+    for path in sorted(Path(out_dir).glob("*.json")):
+        with open(path) as f:
+            data = json.load(f)
+        if isinstance(data, dict) and "cells" in data:
+            out[path.stem] = data
+    return out
+
+
+def _f(v, digits=3):
+    if v is None:
+        return "-"
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(v)
+    v = float(v)
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e4 or abs(v) < 1e-3:
+        return f"{v:.{digits - 1}e}"
+    return f"{v:.{digits}g}"
+
+
+def _x(v):
+    return "-" if v is None else f"×{v:.2f}"
+
+
+def _table(header, rows) -> list:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def _cells(data, device=None, status=None):
+    cells = list(data["cells"].values())
+    if device is not None:
+        cells = [c for c in cells if c["device"] == device]
+    if status is not None:
+        cells = [c for c in cells if c["status"] == status]
+    return sorted(cells, key=lambda c: (c["model"], c["method"]))
+
+
+def _devices(data):
+    return sorted({c["device"] for c in data["cells"].values()})
+
+
+def _evals(m):
+    if m.get("grad_evals") is not None:
+        return f"{_f(m['grad_evals'])} grad"
+    if m.get("logdensity_evals") is not None:
+        return f"{_f(m['logdensity_evals'])} logp"
+    return "-"
+
+
+def _accuracy(m):
+    z = m.get("exact_worst_z", m.get("ref_worst_z"))
+    sd = m.get("exact_worst_sd_ratio", m.get("ref_worst_sd_ratio"))
+    return _f(z, 2), _f(sd, 2)
+
+
+def device_table(data, device) -> list:
+    header = ["model", "method", "ppl compile s", "ppl run s", "ppl first call s", "evals", "ESS", "ESS/s",
+              "worst z", "sd ratio", "ΔlogZ", "NumPyro peer", "NP compile s", "NP run s", "NP first call s", "NP ESS/s",
+              "NP worst z", "speed-up run", "speed-up first call", "ESS/s ratio"]
+    rows = []
+    for c in _cells(data, device):
+        if c["status"] == "skipped":
+            continue
+        if c["status"] == "error":
+            rows.append([c["model"], c["method"], f"error: {c['reason'][:80]}"] + ["-"] * (len(header) - 3))
+            continue
+        p, n, r = c["ppl"], c.get("numpyro") or {}, c.get("ratios") or {}
+        z, sd = _accuracy(p)
+        nz, _ = _accuracy(n) if n else ("-", "-")
+        peer = n.get("peer") or "-"
+        if n.get("error"):
+            peer = f"{peer} (error: {n['error'][:60]})"
+        rows.append([
+            c["model"], c["method"], _f(p.get("compile_s")), _f(p.get("run_s")), _f(p.get("first_call_s")), _evals(p),
+            _f(p.get("ess")), _f(p.get("ess_per_s")), z, sd, _f(p.get("evidence_error")),
+            peer, _f(n.get("compile_s")), _f(n.get("run_s")), _f(n.get("first_call_s")), _f(n.get("ess_per_s")),
+            nz, _x(r.get("speedup_run")), _x(r.get("speedup_first_call")), _x(r.get("ess_per_s")),
+        ])
+    return _table(header, rows)
+
+
+def skipped_table(data) -> list:
+    by_reason = {}
+    for c in _cells(data, status="skipped"):
+        by_reason.setdefault((c["method"], c["reason"][:160]), set()).add(c["model"])
+    rows = [[m, ", ".join(sorted(models)), reason.replace("|", "/")] for (m, reason), models in sorted(by_reason.items())]
+    return _table(["method", "models", "reason"], rows) if rows else ["(none)"]
+
+
+def summary_table(all_data) -> list:
+    """model × method, one column pair per hardware file: ESS/s (ppl / NumPyro) and speed-up."""
+    keys = sorted({(c["model"], c["method"]) for d in all_data.values() for c in d["cells"].values()
+                   if c["status"] == "ok"})
+    header = ["model", "method"]
+    for stem in all_data:
+        header += [f"{stem}: ESS/s ppl / NumPyro", f"{stem}: speed-up run / first call"]
+    rows = []
+    for model, method in keys:
+        row = [model, method]
+        for data in all_data.values():
+            cs = [c for c in data["cells"].values() if c["model"] == model and c["method"] == method and c["status"] == "ok"]
+            if not cs:
+                row += ["-", "-"]
+                continue
+            c = cs[0]
+            n, r = c.get("numpyro") or {}, c.get("ratios") or {}
+            row.append(f"{_f(c['ppl'].get('ess_per_s'))} / {_f(n.get('ess_per_s'))}")
+            row.append(f"{_x(r.get('speedup_run'))} / {_x(r.get('speedup_first_call'))}")
+        rows.append(row)
+    return _table(header, rows)
+
+
+# ------------------------------------------------------------------------------ plots
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_ess(data, device, path) -> bool:
+    cells = [c for c in _cells(data, device, "ok") if c["ppl"].get("ess_per_s")]
+    if not cells:
+        return False
+    plt = _plt()
+    models = sorted({c["model"] for c in cells})
+    methods = sorted({c["method"] for c in cells})
+    series = [(m, "ppl") for m in methods] + [(m, "numpyro") for m in methods
+                                               if any((c.get("numpyro") or {}).get("ess_per_s") for c in cells if c["method"] == m)]
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models) + 2), 4.5))
+    colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
+    for j, (method, who) in enumerate(series):
+        xs, ys = [], []
+        for i, model in enumerate(models):
+            c = next((c for c in cells if c["model"] == model and c["method"] == method), None)
+            v = None if c is None else (c["ppl"] if who == "ppl" else (c.get("numpyro") or {})).get("ess_per_s")
+            if v:
+                xs.append(i + (j - len(series) / 2 + 0.5) * width)
+                ys.append(v)
+        ax.bar(xs, ys, width, color=colours[method], hatch="//" if who == "numpyro" else None,
+               edgecolor="black" if who == "numpyro" else None, label=f"{method} ({who})")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(models)))
+    ax.set_xticklabels(models, rotation=20, ha="right")
+    ax.set_ylabel("min bulk ESS per second of run time")
+    ax.set_title(f"ESS/s per model and method ({device}; hatched: NumPyro)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_speedup(data, device, path) -> bool:
+    cells = [c for c in _cells(data, device, "ok") if (c.get("ratios") or {}).get("speedup_run")]
+    if not cells:
+        return False
+    plt = _plt()
+    labels = [f"{c['model']} / {c['method']}" for c in cells]
+    run = [c["ratios"].get("speedup_run") or np.nan for c in cells]
+    first = [c["ratios"].get("speedup_first_call") or np.nan for c in cells]
+    y = np.arange(len(cells))
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(cells) + 1.5))
+    ax.barh(y - 0.2, run, 0.4, label="run (steady state)")
+    ax.barh(y + 0.2, first, 0.4, label="first call (compile included)")
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_xscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("speed-up over NumPyro (NumPyro time / ppl time; > 1: ppl faster)")
+    ax.set_title(f"Speed-up over NumPyro ({device})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_scaling(data, path) -> bool:
+    scaling = {k: v for k, v in (data.get("scaling") or {}).items() if v}
+    if not scaling:
+        return False
+    plt = _plt()
+    axes_order = [a for a in ("chains", "N", "d") if a in scaling]
+    fig, axs = plt.subplots(1, len(axes_order), figsize=(4.5 * len(axes_order), 4), squeeze=False)
+    for ax, axis in zip(axs[0], axes_order):
+        pts = sorted(scaling[axis].values(), key=lambda p: p["value"])
+        xs = [p["value"] for p in pts]
+        ax.plot(xs, [p["us_per_grad"] for p in pts], "o-", label="ppl NUTS")
+        if any("numpyro_us_per_grad" in p for p in pts):
+            ax.plot(xs, [p.get("numpyro_us_per_grad", np.nan) for p in pts], "s--", label="NumPyro NUTS kernel in one scan")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel({"chains": "number of chains", "N": "data size N", "d": "dimension d"}[axis])
+        ax.set_ylabel("µs per gradient evaluation (all chains)")
+        ax.set_title(pts[0]["model"].split("(")[0] if pts else axis, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def scaling_table(data) -> list:
+    rows = []
+    for axis in ("chains", "N", "d"):
+        for p in sorted((data.get("scaling") or {}).get(axis, {}).values(), key=lambda p: p["value"]):
+            rows.append([axis, _f(p["value"]), p["model"], p["chains"], _f(p["compile_s"]), _f(p["run_s"]),
+                         _f(p["grad_evals"]), _f(p["us_per_grad"]), _f(p.get("numpyro_us_per_grad")),
+                         _x(1 / p["ratio_to_numpyro"]) if p.get("ratio_to_numpyro") else "-", _f(p.get("ess_per_s"))])
+    if not rows:
+        return []
+    return _table(["axis", "value", "model", "chains", "compile s", "run s", "grad evals", "µs/grad",
+                   "NumPyro µs/grad", "speed-up", "ESS/s"], rows)
+
+
+# ------------------------------------------------------------------------------ the page
+def _hardware_lines(data) -> list:
+    hw = data.get("hardware", {})
+    s = data.get("settings", {})
+    mode = "quick (`--quick`: small settings, a smoke run)" if data.get("quick") else "full"
+    return [
+        f"- hardware: backend **{hw.get('backend')}**, {hw.get('device_count')} × {hw.get('device_kind')}; "
+        f"CPU {hw.get('cpu')} ({hw.get('cpu_count')} cores)",
+        f"- versions: python {hw.get('python')}, jax {hw.get('jax')}, numpyro {hw.get('numpyro')}, optax {hw.get('optax')}",
+        f"- mode: {mode}; updated {data.get('updated')}",
+        f"- settings: {s.get('chains')} chains × ({s.get('warmup')} warmup + {s.get('draws')} draws) for NUTS/HMC; "
+        f"MH {s.get('mh_warmup')} + {s.get('mh_draws')}; Gibbs {s.get('gibbs_warmup')} + {s.get('gibbs_draws')}; "
+        f"{s.get('particles')} importance particles; {s.get('rejection_draws')} rejection draws; "
+        f"VI {s.get('vi_steps')} steps; MAP Adam {s.get('map_steps')} steps",
+    ]
+
+
+LEGEND = """Columns: *compile s* includes model inspection; *run s* is the compiled program alone;
+*first call s* is the wall time of the user-facing call (`ppl.infer`; NumPyro's `MCMC.run` /
+`SVI.run`). NumPyro's compile/run split is its kernel (or `svi.update`) run as one compiled
+`lax.scan`, ppl's way, i.e. its floor without the driver. *evals*: gradient evaluations
+(warmup included) or log-density evaluations. *ESS*: min bulk ESS over all scalars
+(importance: the weights' ESS; rejection: the exact draws). *worst z*: max |mean − truth| / sd
+over scalars, against the closed form for conjugate models (point estimates: against the
+exact mode) else the posteriordb reference; *sd ratio*: the sd / reference sd farthest from 1.
+*ΔlogZ*: log-evidence estimate (or bound) minus the exact value. *speed-up*: NumPyro time /
+ppl time (> 1: ppl is faster); *ESS/s ratio*: ppl / NumPyro."""
+
+
+def build(out_dir=RESULTS_DIR) -> Path:
+    """Write `<out_dir>/REPORT.md` and its PNGs from every results file there; return its path."""
+    out_dir = Path(out_dir)
+    all_data = load_all(out_dir)
+    lines = ["# ppl benchmarks", "",
+             f"Generated by `python -m benchmarks report` from {len(all_data)} results file(s) in this folder. "
+             "Every number below was measured by `python -m benchmarks` (and `python -m benchmarks scaling`) "
+             "on the hardware named; NumPyro ran the same model (through `benchmarks/bridge.py`) with the same "
+             "settings in the same run.", ""]
+    if not all_data:
+        lines.append("No results yet: run `python -m benchmarks` (or `--quick`).")
+    else:
+        lines += ["## Side by side", "", *summary_table(all_data), ""]
+    for stem, data in all_data.items():
+        lines += [f"## {stem}", "", *_hardware_lines(data), "", LEGEND, ""]
+        for device in _devices(data):
+            lines += [f"### {device}", "", *device_table(data, device), ""]
+            safe = device.replace(":", "")
+            for kind, fn in (("ess_per_s", plot_ess), ("speedup", plot_speedup)):
+                name = f"{stem}-{safe}-{kind}.png"
+                if fn(data, device, out_dir / name):
+                    lines += [f"![{kind} {stem} {device}]({name})", ""]
+        lines += ["### Skipped cells (the method's check rejected the model)", "", *skipped_table(data), ""]
+        table = scaling_table(data)
+        if table:
+            lines += ["### Scaling: NUTS cost per gradient against chains, N and d", "",
+                      "µs/grad = run time / leapfrog steps summed over chains (warmup included); falling with "
+                      "the number of chains means the chains share the hardware.", "", *table, ""]
+            name = f"{stem}-scaling.png"
+            if plot_scaling(data, out_dir / name):
+                lines += [f"![scaling {stem}]({name})", ""]
+    path = out_dir / REPORT_NAME
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,101 @@
+"""How NUTS's cost grows with the number of chains, the data size N and the dimension d.
+
+Each point runs `ppl.NUTS` (one compiled program, chains a vmap axis) and records the cost
+per gradient evaluation: `us_per_grad` = run time / total leapfrog steps over all chains
+(warmup included), so perfect vectorisation over chains shows as a cost per gradient that
+falls as 1/chains. Beside it, NumPyro's NUTS kernel on the same model (through the bridge)
+run in one jitted `lax.scan` and vmapped over chains (`benchmarks.bench_mcmc.numpyro_kernel_floor`),
+and NumPyro's bare jitted gradient (`numpyro_grad_us`, one chain).
+
+Axes:
+  chains  eight schools (non-centred), chains 1, 4, 16, 64, 256, 1024
+  N       logistic regression with d = 5, N = 1e3, 1e4, 1e5 (4 chains)
+  d       logistic regression with N = 1000, d = 5, 25, 100, 400 (4 chains)
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import jax
+
+import ppl
+from benchmarks import harness
+from benchmarks._common import hardware
+from benchmarks.bench_mcmc import numpyro_kernel_floor
+from benchmarks.bridge import to_numpyro
+
+FULL_AXES = {"chains": [1, 4, 16, 64, 256, 1024], "N": [1_000, 10_000, 100_000], "d": [5, 25, 100, 400]}
+QUICK_AXES = {"chains": [1, 4, 16], "N": [1_000, 10_000], "d": [5, 25]}
+FULL_ITERS, QUICK_ITERS = (500, 500), (100, 100)
+AXIS_CHAINS = 4
+
+
+def _case(axis, value):
+    """(model name, module, args, kwargs, chains) of one point."""
+    from models import ZOO
+
+    if axis == "chains":
+        try:
+            m = ZOO["eight_schools_noncentered"]
+            args, kwargs = m.load()
+            return "eight_schools_noncentered", m, args, kwargs, int(value)
+        except FileNotFoundError:  # no reference folder: a small logistic regression instead
+            m = ZOO["logistic_regression"]
+            args, kwargs = m.load(n=100, d=5)
+            return "logistic_regression(n=100,d=5)", m, args, kwargs, int(value)
+    m = ZOO["logistic_regression"]
+    n, d = (int(value), 5) if axis == "N" else (1000, int(value))
+    args, kwargs = m.load(n=n, d=d)
+    return f"logistic_regression(n={n},d={d})", m, args, kwargs, AXIS_CHAINS
+
+
+def point(axis, value, warmup, draws, numpyro=True) -> dict:
+    """One scaling point: ppl's cost per gradient and, with `numpyro`, NumPyro's."""
+    name, m, args, kwargs, chains = _case(axis, value)
+    method = ppl.NUTS(num_warmup=warmup, num_samples=draws, num_chains=chains, progress_bar=False)
+    harness._clear_ppl_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = ppl.infer(m.model, *args, method=method, key=0, **kwargs)
+    d = r.diagnostics
+    grads = int(d["num_grad_evals"]) + int(d["num_warmup_grad_evals"])
+    out = {
+        "axis": axis, "value": value, "model": name, "chains": chains, "warmup": warmup, "draws": draws,
+        "device": harness.device_label(jax.devices()[0]),
+        "compile_s": r.timing["compile_s"], "run_s": r.timing["run_s"], "grad_evals": grads,
+        "us_per_grad": r.timing["run_s"] / grads * 1e6,
+        "us_per_iteration": r.timing["run_s"] / (warmup + draws) * 1e6,
+        "ess_per_s": harness.min_bulk_ess(r.samples) / r.timing["run_s"],
+    }
+    if numpyro:
+        per_leapfrog, grad_s = numpyro_kernel_floor(to_numpyro(m.model), tuple(args), dict(kwargs), chains, warmup, draws)
+        out["numpyro_us_per_grad"] = per_leapfrog * 1e6
+        out["numpyro_grad_us"] = grad_s * 1e6
+        out["ratio_to_numpyro"] = out["us_per_grad"] / out["numpyro_us_per_grad"]
+    return {k: harness._clean(v) for k, v in out.items()}
+
+
+def run_scaling(axes=None, values=None, quick=False, out_dir=harness.RESULTS_DIR, numpyro=True, log=print):
+    """Run the scaling points and merge them into the results file; return its path."""
+    grid = QUICK_AXES if quick else FULL_AXES
+    axes = list(axes or grid)
+    warmup, draws = QUICK_ITERS if quick else FULL_ITERS
+    hw = hardware()
+    path = harness.results_path(out_dir, quick, hw)
+    data = harness.load_results(path)
+    data.update(harness.header(hw, quick, harness.QUICK if quick else harness.FULL))
+    scaling = data.setdefault("scaling", {})
+    for axis in axes:
+        if axis not in grid:
+            raise ValueError(f"unknown scaling axis {axis!r}; choose from {sorted(grid)}.")
+        for value in (values or grid[axis]):
+            t = time.perf_counter()
+            p = point(axis, value, warmup, draws, numpyro=numpyro)
+            scaling.setdefault(axis, {})[str(value)] = p
+            harness.save_results(path, data)
+            np_part = (f" | numpyro {p['numpyro_us_per_grad']:.2f} us/grad (x{p['ratio_to_numpyro']:.2f})"
+                       if "numpyro_us_per_grad" in p else "")
+            log(f"scaling {axis}={value:<7} {p['model']:<34} chains {p['chains']:<5} ppl {p['us_per_grad']:.2f} us/grad "
+                f"(compile {p['compile_s']:.1f}s, run {p['run_s']:.2f}s){np_part} [{time.perf_counter() - t:.0f}s]")
+    return path

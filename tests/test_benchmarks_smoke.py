@@ -1,0 +1,104 @@
+"""The benchmark harness: the NumPyro bridge is exact, skips are recorded, and a quick run
+writes the results file and the report with the expected cells."""
+import json
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from benchmarks import harness
+from benchmarks.__main__ import main
+from benchmarks.bridge import potential_check
+from models import ZOO
+from ppl import dist
+
+
+def _scaled_masked(x):
+    mu = ppl.sample("mu", dist.Normal(0.0, 3.0))
+    s = ppl.sample("s", dist.LogNormal(0.0, 1.0))
+    with ppl.plate("data", x.shape[0]):
+        with ppl.handlers.scale(scale=2.5), ppl.handlers.mask(mask=x > -1.0):
+            ppl.observe("x", dist.Normal(mu, s), x)
+    ppl.deterministic("mu2", mu * 2)
+    ppl.factor("pen", -0.5 * mu**2)
+
+
+BRIDGE_CASES = ["beta_bernoulli", "linear_regression", "kidiq_kidscore_momiq", "eight_schools_noncentered",
+                "hmm_example", "gp_regr"]
+
+
+@pytest.mark.parametrize("name", BRIDGE_CASES + ["scale_mask_factor"])
+def test_bridge_potential_energy_is_minus_log_prob(name):
+    # NumPyro's potential energy of the bridged model at the unconstrained point of ppl's z
+    # is -ppl.log_prob(z), Jacobian included, to float32 round-off: the two run one model.
+    if name == "scale_mask_factor":
+        model, args, kwargs = _scaled_masked, (jnp.linspace(-2.0, 3.0, 7),), {}
+    else:
+        m = ZOO[name]
+        args, kwargs = m.load()
+        model = m.model
+    for key in (0, 1):
+        pe, minus_lp = potential_check(model, args, kwargs, key=key)
+        assert np.isfinite(pe)
+        assert pe == pytest.approx(minus_lp, rel=1e-5, abs=1e-3)
+
+
+def test_inapplicable_methods_are_skipped_with_the_reason():
+    kidiq = harness.load_model("kidiq_kidscore_momiq", quick=True)
+    cell = harness.run_cell(kidiq, "importance", harness.QUICK, harness.select_devices()[0])
+    assert cell["status"] == "skipped" and "beta" in cell["reason"] and "improper" in cell["reason"]
+    gmm = harness.load_model("gmm", quick=True)
+    cell = harness.run_cell(gmm, "nuts", harness.QUICK, harness.select_devices()[0])
+    assert cell["status"] == "skipped" and "'z'" in cell["reason"] and "gibbs" in cell["reason"]
+
+
+def test_quick_run_writes_results_and_report(tmp_path):
+    models, methods = ["beta_bernoulli", "eight_schools_noncentered"], ["nuts", "map", "importance"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["--quick", "--models", *models, "--methods", *methods, "--out", str(tmp_path)]) == 0
+    files = list(tmp_path.glob("*-quick.json"))
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    device = harness.device_label(harness.select_devices()[0])
+    assert set(data["cells"]) == {f"{m}/{k}/{device}" for m in models for k in methods}
+    assert data["quick"] and data["hardware"]["backend"] and data["settings"]["chains"] == 2
+    for key, c in data["cells"].items():
+        assert c["status"] == "ok", (key, c["reason"])
+        p = c["ppl"]
+        assert p["compile_s"] > 0 and p["run_s"] > 0 and p["first_call_s"] >= p["run_s"], key
+    # Samplers: ESS and ESS/s, accuracy within Monte Carlo error (ESS >= ~50 -> |z| << 0.6).
+    for m in models:
+        nuts = data["cells"][f"{m}/nuts/{device}"]
+        assert nuts["ppl"]["ess"] > 50 and nuts["ppl"]["ess_per_s"] > 0
+        assert nuts["ppl"]["grad_evals"] > nuts["ppl"]["sampling_grad_evals"] > 0
+        z = nuts["ppl"].get("exact_worst_z", nuts["ppl"].get("ref_worst_z"))
+        assert z is not None and z < 0.6
+        # NumPyro ran the same model with the same settings, and the ratios are filled in.
+        n = nuts["numpyro"]
+        assert n["peer"] == "NUTS" and n["ess"] > 50 and n["run_s"] > 0 and n["first_call_s"] > 0
+        assert n.get("exact_worst_z", n.get("ref_worst_z")) < 0.6
+        assert nuts["ratios"]["speedup_run"] > 0 and nuts["ratios"]["ess_per_s"] > 0
+        assert data["cells"][f"{m}/map/{device}"]["numpyro"]["peer"] == "SVI+AutoDelta"
+        assert data["cells"][f"{m}/importance/{device}"]["numpyro"] is None
+    bb = data["cells"][f"beta_bernoulli/importance/{device}"]["ppl"]
+    assert abs(bb["evidence_error"]) < 0.1  # 2000 prior particles on a 1-d conjugate model
+    assert data["cells"][f"beta_bernoulli/map/{device}"]["ppl"]["exact_worst_z"] < 0.05
+    assert data["cells"][f"eight_schools_noncentered/nuts/{device}"]["ppl"]["ref_worst_sd_ratio"] is not None
+
+    report = (tmp_path / "REPORT.md").read_text()
+    for m in models:
+        for k in methods:
+            assert f"| {m} | {k} |" in report
+    assert f"{files[0].stem}-{device.replace(':', '')}-ess_per_s.png" in report
+    pngs = {p.name for p in tmp_path.glob("*.png")}
+    assert {f"{files[0].stem}-{device.replace(':', '')}-{k}.png" for k in ("ess_per_s", "speedup")} <= pngs
+
+    # A re-run with a subset merges into the same file.
+    assert main(["--quick", "--models", "beta_bernoulli", "--methods", "mle", "--out", str(tmp_path),
+                 "--no-report"]) == 0
+    merged = json.loads(files[0].read_text())
+    assert len(merged["cells"]) == len(data["cells"]) + 1
+    assert merged["cells"][f"beta_bernoulli/nuts/{device}"] == data["cells"][f"beta_bernoulli/nuts/{device}"]
