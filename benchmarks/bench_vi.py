@@ -59,15 +59,18 @@ AUTOGUIDES = {"mean_field": AutoNormal, "full_rank": AutoMultivariateNormal}
 def steps_vs_numpyro(name, model, model_np, args, kwargs, guide, steps, lr=1e-2):
     method = ppl.VI(guide=guide, optimizer=optax.adam(lr), num_steps=steps, num_draws=1, num_eval_particles=1)
     _, first_s = timed(lambda: ppl.infer(model, *args, method=method, key=0, **kwargs))
-    run_s = min(ppl.infer(model, *args, method=method, key=k, **kwargs).timing["run_s"] for k in (1, 2, 3))
-
     svi = SVI(model_np, AUTOGUIDES[guide](model_np), numpyro.optim.Adam(lr), Trace_ELBO())
     run = lambda k: svi.run(jax.random.PRNGKey(k), steps, *args, progress_bar=False, **kwargs).params
     _, np_first = timed(lambda: run(0))
     np_run = min(timed(lambda: run(k))[1] for k in (1, 2, 3))
     state = svi.init(jax.random.PRNGKey(0), *args, **kwargs)
     scan = jax.jit(lambda s: jax.lax.scan(lambda c, _: (svi.update(c, *args, **kwargs)[0], None), s, None, length=steps)[0])
-    np_scan = best_of(lambda: scan(state).optim_state)
+    jax.block_until_ready(scan(state).optim_state)
+    # Interleaved repeats, minimum of each: the machine may be shared.
+    run_s, np_scan = float("inf"), float("inf")
+    for k in range(1, 8):
+        run_s = min(run_s, ppl.infer(model, *args, method=method, key=k, **kwargs).timing["run_s"])
+        np_scan = min(np_scan, timed(lambda: scan(state).optim_state)[1])
     return {
         "model": name, "guide": guide, "steps": steps,
         "ppl_first_call_s": first_s, "numpyro_first_call_s": np_first,
@@ -88,7 +91,7 @@ def iwae_vs_floor(name, model, args, kwargs, num_particles, k=10, steps=500):
 
     def bound(state, key, ld):
         f = ppl.VI(objective=ppl.IWAE(k=num_particles))._family(ld)
-        log_w = jax.vmap(lambda kk: f.particle(state, kk).log_weight)(jax.random.split(key, num_particles))
+        log_w = f.particles_values(state, key, num_particles)[0].log_weight
         return logsumexp(log_w) - math.log(num_particles)
 
     bound = jax.jit(bound)
@@ -115,7 +118,8 @@ def iwae_vs_floor(name, model, args, kwargs, num_particles, k=10, steps=500):
 def vae_comparison(steps, eval_k, batch=100, seed=0):
     data = vae_digits.load()
     rows = []
-    for label, objective in [("ELBO", ppl.ELBO()), ("IWAE k=5", ppl.IWAE(k=5)), ("IWAE k=50", ppl.IWAE(k=50))]:
+    for label, objective in [("ELBO", ppl.ELBO()), ("IWAE k=5", ppl.IWAE(k=5, plate="data")),
+                             ("IWAE k=50", ppl.IWAE(k=50, plate="data"))]:
         model, guide = vae_digits.make(seed)
         method = ppl.VI(guide=guide, objective=objective, optimizer=optax.adam(1e-3), num_steps=steps,
                         num_draws=10, num_eval_particles=100)

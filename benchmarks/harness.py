@@ -43,7 +43,7 @@ import optax
 
 import ppl
 from benchmarks import peers
-from benchmarks._common import hardware, hardware_label
+from benchmarks._common import hardware, hardware_label, print_table
 from benchmarks.bench_mcmc import min_bulk_ess
 from ppl.mcmc.sampler import MH, _MCMC
 
@@ -355,7 +355,9 @@ def _clear_ppl_cache():
     program compiled for one device is never reused on another)."""
     from ppl.infer import _program
 
-    _program._executable.cache_clear()
+    cached = getattr(_program, "_executable", None)
+    if hasattr(cached, "cache_clear"):
+        cached.cache_clear()
 
 
 def run_cell(entry: ModelEntry, name: str, s: Settings, device, key: int = 0, numpyro: bool = True) -> dict:
@@ -448,7 +450,7 @@ def run_matrix(models=None, methods=None, devices=None, quick=False, out_dir=RES
     total = len(models) * len(methods) * len(devs)
     log(f"benchmarks: {len(models)} models x {len(methods)} methods x {len(devs)} device(s) = {total} cells "
         f"-> {path}")
-    i = 0
+    i, done = 0, []
     t_all = time.perf_counter()
     for model_name in models:
         entry = load_model(model_name, quick)
@@ -460,9 +462,37 @@ def run_matrix(models=None, methods=None, devices=None, quick=False, out_dir=RES
                 cell["wall_s"] = time.perf_counter() - t
                 data["cells"][cell_key(model_name, name, device_label(dev))] = cell
                 save_results(path, data)
+                done.append(cell)
                 log(f"[{i:>3}/{total}] {progress_line(cell)}")
     log(f"benchmarks: {total} cells in {time.perf_counter() - t_all:.0f}s")
+    if log is print:
+        print_table([summary_row(c) for c in done], SUMMARY_COLUMNS)
+    else:
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            print_table([summary_row(c) for c in done], SUMMARY_COLUMNS)
+        log(buf.getvalue().rstrip())
     return path
+
+
+SUMMARY_COLUMNS = ["model", "method", "status", "first_s", "compile_s", "run_s", "ess_per_s", "z", "sd_ratio",
+                   "dlogZ", "np_first_s", "np_run_s", "np_ess_per_s", "x_run", "x_first", "x_ess_per_s"]
+
+
+def summary_row(c: dict) -> dict:
+    """One line of the end-of-run table (x_*: speed-up over NumPyro / ratio to it)."""
+    p, n, r = c.get("ppl") or {}, c.get("numpyro") or {}, c.get("ratios") or {}
+    return {
+        "model": c["model"], "method": c["method"], "status": c["status"],
+        "first_s": p.get("first_call_s"), "compile_s": p.get("compile_s"), "run_s": p.get("run_s"),
+        "ess_per_s": p.get("ess_per_s"), "z": p.get("exact_worst_z", p.get("ref_worst_z")),
+        "sd_ratio": p.get("exact_worst_sd_ratio", p.get("ref_worst_sd_ratio")), "dlogZ": p.get("evidence_error"),
+        "np_first_s": n.get("first_call_s"), "np_run_s": n.get("run_s"), "np_ess_per_s": n.get("ess_per_s"),
+        "x_run": r.get("speedup_run"), "x_first": r.get("speedup_first_call"), "x_ess_per_s": r.get("ess_per_s"),
+    }
 
 
 def _f(v, fmt="{:.3g}"):

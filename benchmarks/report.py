@@ -73,6 +73,10 @@ def _evals(m):
     return "-"
 
 
+def _mb(v):
+    return "-" if v is None else f"{v / 2**20:.0f}"
+
+
 def _accuracy(m):
     z = m.get("exact_worst_z", m.get("ref_worst_z"))
     sd = m.get("exact_worst_sd_ratio", m.get("ref_worst_sd_ratio"))
@@ -81,8 +85,11 @@ def _accuracy(m):
 
 def device_table(data, device) -> list:
     header = ["model", "method", "ppl compile s", "ppl run s", "ppl first call s", "evals", "ESS", "ESS/s",
-              "worst z", "sd ratio", "ΔlogZ", "NumPyro peer", "NP compile s", "NP run s", "NP first call s", "NP ESS/s",
-              "NP worst z", "speed-up run", "speed-up first call", "ESS/s ratio"]
+              "worst z", "sd ratio", "ΔlogZ", "NumPyro peer", "NP compile s", "NP run s", "NP first call s", "NP evals",
+              "NP ESS/s", "NP worst z", "NP ΔlogZ", "speed-up run", "speed-up first call", "ESS/s ratio"]
+    memory = any((c.get("ppl") or {}).get("peak_bytes") for c in _cells(data, device))
+    if memory:
+        header += ["peak MB ppl / NP"]
     rows = []
     for c in _cells(data, device):
         if c["status"] == "skipped":
@@ -99,9 +106,10 @@ def device_table(data, device) -> list:
         rows.append([
             c["model"], c["method"], _f(p.get("compile_s")), _f(p.get("run_s")), _f(p.get("first_call_s")), _evals(p),
             _f(p.get("ess")), _f(p.get("ess_per_s")), z, sd, _f(p.get("evidence_error")),
-            peer, _f(n.get("compile_s")), _f(n.get("run_s")), _f(n.get("first_call_s")), _f(n.get("ess_per_s")),
-            nz, _x(r.get("speedup_run")), _x(r.get("speedup_first_call")), _x(r.get("ess_per_s")),
-        ])
+            peer, _f(n.get("compile_s")), _f(n.get("run_s")), _f(n.get("first_call_s")), _evals(n) if n else "-",
+            _f(n.get("ess_per_s")), nz, _f(n.get("evidence_error")),
+            _x(r.get("speedup_run")), _x(r.get("speedup_first_call")), _x(r.get("ess_per_s")),
+        ] + ([f"{_mb(p.get('peak_bytes'))} / {_mb(n.get('peak_bytes'))}"] if memory else []))
     return _table(header, rows)
 
 
@@ -153,10 +161,13 @@ def plot_ess(data, device, path) -> bool:
     plt = _plt()
     models = sorted({c["model"] for c in cells})
     methods = sorted({c["method"] for c in cells})
-    series = [(m, "ppl") for m in methods] + [(m, "numpyro") for m in methods
-                                               if any((c.get("numpyro") or {}).get("ess_per_s") for c in cells if c["method"] == m)]
+    series = []
+    for m in methods:
+        series.append((m, "ppl"))
+        if any((c.get("numpyro") or {}).get("ess_per_s") for c in cells if c["method"] == m):
+            series.append((m, "numpyro"))
     width = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(models) + 4), 4.5))
     colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
     for j, (method, who) in enumerate(series):
         xs, ys = [], []
@@ -173,7 +184,7 @@ def plot_ess(data, device, path) -> bool:
     ax.set_xticklabels(models, rotation=20, ha="right")
     ax.set_ylabel("min bulk ESS per second of run time")
     ax.set_title(f"ESS/s per model and method ({device}; hatched: NumPyro)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -194,6 +205,7 @@ def plot_speedup(data, device, path) -> bool:
     ax.barh(y + 0.2, first, 0.4, label="first call (compile included)")
     ax.axvline(1.0, color="black", lw=1)
     ax.set_xscale("log")
+    _plain_ticks(ax, "x")
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xlabel("speed-up over NumPyro (NumPyro time / ppl time; > 1: ppl faster)")
@@ -203,6 +215,15 @@ def plot_speedup(data, device, path) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _plain_ticks(ax, which="xy"):
+    from matplotlib.ticker import FuncFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    for axis in [{"x": ax.xaxis, "y": ax.yaxis}[w] for w in which]:
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
 
 
 def plot_scaling(data, path) -> bool:
@@ -220,6 +241,7 @@ def plot_scaling(data, path) -> bool:
             ax.plot(xs, [p.get("numpyro_us_per_grad", np.nan) for p in pts], "s--", label="NumPyro NUTS kernel in one scan")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_ticks(ax)
         ax.set_xlabel({"chains": "number of chains", "N": "data size N", "d": "dimension d"}[axis])
         ax.set_ylabel("µs per gradient evaluation (all chains)")
         ax.set_title(pts[0]["model"].split("(")[0] if pts else axis, fontsize=9)
@@ -268,9 +290,13 @@ LEGEND = """Columns: *compile s* includes model inspection; *run s* is the compi
 (warmup included) or log-density evaluations. *ESS*: min bulk ESS over all scalars
 (importance: the weights' ESS; rejection: the exact draws). *worst z*: max |mean − truth| / sd
 over scalars, against the closed form for conjugate models (point estimates: against the
-exact mode) else the posteriordb reference; *sd ratio*: the sd / reference sd farthest from 1.
+exact mode) else the posteriordb reference (for a point estimate (mle, map) that is only how
+far the point lies from the posterior mean, in posterior sds, not an error); *sd ratio*: the
+sd / reference sd farthest from 1.
 *ΔlogZ*: log-evidence estimate (or bound) minus the exact value. *speed-up*: NumPyro time /
-ppl time (> 1: ppl is faster); *ESS/s ratio*: ppl / NumPyro."""
+ppl time (> 1: ppl is faster); *ESS/s ratio*: ppl / NumPyro. *peak MB* (accelerators only):
+the device's `peak_bytes_in_use` after the run, a high-water mark of the whole process (so
+NumPyro's, measured second, is at least ppl's)."""
 
 
 def build(out_dir=RESULTS_DIR) -> Path:

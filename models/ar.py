@@ -1,15 +1,13 @@
-"""Autoregressive AR(K) time series, conditional likelihood (posteriordb `arK-arK`).
+"""Autoregressive AR(k) time series with a known truth, likelihood conditional on the first k
+values (the posteriordb series with Stan's priors is `models.ark`).
 
-    alpha ~ N(0, 10);  beta[k] ~ N(0, 10), k = 1..K;  sigma ~ HalfCauchy(2.5)
-    y[t] ~ N(alpha + sum_k beta[k] y[t - k], sigma),  t = K+1..T
+    alpha ~ N(0, 10);  beta[j] ~ N(0, 10), j = 1..k;  sigma ~ HalfCauchy(2.5) (or given)
+    y[t] ~ N(alpha + sum_j beta[j] y[t - j], sigma),  t = k+1..T
 
-Known answer: the posteriordb reference posterior (`reference()`: beta ~ (0.69, 0.44, 0.11,
--0.04, -0.30), sigma ~ 0.15); `simulate` draws a series with given coefficients.
+Known answers: the simulation truth (`TRUE_BETA`, `TRUE_SIGMA`); with `sigma` given, the
+posterior of (alpha, beta) is Gaussian in closed form (`exact_posterior`: Bayesian linear
+regression on the lagged values, Gelman et al., BDA3 §14.2).
 """
-import json
-import os
-from pathlib import Path
-
 import jax.numpy as jnp
 import numpy as np
 
@@ -17,13 +15,10 @@ import ppl
 from ppl import dist
 
 NAME = "ar"
-POSTERIOR = "arK-arK"
-
-
-def reference_dir() -> Path:
-    """The shared posteriordb references (`$PPL_REFERENCE_DIR` or ../shared/reference)."""
-    env = os.environ.get("PPL_REFERENCE_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "reference"
+TRUE_ALPHA = 0.1
+TRUE_BETA = (0.6, -0.3)
+TRUE_SIGMA = 0.5
+PRIOR_SD = 10.0
 
 
 def lagged(y, k):
@@ -32,38 +27,35 @@ def lagged(y, k):
     return jnp.stack([y[k - j - 1: t - j - 1] for j in range(k)], axis=-1)
 
 
-def model(y, k=5):
-    alpha = ppl.sample("alpha", dist.Normal(0.0, 10.0))
-    beta = ppl.sample("beta", dist.Normal(0.0, 10.0).expand([k]).to_event(1))
-    sigma = ppl.sample("sigma", dist.HalfCauchy(2.5))
-    mu = alpha + lagged(y, k) @ beta
+def model(y, k=2, sigma=None):
+    """`y` the series (T,); `k` lags (static); `sigma` the noise sd, or None to infer it."""
+    alpha = ppl.sample("alpha", dist.Normal(0.0, PRIOR_SD))
+    beta = ppl.sample("beta", dist.Normal(0.0, PRIOR_SD).expand([k]).to_event(1))
+    if sigma is None:
+        sigma = ppl.sample("sigma", dist.HalfCauchy(2.5))
     with ppl.plate("time", y.shape[0] - k):
-        ppl.observe("y", dist.Normal(mu, sigma), y[k:])
+        ppl.observe("y", dist.Normal(alpha + lagged(y, k) @ beta, sigma), y[k:])
 
 
-def simulate(seed=0, num_steps=200, alpha=0.0, beta=(0.7, 0.4, 0.1, 0.0, -0.3), sigma=0.15):
+def simulate(seed=0, num_steps=200, alpha=TRUE_ALPHA, beta=TRUE_BETA, sigma=TRUE_SIGMA, burn_in=100):
     rng = np.random.default_rng(seed)
     beta = np.asarray(beta)
     k = len(beta)
-    y = np.zeros(num_steps + 100)
+    y = np.zeros(num_steps + burn_in)
     for t in range(k, len(y)):
         y[t] = alpha + beta @ y[t - k: t][::-1] + sigma * rng.normal()
-    return y[100:].astype(np.float32)
+    return y[burn_in:].astype(np.float32)
 
 
-def load():
-    """(args, kwargs): the posteriordb arK series (T = 200, K = 5)."""
-    data = json.loads((reference_dir() / POSTERIOR / "data.json").read_text())
-    return (jnp.asarray(np.asarray(data["y"], np.float32)),), {"k": int(data["K"])}
+def exact_posterior(y, k=2, sigma=TRUE_SIGMA):
+    """(mean, covariance) of (alpha, beta[0..k-1]) given `sigma` (Gaussian, conjugate)."""
+    y = np.asarray(y, float)
+    x = np.column_stack([np.ones(len(y) - k), np.asarray(lagged(jnp.asarray(y), k))])
+    precision = x.T @ x / sigma**2 + np.eye(k + 1) / PRIOR_SD**2
+    cov = np.linalg.inv(precision)
+    return cov @ (x.T @ y[k:]) / sigma**2, cov
 
 
-def reference():
-    """Reference posterior summaries with 0-based names: {'beta[0]': {'mean', 'sd'}, ...}."""
-    ref = json.loads((reference_dir() / POSTERIOR / "reference.json").read_text())["params"]
-    out = {}
-    for name, v in ref.items():
-        if "[" in name:
-            base, idx = name[:-1].split("[")
-            name = f"{base}[{int(idx) - 1}]"
-        out[name] = {"mean": v["mean"], "sd": v["sd"]}
-    return out
+def load(num_steps=200, seed=0):
+    """(args, kwargs): a simulated AR(2) series."""
+    return (jnp.asarray(simulate(seed, num_steps)),), {"k": 2}

@@ -10,29 +10,21 @@ the states summed out by the forward algorithm (posteriordb `hmm_example`).
 forward filtering backward sampling); `forward_model` marginalises them with `lax.scan` (for
 NUTS). Both have the same posterior over (theta1, theta2, mu): the uniform initial
 distribution only adds a constant. Known answer: the posteriordb reference posterior
-(`reference()`: theta1[0] ~ 0.67, theta2[1] ~ 0.93, mu ~ (3.02, 8.83)).
+(`REFERENCE`, compared with `models._reference.compare(to_reference(samples), REFERENCE)`:
+theta1[1] ~ 0.67, theta2[2] ~ 0.93, mu ~ (3.02, 8.83)).
 """
-import json
-import os
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints
 
 import ppl
+from models import _reference as ref
 from ppl import dist
 
 NAME = "hmm"
-POSTERIOR = "hmm_example-hmm_example"
+REFERENCE = "hmm_example-hmm_example"
 MU_PRIOR = (3.0, 10.0)
-
-
-def reference_dir() -> Path:
-    """The shared posteriordb references (`$PPL_REFERENCE_DIR` or ../shared/reference)."""
-    env = os.environ.get("PPL_REFERENCE_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def _parameters():
@@ -75,20 +67,19 @@ def forward_model(y):
 
 def load(num_steps=None):
     """(args, kwargs): the posteriordb series (its first `num_steps` points if given)."""
-    data = json.loads((reference_dir() / POSTERIOR / "data.json").read_text())
-    y = np.asarray(data["y"], np.float32)
+    y = np.asarray(ref.load_data(REFERENCE)["y"], np.float32)
     if num_steps is not None:
         y = y[:num_steps]
     return (jnp.asarray(y),), {}
 
 
-def reference():
-    """Reference posterior summaries: {'theta1[0]': {'mean': ..., 'sd': ...}, ...} (0-based)."""
-    ref = json.loads((reference_dir() / POSTERIOR / "reference.json").read_text())["params"]
+def to_reference(samples):
+    """Draws relabelled as the reference ({'theta1[1]': (chains, draws), ...}, 1-based)."""
     out = {}
-    for name, v in ref.items():
-        base, idx = name[:-1].split("[")
-        out[f"{base}[{int(idx) - 1}]"] = {"mean": v["mean"], "sd": v["sd"]}
+    for name in ("theta1", "theta2", "mu"):
+        v = np.asarray(samples[name])
+        for i in range(2):
+            out[f"{name}[{i + 1}]"] = v[..., i]
     return out
 
 

@@ -8,12 +8,14 @@ IWAE bound (Burda, Grosse and Salakhutdinov 2016), whose section 5 reports that
 IWAE-trained models reach a better held-out log-likelihood, estimated there with k = 5000.
 Decoder and encoder are Equinox MLPs registered with `ppl.module`; minibatches come from
 `ppl.plate(..., subsample_size=batch_size)`, whose indices the guide shares with the model.
+IWAE is per digit, as in the paper: `ppl.IWAE(k, plate="data")` gives each digit its own k
+particles (without `plate` the k particles would be joint over the whole minibatch).
 
 Example:
   >>> data = load()
   >>> model, guide = make(key=0)
   >>> r = ppl.infer(model, data.train, batch_size=100,
-  ...               method=ppl.VI(guide=guide, objective=ppl.IWAE(k=5), optimizer=optax.adam(1e-3)))
+  ...               method=ppl.VI(guide=guide, objective=ppl.IWAE(k=5, plate="data"), optimizer=optax.adam(1e-3)))
   >>> held_out_log_likelihood(model, r, data.test, k=5000)
 """
 from __future__ import annotations

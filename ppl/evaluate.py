@@ -149,22 +149,13 @@ def held_out_log_likelihood(model, result, *args, pointwise: bool = False, **kwa
 
 def _plate_reduce(site, plate):
     """Elementwise log density of `site` summed to one value per element of `plate`."""
-    lp = jnp.asarray(site.log_prob)
-    frame = next((p for p in site.plates if p.name == plate), None)
-    if frame is None:
-        if np.size(lp) == 1 and site.kind != "latent":
-            return None
-        raise ValueError(
-            f"site '{site.name}' is not inside plate '{plate}', so log p(x) does not factorise over "
-            f"its elements; call marginal_log_likelihood without plate= (one joint estimate)."
-        )
-    if frame.subsample_size != frame.size:
-        raise ValueError(f"plate '{plate}' subsamples {frame.subsample_size} of {frame.size}; evaluate on the full plate.")
-    if lp.ndim < -frame.dim:
-        lp = jnp.broadcast_to(lp, (1,) * (-frame.dim - lp.ndim) + lp.shape)
-    lp = jnp.moveaxis(lp, frame.dim, 0)
-    lp = jnp.broadcast_to(lp, (frame.size,) + lp.shape[1:])
-    return jnp.sum(lp.reshape(frame.size, -1), axis=1)
+    from ppl.vi.plates import per_element
+
+    values, ratio = per_element(site, plate, "marginal_log_likelihood")
+    if ratio != 1:
+        raise ValueError(f"marginal_log_likelihood: plate '{plate}' subsamples; evaluate on the full plate "
+                         f"(pass the model's subsample size as None).")
+    return values
 
 
 def marginal_log_likelihood(model, *args, result=None, proposal=None, num_particles: int = 5000, plate=None,
@@ -210,7 +201,7 @@ def marginal_log_likelihood(model, *args, result=None, proposal=None, num_partic
         terms = [_plate_reduce(s, plate) for s in tr.sites(*(("observed", "factor") if gtr is None else ("latent", "observed", "factor")))]
         if gtr is not None:
             terms += [-_plate_reduce(s, plate) for s in gtr.sites("latent")]
-        return sum(t for t in terms if t is not None)
+        return sum(terms)
 
     keys = jax.random.split(as_key(key), num_particles)
     if batch_size is None:

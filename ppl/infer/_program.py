@@ -18,8 +18,19 @@ def _aval(leaf):
 
 
 @functools.lru_cache(maxsize=32)
-def _executable(program, method, tree, avals):
+def _executable(program, method, tree, avals, device):
     return jax.jit(functools.partial(program, method)).lower(*jax.tree.unflatten(tree, avals)).compile()
+
+
+def _device_key():
+    """The device a new program compiles for (the default device, or the one set by
+    `jax.default_device`), so programs compiled for one device are not reused on another."""
+    return str(jax.config.jax_default_device or jax.devices()[0])
+
+
+def clear_cache() -> None:
+    """Forget every compiled program (the next run of each method recompiles)."""
+    _executable.cache_clear()
 
 
 def run_program(method, *args):
@@ -39,7 +50,7 @@ def run_program(method, *args):
     except TypeError:  # an unhashable option (e.g. a dict of init values): compile uncached
         cacheable = False
     if cacheable:
-        executable = _executable(program, method, tree, avals)
+        executable = _executable(program, method, tree, avals, _device_key())
     else:
         executable = jax.jit(functools.partial(program, method)).lower(*args).compile()
     t1 = time.perf_counter()

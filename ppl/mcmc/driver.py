@@ -1,13 +1,17 @@
-"""Run one chain: Stan-style windowed warmup, then sampling, each under one ``lax.scan``.
+"""Run one chain: Stan-style windowed warmup, then sampling, all under one ``lax.scan``.
 
-Warmup (Stan's ``adapt_diag_e_nuts`` / ``adapt_dense_e_nuts`` transition): after every
+Warmup follows Stan's ``adapt_diag_e_nuts`` / ``adapt_dense_e_nuts``: after every
 transition the step size is updated by dual averaging; draws inside a slow window enter a
 Welford estimate; at the end of a slow window the inverse mass matrix is set to the
 regularised estimate, the step size is re-initialised by the doubling/halving heuristic and
 dual averaging restarts at mu = log(10 eps). Sampling uses the final averaged step size.
 
-The whole function is pure: ``jax.jit(jax.vmap(partial(run_chain, logdensity_fn=..., ...)))``
-over keys and initial positions runs many chains in one compiled program.
+Iteration ``i`` of the single scan first applies the adaptation owed to transition ``i-1``
+(all decisions are functions of ``i`` alone, precomputed from the schedule, so under
+``vmap`` they stay real branches), then runs transition ``i`` and records it if ``i`` is a
+sampling iteration. The kernel is therefore traced and compiled once. The whole function is
+pure: ``jax.jit(jax.vmap(partial(run_chain, logdensity_fn=..., kernel=..., ...)))`` over keys
+and initial positions runs many chains in one compiled program.
 
 Reference: Stan Reference Manual, "HMC algorithm parameters" (automatic parameter tuning);
 Hoffman & Gelman (2014), section 3.2.
@@ -20,6 +24,7 @@ import numpy as np
 
 from ppl.adapt import dual_averaging, welford, window
 from ppl.adapt.initial_step_size import find_reasonable_step_size
+from ppl.mcmc import _cpu_blocks
 from ppl.mcmc.base import Kernel
 
 
@@ -27,8 +32,8 @@ class Adaptation(NamedTuple):
     """The tuned values used for sampling, and what warmup cost.
 
     Fields: ``step_size``, ``inverse_mass_matrix`` (used for every draw),
-    ``num_warmup_grad_evals`` (gradient/log-density evaluations spent in warmup, the
-    initial step-size heuristics excluded) and ``num_warmup_divergences``.
+    ``num_warmup_grad_evals`` (gradient/log-density evaluations of the warmup transitions;
+    the step-size heuristic's probes excluded) and ``num_warmup_divergences``.
     """
 
     step_size: jax.Array
@@ -37,14 +42,25 @@ class Adaptation(NamedTuple):
     num_warmup_divergences: jax.Array
 
 
-class _WarmupCarry(NamedTuple):
-    state: tuple
+class _Tuning(NamedTuple):
     step_size: jax.Array
     inverse_mass_matrix: jax.Array
     dual_averaging: dual_averaging.DualAveragingState
     welford: welford.WelfordState
+    last_accept: jax.Array
     num_grad_evals: jax.Array
     num_divergences: jax.Array
+
+
+class _Plan(NamedTuple):
+    """Per-iteration decisions (numpy, shape (num_iterations,)), functions of i alone."""
+
+    adapt: np.ndarray  # apply dual averaging / counters for transition i-1 (a warmup one)
+    add_sample: np.ndarray  # the state after transition i-1 enters the Welford estimate
+    window_end: np.ndarray  # transition i-1 closed a slow window: update the mass matrix
+    heuristic: np.ndarray  # re-initialise the step size (and restart dual averaging)
+    finish: np.ndarray  # transition i-1 was the last warmup one: fix the step size
+    record: np.ndarray  # transition i is a sampling one
 
 
 def _check(kernel, num_warmup, num_samples, thinning, target_accept, progress_every):
@@ -61,6 +77,29 @@ def _check(kernel, num_warmup, num_samples, thinning, target_accept, progress_ev
         raise ValueError(f"target_accept must lie in (0, 1); received {target_accept!r}.")
 
 
+def _plan(num_warmup, num_samples, thinning, adapt_mass, adapt_step_size, restart_at_windows):
+    total = num_warmup + num_samples * thinning
+    schedule = window.build_schedule(num_warmup)
+    prev = np.zeros(total, bool)  # "iteration i-1 was a warmup transition"
+    prev[1:num_warmup + 1] = True
+
+    def shifted(flags):
+        out = np.zeros(total, bool)
+        out[1:num_warmup + 1] = flags
+        return out
+
+    in_window = shifted(schedule.in_window) if adapt_mass else np.zeros(total, bool)
+    window_end = shifted(schedule.window_end) if adapt_mass else np.zeros(total, bool)
+    heuristic = window_end & restart_at_windows & adapt_step_size
+    heuristic[0] = num_warmup > 0 and adapt_step_size
+    finish = np.zeros(total, bool)
+    if num_warmup > 0 and adapt_step_size:
+        finish[num_warmup] = True
+    record = np.zeros(total, bool)
+    record[num_warmup:] = True
+    return _Plan(prev, in_window, window_end, heuristic, finish, record)
+
+
 def _progress(progress_fn, every, chain_index, iteration):
     """Call ``progress_fn(chain_index, iteration)`` on the host when iteration % every == 0."""
     if progress_fn is None:
@@ -73,16 +112,6 @@ def _progress(progress_fn, every, chain_index, iteration):
             jax.debug.callback(lambda c, i: progress_fn(int(c), int(i)), chain_index, iteration)
 
     jax.lax.cond(iteration % every == 0, report, lambda: None)
-
-
-def _combine_infos(infos):
-    """Summarise the ``thinning`` transitions behind one kept draw (leading axis)."""
-    combined = jax.tree.map(lambda x: x[-1], infos)
-    return combined._replace(
-        acceptance_rate=jnp.mean(infos.acceptance_rate, axis=0),
-        is_divergent=jnp.any(infos.is_divergent, axis=0),
-        num_grad_evals=jnp.sum(infos.num_grad_evals, axis=0),
-    )
 
 
 def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: int = 1000,
@@ -108,18 +137,18 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
       progress_fn: optional host callable ``(chain_index_or_None, iteration)``, invoked through
         ``jax.debug.callback`` when ``iteration % progress_every == 0`` (iterations count
         warmup then sampling transitions from 0).
-      chain_index: optional integer (pass ``jnp.arange(num_chains)`` as a vmapped keyword)
+      chain_index: optional integer (pass ``jnp.arange(num_chains)`` as a vmapped argument)
         forwarded to ``progress_fn``.
 
     Returns:
       ``(draws, infos, adaptation)``: draws of shape (num_samples, d); the kernel's ``Info``
       with a leading num_samples axis (with thinning: acceptance averaged, divergences
       any-ed, gradient evaluations summed over the thinned transitions); :class:`Adaptation`
-      ``(step_size, inverse_mass_matrix)`` used for sampling.
+      ``(step_size, inverse_mass_matrix, num_warmup_grad_evals, num_warmup_divergences)``.
 
     Raises:
-      ValueError: on a kernel that is not a ``Kernel``, non-int or negative counts, or a
-        target_accept outside (0, 1).
+      ValueError: on a kernel that is not a ``Kernel``, non-int or negative counts, a
+        target_accept outside (0, 1), or arrays of the wrong shape.
     """
     _check(kernel, num_warmup, num_samples, thinning, target_accept, progress_every)
     z0 = jnp.asarray(z0)
@@ -135,70 +164,101 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
                 f"inverse_mass_matrix has shape {imm.shape}; with dense_mass={dense_mass} and "
                 f"dim={dim} it must have shape {(dim, dim) if dense_mass else (dim,)}."
             )
-    key_init, key_warmup, key_sample = jax.random.split(key, 3)
+    plan = _plan(num_warmup, num_samples, thinning, adapt_mass, adapt_step_size,
+                 kernel.restart_at_windows)
+    total = len(plan.record)
+
     state = kernel.init(z0, logdensity_fn)
     step_size = jnp.asarray(initial_step_size, dtype)
-
-    def heuristic(key, state, step_size, imm):
-        probe = lambda k, eps: kernel.probe(k, state, logdensity_fn, eps, imm)
-        return find_reasonable_step_size(key, probe, step_size)
-
-    if num_warmup > 0 and adapt_step_size:
-        step_size = heuristic(key_init, state, step_size, imm)
-
-    schedule = window.build_schedule(num_warmup) if adapt_mass else window.Schedule(
-        np.zeros(num_warmup, bool), np.zeros(num_warmup, bool), ())
     zero = jnp.zeros((), jnp.int32)
-    carry = _WarmupCarry(state, step_size, imm, dual_averaging.init(step_size),
-                         welford.init(dim, dense_mass, dtype), zero, zero)
+    tuning = _Tuning(step_size, imm, dual_averaging.init(step_size),
+                     welford.init(dim, dense_mass, dtype), jnp.zeros((), dtype), zero, zero)
+    info_shape = jax.eval_shape(lambda s, k: kernel(k, s, logdensity_fn, step_size, imm)[1],
+                                state, key)
+    info_fields = len(info_shape)
+    # Draws and infos share one (num_samples, d + fields) buffer: one in-place write each
+    # iteration (integer and boolean fields are exact in floating point).
+    records = jnp.zeros((num_samples, dim + info_fields), dtype)
 
-    def warmup_step(c: _WarmupCarry, xs):
-        key, i, in_window, window_end = xs
-        key_step, key_heuristic = jax.random.split(key)
-        state, info = kernel(key_step, c.state, logdensity_fn, c.step_size, c.inverse_mass_matrix)
-        c = c._replace(state=state, num_grad_evals=c.num_grad_evals + info.num_grad_evals,
-                       num_divergences=c.num_divergences + info.is_divergent.astype(jnp.int32))
+    def adapt(t: _Tuning, state, info_accept, flags):
+        add_sample, window_end, finish = flags
         if adapt_step_size:
-            da = dual_averaging.update(c.dual_averaging, info.acceptance_rate, target_accept)
-            c = c._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
-        if schedule.windows:
-            wf = jax.lax.cond(in_window, lambda w: welford.update(w, state.position), lambda w: w, c.welford)
-            c = c._replace(welford=wf)
+            da = dual_averaging.update(t.dual_averaging, info_accept, target_accept)
+            t = t._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
+        wf = jax.lax.cond(add_sample, lambda w: welford.update(w, state.position), lambda w: w, t.welford)
+        t = t._replace(welford=wf)
 
-            def end_window(c):
-                imm = welford.regularized_inverse_mass_matrix(c.welford)
-                fresh = welford.init(dim, dense_mass, dtype)
-                if not (adapt_step_size and kernel.restart_at_windows):
-                    return c._replace(inverse_mass_matrix=imm, welford=fresh)
-                eps = heuristic(key_heuristic, c.state, c.step_size, imm)
-                return c._replace(step_size=eps, inverse_mass_matrix=imm,
-                                  dual_averaging=dual_averaging.init(eps), welford=fresh)
+        def close_window(t):
+            return t._replace(inverse_mass_matrix=welford.regularized_inverse_mass_matrix(t.welford),
+                              welford=welford.init(dim, dense_mass, dtype))
 
-            c = jax.lax.cond(window_end, end_window, lambda c: c, c)
-        _progress(progress_fn, progress_every, chain_index, i)
-        return c, None
-
-    if num_warmup > 0:
-        xs = (jax.random.split(key_warmup, num_warmup), jnp.arange(num_warmup, dtype=jnp.int32),
-              jnp.asarray(schedule.in_window), jnp.asarray(schedule.window_end))
-        carry, _ = jax.lax.scan(warmup_step, carry, xs)
+        t = jax.lax.cond(window_end, close_window, lambda t: t, t)
         if adapt_step_size:
-            carry = carry._replace(step_size=dual_averaging.final_step_size(carry.dual_averaging))
-    step_size, imm = carry.step_size, carry.inverse_mass_matrix
+            t = t._replace(step_size=jnp.where(
+                finish, dual_averaging.final_step_size(t.dual_averaging), t.step_size))
+        return t
 
-    def transition(state, key):
-        return kernel(key, state, logdensity_fn, step_size, imm)
+    def reinitialise(t: _Tuning, state, key):
+        probe = lambda k, eps: kernel.probe(k, state, logdensity_fn, eps, t.inverse_mass_matrix)
+        eps = find_reasonable_step_size(jax.random.fold_in(key, 1), probe, t.step_size)
+        return t._replace(step_size=eps, dual_averaging=dual_averaging.init(eps))
 
-    def sample_step(state, xs):
-        key, i = xs
-        if thinning == 1:
-            state, info = transition(state, key)
-        else:
-            state, infos = jax.lax.scan(transition, state, jax.random.split(key, thinning))
-            info = _combine_infos(infos)
-        _progress(progress_fn, progress_every, chain_index, num_warmup + i)
-        return state, (state.position, info)
+    def prepare(t: _Tuning, state, key, flags):
+        """The adaptation owed to the previous transition, and the step-size heuristic."""
+        adapt_flag, add_sample, window_end, heuristic, finish = (flags[k] == 1 for k in range(5))
+        if num_warmup > 0:
+            t = jax.lax.cond(adapt_flag, adapt, lambda t, *_: t, t, state, t.last_accept,
+                             (add_sample, window_end, finish))
+        if plan.heuristic.any():
+            t = jax.lax.cond(heuristic, reinitialise, lambda t, *_: t, t, state, key)
+        return t
 
-    xs = (jax.random.split(key_sample, num_samples), jnp.arange(num_samples, dtype=jnp.int32))
-    _, (draws, infos) = jax.lax.scan(sample_step, carry.state, xs)
-    return draws, infos, Adaptation(step_size, imm, carry.num_grad_evals, carry.num_divergences)
+    def bookkeeping(t: _Tuning, acc, state, info, i, record):
+        """Warmup counters; thinning accumulators; the row (draw, info) to record."""
+        warm = ~record
+        t = t._replace(
+            last_accept=jnp.asarray(info.acceptance_rate, dtype),
+            num_grad_evals=t.num_grad_evals + jnp.where(warm, info.num_grad_evals, 0),
+            num_divergences=t.num_divergences + (warm & info.is_divergent).astype(jnp.int32))
+        j = jnp.maximum(i - num_warmup, 0)
+        restart = (j % thinning) == 0
+        acc = jnp.where(restart, 0.0, acc) + jnp.stack([
+            jnp.asarray(info.acceptance_rate, dtype), jnp.asarray(info.is_divergent, dtype),
+            jnp.asarray(info.num_grad_evals, dtype)])
+        fields = [jnp.asarray(f, dtype) for f in info]
+        fields[0] = acc[0] / ((j % thinning) + 1).astype(dtype)
+        fields[1] = jnp.minimum(acc[1], 1.0)
+        fields[2] = acc[2]
+        return t, acc, jnp.concatenate([state.position, jnp.stack(fields)]), j // thinning
+
+    def transition(state, t, acc, key, row):
+        i, flags, record = row[0], row[1:6], row[6] == 1
+        t = _cpu_blocks.nested(prepare, t, state, key, flags)
+        state, info = kernel(key, state, logdensity_fn, t.step_size, t.inverse_mass_matrix)
+        t, acc, new_row, slot = _cpu_blocks.nested(bookkeeping, t, acc, state, info, i, record)
+        return state, t, acc, new_row, slot
+
+    def full_iteration(carry, key, row):
+        state, t, acc, records = carry
+        state, t, acc, new_row, slot = transition(state, t, acc, key, row)
+        records = jax.lax.dynamic_update_slice(records, new_row[None], (slot, 0))
+        _progress(progress_fn, progress_every, chain_index, row[0])
+        return state, t, acc, records
+
+    def iteration(carry, xs):
+        key, row = xs
+        return _cpu_blocks.nested_update(full_iteration, carry, key, row), None
+
+    # One int32 row per iteration: i, then the plan's flags (one slice per iteration).
+    rows = np.stack([np.arange(total)] + [np.asarray(a, np.int32) for a in (
+        plan.adapt, plan.add_sample, plan.window_end, plan.heuristic, plan.finish, plan.record)],
+        axis=1).astype(np.int32)
+    xs = (jax.random.split(key, total), jnp.asarray(rows))
+    carry = (state, tuning, jnp.zeros((3,), dtype), records)
+    (state, tuning, _, records), _ = jax.lax.scan(iteration, carry, xs)
+
+    draws = records[:, :dim]
+    infos = type(info_shape)(*(records[:, dim + k].astype(s.dtype) for k, s in enumerate(info_shape)))
+    adaptation = Adaptation(tuning.step_size, tuning.inverse_mass_matrix, tuning.num_grad_evals,
+                            tuning.num_divergences)
+    return draws, infos, adaptation

@@ -89,26 +89,30 @@ def site_terms(ld, z):
     return terms_of(ld.run(z))
 
 
-def term_dependencies(ld, z, names) -> Dict[str, FrozenSet[str]]:
-    """For every term, the set of discrete sites in `names` it depends on (data flow).
+def traced_structure(ld):
+    """Trace the model's terms once as a function of (discrete values, z) — nothing runs.
 
-    Traces the terms as a function of the discrete values (substituted as separate inputs)
-    and propagates dependence through the jaxpr; an equation's outputs depend on the union
-    of its inputs' dependences (sound for every primitive, exact for elementwise ones).
+    Returns `(trace, deps)`: the `Trace` seen while tracing (its distributions' shapes,
+    plates and static supports are valid; its values are abstract) and, for every term, the
+    set of discrete sites it depends on. Dependence follows data flow through the jaxpr: an
+    equation's outputs depend on the union of its inputs' dependences (sound for every
+    primitive, exact for elementwise ones).
     """
     from jax.extend.core import Literal
 
-    tr = ld.run(z)
-    dvals = {n: tr[n].value for n in names}
+    names = tuple(lat.name for lat in ld.spec.discrete)
+    dvals = {lat.name: jnp.zeros(lat.shape, lat.dtype) for lat in ld.spec.discrete}
+    captured = {}
 
     def g(dvals, z):
-        return terms_of(ld.run(z, extra=(handlers.substitute(data=dvals),)))
+        tr = ld.run(z, extra=(handlers.substitute(data=dvals),))
+        captured["trace"] = tr
+        return terms_of(tr)
 
-    closed, out_shape = jax.make_jaxpr(g, return_shape=True)(dvals, z)
+    closed, out_shape = jax.make_jaxpr(g, return_shape=True)(dvals, jnp.zeros((ld.dim,), jnp.result_type(float)))
     jaxpr = closed.jaxpr
-    in_names = sorted(dvals) + [None]
     deps = {}
-    for var, n in zip(jaxpr.invars, in_names):
+    for var, n in zip(jaxpr.invars, sorted(names) + [None]):
         deps[var] = frozenset([n]) if n is not None else _EMPTY
     for eqn in jaxpr.eqns:
         d = _EMPTY
@@ -123,7 +127,12 @@ def term_dependencies(ld, z, names) -> Dict[str, FrozenSet[str]]:
     for name, i in position.items():
         v = jaxpr.outvars[i]
         out[name] = _EMPTY if isinstance(v, Literal) else deps.get(v, _EMPTY)
-    return out
+    return captured["trace"], out, {k: tuple(v.shape) for k, v in out_shape.items()}
+
+
+def term_dependencies(ld) -> Dict[str, FrozenSet[str]]:
+    """For every term, the set of discrete sites it depends on (see `traced_structure`)."""
+    return traced_structure(ld)[1]
 
 
 # ----------------------------------------------------------------------------------------
@@ -373,7 +382,7 @@ def _support_of(name, d):
         raise infinite_support_error(name, d)
     try:
         values = np.asarray(d.enumerate_support(expand=False))
-    except (NotImplementedError, jax.errors.ConcretizationTypeError) as e:
+    except (NotImplementedError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError) as e:
         raise ValueError(
             f"gibbs: cannot enumerate the support of discrete site '{name}' "
             f"({type(d).__name__}): {e}. Its support must be the same for every element and "
@@ -388,7 +397,7 @@ def _plate_key(p):
     return (p.name, p.dim)
 
 
-def _independent_plates(site, dependents, term_ndim, term_plates, term_shape):
+def _independent_plates(site, dependents, term_plates, term_shape):
     batch = tuple(site.dist.batch_shape)
     nb = len(batch)
     keep = []
@@ -407,28 +416,30 @@ def _independent_plates(site, dependents, term_ndim, term_plates, term_shape):
     return keep
 
 
-def analyze(ld, z0, names, check_plates=True) -> ModelStructure:
-    """Inspect the discrete sites `names` of `ld` at the valid state `z0` (eager).
+def analyze(ld, names, key=None, check_plates=True) -> ModelStructure:
+    """Describe the discrete sites `names` of `ld`: supports, independent plates, dependences.
+
+    Structure comes from one trace of the model (`traced_structure`); with `check_plates`,
+    the plate independence is also verified numerically at a random state drawn with `key`
+    (one small compiled probe).
 
     Raises:
-      ValueError: for a discrete site whose support is infinite or not enumerable.
+      ValueError: for a discrete site whose support is infinite, not enumerable, or depends
+        on other latent values.
     """
-    tr = ld.run(z0)
+    tr, deps, term_shape = traced_structure(ld)
     all_discrete = tuple(lat.name for lat in ld.spec.discrete)
-    terms = terms_of(tr)
-    term_shape = {k: tuple(np.shape(v)) for k, v in terms.items()}
     term_plates = {}
-    for k in terms:
+    for k in term_shape:
         base = k[: -len(JACOBIAN)] if k.endswith(JACOBIAN) else k
         term_plates[k] = () if k.endswith(JACOBIAN) else tuple(tr[base].plates)
-    deps = term_dependencies(ld, z0, all_discrete) if all_discrete else {k: _EMPTY for k in terms}
     sites = {}
     for name in names:
         lat = ld.spec.latent(name)
         site = tr[name]
         values, k = _support_of(name, site.dist)
         dependents = [t for t, d in deps.items() if name in d]
-        plates = _independent_plates(site, dependents, None, term_plates, term_shape)
+        plates = _independent_plates(site, dependents, term_plates, term_shape)
         nb = len(site.dist.batch_shape)
         ind_axes = tuple(nb + p.dim for p in plates)
         ds = DiscreteSite(
@@ -443,7 +454,7 @@ def analyze(ld, z0, names, check_plates=True) -> ModelStructure:
     structure = ModelStructure(sites, tuple(n for n in all_discrete if n in names),
                                {k: len(v) for k, v in term_shape.items()}, term_plates, deps)
     if check_plates:
-        _verify_plates(ld, z0, structure)
+        _verify_plates(ld, jax.random.PRNGKey(0) if key is None else key, structure)
     return structure
 
 
@@ -454,49 +465,60 @@ def _keep_axes(structure, site: DiscreteSite, term: str):
     return tuple(ndim + dims[p] for p in site.ind_plates)
 
 
-def _verify_plates(ld, z0, structure, trials=2, seed=0):
-    """Numerical check of the declared plate independence on a random state: changing one
-    element of a site must change dependent terms only at that element's plate position."""
+def _verify_plates(ld, key, structure, seed=0):
+    """Numerical check of the declared plate independence at a random state: setting one
+    element of a site to another value must change its dependent terms only at that
+    element's plate position. Two perturbations per site (values j and j + 1 mod K, so at
+    least one differs from the current value), all evaluated in one compiled probe."""
     blocked = [s for s in structure.sites.values() if s.ind_plates and s.num_values > 1]
     if not blocked:
         return
-    evaluate = jax.jit(lambda z: site_terms(ld, z))
-    base = jax.tree.map(np.asarray, evaluate(z0))
     rng = np.random.default_rng(seed)
+    trials = []
     for s in blocked:
+        c = int(rng.integers(s.coupled_size))
+        e = tuple(int(rng.integers(n)) for n in s.ind_shape)
+        j = int(rng.integers(s.num_values))
+        trials += [(s, c, e, j), (s, c, e, (j + 1) % s.num_values)]
+
+    # The state: continuous sites at 0 in unconstrained space, discrete ones uniform over
+    # their supports (built on the host: no model run to compile besides the probe).
+    z0 = np.zeros(ld.dim)
+    for s in structure.sites.values():
         support = np.asarray(s.support, float).reshape((s.num_values, -1))
-        cur = np.asarray(s.get(z0))
-        dependents = [t for t, d in structure.deps.items() if s.name in d]
-        bad = None
-        for _ in range(trials):
-            c = int(rng.integers(s.coupled_size))
-            e = tuple(int(rng.integers(n)) for n in s.ind_shape)
-            old = cur[(c,) + e].reshape(-1)
-            others = [v for v in support if not np.array_equal(v, old)]
-            new_layout = cur.copy()
-            new_layout[(c,) + e] = others[int(rng.integers(len(others)))].reshape(s.event_shape)
-            after = jax.tree.map(np.asarray, evaluate(s.set(z0, jnp.asarray(new_layout))))
-            for t in dependents:
-                changed = ~np.isclose(after[t], base[t], rtol=1e-6, atol=1e-6, equal_nan=True)
-                keep = _keep_axes(structure, s, t)
-                other = tuple(a for a in range(changed.ndim) if a not in keep)
-                changed = changed.any(axis=other) if other else changed
-                changed[e] = False
-                if changed.any():
-                    bad = t
-                    break
-            if bad:
+        z0[s.offset: s.offset + s.size] = np.broadcast_to(
+            support[rng.integers(s.num_values, size=s.size // max(support.shape[1], 1))], (s.size // max(support.shape[1], 1), support.shape[1])).reshape(-1)
+    z0 = jnp.asarray(z0, jnp.result_type(float))
+    zs = [z0]
+    for s, c, e, j in trials:
+        zs.append(s.set(z0, s.get(z0).at[(c,) + e].set(s.support_array(z0.dtype)[j])))
+    terms = jax.tree.map(np.asarray, jax.jit(jax.vmap(lambda z: site_terms(ld, z)))(jnp.stack(zs)))
+    failed = {}
+    for i, (s, c, e, j) in enumerate(trials, start=1):
+        if s.name in failed:
+            continue
+        for t, d in structure.deps.items():
+            if s.name not in d:
+                continue
+            changed = ~np.isclose(terms[t][i], terms[t][0], rtol=1e-6, atol=1e-6, equal_nan=True)
+            keep = _keep_axes(structure, s, t)
+            other = tuple(a for a in range(changed.ndim) if a not in keep)
+            changed = changed.any(axis=other) if other else changed
+            changed[e] = False
+            if changed.any():
+                failed[s.name] = t
                 break
-        if bad:
-            warnings.warn(
-                f"gibbs: site '{s.name}' is declared inside plate(s) {list(s.ind_plates)}, but "
-                f"changing one of its elements changed the term '{bad}' at other plate positions; "
-                f"the plate's independence does not hold, so '{s.name}' is updated one element at "
-                f"a time (correct, slower). Check the model for sums or shifts over the plate.",
-                stacklevel=4,
-            )
-            nb = len(s.batch_shape)
-            structure.sites[s.name] = dataclasses.replace(s, ind_plates=(), ind_axes=(), coupled_axes=tuple(range(nb)))
+    for name, t in failed.items():
+        s = structure.sites[name]
+        warnings.warn(
+            f"gibbs: site '{name}' is declared inside plate(s) {list(s.ind_plates)}, but "
+            f"changing one of its elements changed the term '{t}' at other plate positions; "
+            f"the plate's independence does not hold, so '{name}' is updated one element at "
+            f"a time (correct, slower). Check the model for sums or shifts over the plate.",
+            stacklevel=5,
+        )
+        nb = len(s.batch_shape)
+        structure.sites[name] = dataclasses.replace(s, ind_plates=(), ind_axes=(), coupled_axes=tuple(range(nb)))
 
 
 def _terms_for(structure, group, role_of=None):
@@ -556,10 +578,11 @@ def plan(structure: ModelStructure, names, max_joint_states: int = 1024):
         shared = len(sites) > 1 and all(
             s.coupled_size == 1 and s.ind_plates == sites[0].ind_plates and s.ind_shape == sites[0].ind_shape
             for s in sites)
-        if shared and math.prod(s.num_values for s in sites) <= max_joint_states:
+        path = _path_order(group, edges) if shared and len(sites) > 2 and len({s.num_values for s in sites}) == 1 \
+            else None
+        if path is None and shared and math.prod(s.num_values for s in sites) <= max_joint_states:
             blocks.append(EnumerationBlock(tuple(sites), _terms_for(structure, sites)))
             continue
-        path = _path_order(group, edges) if shared and len({s.num_values for s in sites}) == 1 else None
         if path is not None:
             chain = [structure.sites[n] for n in path]
             pos = {n: j for j, n in enumerate(path)}

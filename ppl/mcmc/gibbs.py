@@ -218,11 +218,12 @@ class Gibbs(Method):
         self._check_options()
         blocks = self._user_blocks(ld)
         sampled = {s for b in blocks if b.sampler is not None for s in b.sites}
-        tr = ld.run(jnp.zeros((ld.dim,), jnp.result_type(float)))
-        for lat in ld.spec.discrete:
-            d = tr[lat.name].dist
-            if lat.name not in sampled and not getattr(d, "has_enumerate_support", False):
-                raise enum.infinite_support_error(lat.name, d)
+        if any(lat.name not in sampled for lat in ld.spec.discrete):
+            tr = enum.traced_structure(ld)[0]
+            for lat in ld.spec.discrete:
+                d = tr[lat.name].dist
+                if lat.name not in sampled and not getattr(d, "has_enumerate_support", False):
+                    raise enum.infinite_support_error(lat.name, d)
         for b in blocks:
             if b.sampler is None:
                 kinds = {ld.spec.latent(s).is_discrete for s in b.sites}
@@ -249,8 +250,7 @@ class Gibbs(Method):
         enum_names = [lat.name for lat in spec.discrete if lat.name not in sampled]
         structure = None
         if enum_names:
-            z0 = draw_initial(ld, as_key(key), "prior" if self.init == "prior" else "uniform")
-            structure = enum.analyze(ld, z0, enum_names, check_plates=self.check_plates)
+            structure = enum.analyze(ld, enum_names, key=as_key(key), check_plates=self.check_plates)
         out = []
 
         def kernel_block(names, inner):

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ppl.mcmc import _counter_rng, _cpu_blocks
 from ppl.mcmc.base import Kernel
 from ppl.mcmc.integrators import IntegratorState, safe_value_and_grad, velocity_verlet
 from ppl.mcmc.metrics import gaussian_euclidean
@@ -54,7 +55,8 @@ def probe(key, state, logdensity_fn, step_size, inverse_mass_matrix):
     """
     metric = gaussian_euclidean(inverse_mass_matrix)
     step_size = jnp.asarray(step_size, state.position.dtype)
-    momentum = metric.sample_momentum(key, state.position)
+    momentum = metric.scale_noise(_counter_rng.normal(
+        _counter_rng.key_words(key), _counter_rng.MOMENTUM, state.position.shape, state.position.dtype))
     h0 = metric.kinetic_energy(momentum) - state.log_density
     leapfrog = velocity_verlet(logdensity_fn, metric)
     new = leapfrog(IntegratorState(state.position, momentum, state.log_density, state.grad), step_size)
@@ -81,19 +83,19 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int; received {num_steps!r}.")
 
-    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+    def transition(words, state: State, step_size, inverse_mass_matrix, logdensity_fn):
         metric = gaussian_euclidean(inverse_mass_matrix)
         dtype = state.position.dtype
-        step_size = jnp.asarray(step_size, dtype)
-        key_momentum, key_accept = jax.random.split(key)
-        momentum = metric.sample_momentum(key_momentum, state.position)
+        momentum = metric.scale_noise(
+            _counter_rng.normal(words, _counter_rng.MOMENTUM, state.position.shape, dtype))
         h0 = metric.kinetic_energy(momentum) - state.log_density
         leapfrog = velocity_verlet(logdensity_fn, metric)
         start = IntegratorState(state.position, momentum, state.log_density, state.grad)
-        end = jax.lax.fori_loop(0, num_steps, lambda _, s: leapfrog(s, step_size), start)
+        end = jax.lax.fori_loop(
+            0, num_steps, lambda _, s: _cpu_blocks.nested(leapfrog, s, step_size), start)
         h = metric.kinetic_energy(end.momentum) - end.log_density
         delta = energy_error(h0, h)
-        log_u = jnp.log(jax.random.uniform(key_accept, (), dtype))
+        log_u = jnp.log(_counter_rng.uniform(words, 0, _counter_rng.ACCEPT, dtype))
         accept = log_u < -delta
         new_state = jax.tree.map(
             lambda new, old: jnp.where(accept, new, old),
@@ -107,5 +109,10 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
             energy=jnp.where(accept, h, h0),
         )
         return new_state, info
+
+    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+        step_size = jnp.asarray(step_size, state.position.dtype)
+        return _cpu_blocks.nested(lambda *a: transition(*a, logdensity_fn), _counter_rng.key_words(key),
+                                  state, step_size, inverse_mass_matrix)
 
     return Kernel(step=step, init=init, probe=probe, name="hmc")

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ppl.mcmc import _counter_rng, _cpu_blocks
 from ppl.mcmc.base import Kernel
 
 
@@ -46,9 +47,9 @@ def init(position, logdensity_fn) -> State:
     return State(position, _safe_log_density(logdensity_fn, position)[0])
 
 
-def _propose(key, position, step_size, inverse_mass_matrix):
+def _propose(words, position, step_size, inverse_mass_matrix):
     imm = jnp.asarray(inverse_mass_matrix, position.dtype)
-    xi = jax.random.normal(key, position.shape, position.dtype)
+    xi = _counter_rng.normal(words, _counter_rng.PROPOSAL, position.shape, position.dtype)
     if imm.ndim == 1:
         noise = jnp.sqrt(imm) * xi
     elif imm.ndim == 2 and imm.shape[0] == imm.shape[1]:
@@ -66,7 +67,7 @@ def probe(key, state, logdensity_fn, step_size, inverse_mass_matrix):
 
     Used by the initial step-size heuristic.
     """
-    proposal = _propose(key, state.position, step_size, inverse_mass_matrix)
+    proposal = _propose(_counter_rng.key_words(key), state.position, step_size, inverse_mass_matrix)
     log_density, _ = _safe_log_density(logdensity_fn, proposal)
     ratio = log_density - state.log_density
     return jnp.where(jnp.isnan(ratio), -jnp.inf, ratio)
@@ -85,14 +86,13 @@ def build_kernel() -> Kernel:
     proposal.
     """
 
-    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+    def transition(words, state: State, step_size, inverse_mass_matrix, logdensity_fn):
         dtype = state.position.dtype
-        key_proposal, key_accept = jax.random.split(key)
-        proposal = _propose(key_proposal, state.position, step_size, inverse_mass_matrix)
+        proposal = _propose(words, state.position, step_size, inverse_mass_matrix)
         log_density, is_nan = _safe_log_density(logdensity_fn, proposal)
         ratio = log_density - state.log_density
         ratio = jnp.where(jnp.isnan(ratio), -jnp.inf, ratio)
-        accept = jnp.log(jax.random.uniform(key_accept, (), dtype)) < ratio
+        accept = jnp.log(_counter_rng.uniform(words, 0, _counter_rng.ACCEPT, dtype)) < ratio
         new_state = State(
             jnp.where(accept, proposal, state.position),
             jnp.where(accept, log_density, state.log_density),
@@ -104,5 +104,10 @@ def build_kernel() -> Kernel:
             energy=-new_state.log_density,
         )
         return new_state, info
+
+    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+        step_size = jnp.asarray(step_size, state.position.dtype)
+        return _cpu_blocks.nested(lambda *a: transition(*a, logdensity_fn), _counter_rng.key_words(key),
+                                  state, step_size, inverse_mass_matrix)
 
     return Kernel(step=step, init=init, probe=probe, name="mh", restart_at_windows=False)

@@ -19,6 +19,7 @@ so the check between the trajectory and a finished subtree is the same merge at 
 level. No Python recursion at trace time; the carry has a fixed size; under ``vmap`` chains
 at different depths share the one loop.
 """
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -26,8 +27,8 @@ import jax.numpy as jnp
 
 from ppl.mcmc import _counter_rng, _cpu_blocks, hmc
 from ppl.mcmc.base import Kernel
-from ppl.mcmc.integrators import IntegratorState, safe_value_and_grad, velocity_verlet
-from ppl.mcmc.metrics import gaussian_euclidean, no_u_turn
+from ppl.mcmc.integrators import safe_value_and_grad, sanitize
+from ppl.mcmc.metrics import gaussian_euclidean
 
 
 class State(NamedTuple):
@@ -64,7 +65,8 @@ class _Carry(NamedTuple):
     2-3, subtree draw 4-5, log sum of weights of the trajectory 6 and of the subtree 7, sum
     of acceptance probabilities 8. ``counters``: doublings merged, leaf index in the current
     subtree, leapfrog steps, diverging, done. ``stack``: (p_beg, v_beg, p_end, v_end, rho)
-    of the pending left tree at each level, shape (5, max_tree_depth, d).
+    of the pending left tree at each level, shape (5, max_tree_depth, d); level ``depth``
+    holds the trajectory (far end first) while a subtree is built.
     """
 
     vectors: jax.Array
@@ -73,10 +75,9 @@ class _Carry(NamedTuple):
     stack: jax.Array
 
 
-_END = (0, 4)  # first row of the backward / forward end; rows x, p, g, v follow
-_X, _P, _G, _V = range(4)
+_X, _P, _G, _V = range(4)  # rows of an end (backward end: rows 0-3, forward end: 4-7)
 _DRAW, _SUB, _RHO = 8, 10, 12
-_END_LD, _DRAW_LD, _SUB_LD, _LSW, _SUB_LSW, _SUM_ACCEPT = 0, 2, 4, 6, 7, 8
+_DRAW_LD, _SUB_LD, _LSW, _SUB_LSW, _SUM_ACCEPT = 2, 4, 6, 7, 8
 _DEPTH, _LEAF, _STEPS, _DIVERGING, _DONE = range(5)
 
 
@@ -95,8 +96,25 @@ def _trailing_ones(n):
     return jax.lax.population_count(n ^ (n + 1)) - 1
 
 
-def _merge_ok(stack, p, v):
-    """No-U-turn checks of merging each stack level (L) with the tree (R) ending at (p, v).
+def _initial_carry(state: State, momentum, velocity, max_tree_depth):
+    """The loop carry of a trajectory holding only the initial point, and H0."""
+    h0 = 0.5 * jnp.sum(momentum * velocity) - state.log_density
+    start = [state.position, momentum, state.grad, velocity]
+    draw = [state.position, state.grad]
+    ld, zero = state.log_density, jnp.zeros_like(h0)
+    stack = jnp.zeros((5, max_tree_depth) + momentum.shape, momentum.dtype)
+    stack = stack.at[:, 0].set(jnp.stack([momentum, velocity, momentum, velocity, momentum]))
+    carry = _Carry(
+        vectors=jnp.stack(start + start + draw + draw + [momentum]),
+        scalars=jnp.stack([ld, ld, ld, h0, ld, h0, zero, zero - jnp.inf, zero]),
+        counters=jnp.zeros((5,), jnp.int32),
+        stack=stack,
+    )
+    return carry, h0
+
+
+def _merge_ok(stack, point):
+    """No-U-turn checks of merging each stack level (L) with the tree (R) ending at ``point``.
 
     Level k's R is the tree of 2**k leaves ending at the current leaf; its first point is the
     leaf itself (k = 0) or level k-1's first point, and its momentum sum is p plus the sums
@@ -105,130 +123,172 @@ def _merge_ok(stack, p, v):
 
     Returns ``(ok, rho_r, r_beg_p, r_beg_v)``; ``ok`` has shape (max_tree_depth,).
     """
+    p, v = point[_P], point[_V]
     p_beg, v_beg, p_end, v_end, rho_l = stack
     r_beg_p = jnp.concatenate([p[None], p_beg[:-1]])
     r_beg_v = jnp.concatenate([v[None], v_beg[:-1]])
     rho_r = p + jnp.cumsum(rho_l, axis=0) - rho_l
     rho_lr, rho_l_ext, rho_r_ext = rho_l + rho_r, rho_l + r_beg_p, rho_r + p_end
-    ok = (no_u_turn(v_beg, v, rho_lr) & no_u_turn(v_beg, r_beg_v, rho_l_ext)
-          & no_u_turn(v_end, v, rho_r_ext))
-    return ok, rho_r, r_beg_p, r_beg_v
+    v = jnp.broadcast_to(v, v_beg.shape)
+    dots = jnp.sum(jnp.stack([v_beg, v, v_beg, r_beg_v, v_end, v])
+                   * jnp.stack([rho_lr, rho_lr, rho_l_ext, rho_l_ext, rho_r_ext, rho_r_ext]), axis=-1)
+    return jnp.all(dots > 0, axis=0), rho_r, r_beg_p, r_beg_v
 
 
-def _build_trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step_size,
-                      inverse_mass_matrix, max_tree_depth, max_delta_energy):
+def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step_size,
+                inverse_mass_matrix, max_tree_depth, max_delta_energy):
     """Run the NUTS trajectory from ``(state, momentum)``; returns the final loop carry.
 
     ``direction_bits`` (uint32): bit k set means the k-th doubling goes forward in time.
     ``key`` (uint32[2], a ``_counter_rng`` key) drives the within-subtree and
     between-subtree multinomial draws only, so the trajectory's extent (hence the number of
     steps and the depth) depends on the momentum and the directions alone.
+
+    Each stage of the loop body runs as a nested computation (``_cpu_blocks``).
     """
     metric = gaussian_euclidean(inverse_mass_matrix)
-    leapfrog = velocity_verlet(logdensity_fn, metric)
+    value_and_grad = jax.value_and_grad(logdensity_fn)
     dtype = state.position.dtype
     step_size = jnp.asarray(step_size, dtype)
     levels = jnp.arange(max_tree_depth, dtype=jnp.int32)
+    carry, h0 = _cpu_blocks.nested(
+        lambda s, p: _initial_carry(s, p, metric.velocity(p), max_tree_depth), state, momentum)
 
-    velocity = metric.velocity(momentum)
-    h0 = 0.5 * jnp.sum(momentum * velocity) - state.log_density
-    start = [state.position, momentum, state.grad, velocity]
-    draw = [state.position, state.grad]
-    ld = state.log_density
-    carry = _Carry(
-        vectors=jnp.stack(start + start + draw + draw + [momentum]),
-        scalars=jnp.stack([ld, ld, ld, h0, ld, h0, jnp.zeros_like(h0), jnp.full_like(h0, -jnp.inf),
-                           jnp.zeros_like(h0)]),
-        counters=jnp.zeros((5,), jnp.int32),
-        stack=jnp.zeros((5, max_tree_depth) + momentum.shape, dtype),
-    )
+    def bit(depth):
+        return ((direction_bits >> depth.astype(jnp.uint32)) & 1) == 1
 
-    def going_forward(c):
-        return ((direction_bits >> c.counters[_DEPTH].astype(jnp.uint32)) & 1) == 1
-
-    def integrate(c: _Carry):
-        """Stage 1: one leapfrog step from the end being extended; its energy."""
-        forward = going_forward(c)
-        near = jnp.where(forward, c.vectors[4:8], c.vectors[0:4])
-        near_ld = jnp.where(forward, c.scalars[1], c.scalars[0])
+    def drift(vectors, counters):
+        """Leapfrog, first half: half kick and drift from the end being extended."""
+        forward = bit(counters[_DEPTH])
+        near = jnp.where(forward, vectors[4:8], vectors[0:4])
         eps = jnp.where(forward, step_size, -step_size)
-        new = leapfrog(IntegratorState(near[_X], near[_P], near_ld, near[_G]), eps)
-        v = metric.velocity(new.momentum)
-        h = 0.5 * jnp.sum(new.momentum * v) - new.log_density
-        return jnp.stack([new.position, new.momentum, new.grad, v]), jnp.stack([new.log_density, h])
+        momentum = near[_P] + 0.5 * eps * near[_G]
+        return near[_X] + eps * metric.velocity(momentum), momentum, eps
 
-    def update(c: _Carry, point, point_scalars) -> _Carry:
-        """Stage 2: multinomial draws, U-turn checks, stack and trajectory bookkeeping."""
-        depth, leaf, num_steps = c.counters[_DEPTH], c.counters[_LEAF], c.counters[_STEPS] + 1
-        forward = going_forward(c)
+    def kick(position, momentum, eps, log_density, grad):
+        """Leapfrog, second half: the closing half kick with the new gradient; the energy."""
+        log_density = sanitize(log_density)
+        momentum = momentum + 0.5 * eps * grad
+        v = metric.velocity(momentum)
+        h = 0.5 * jnp.sum(momentum * v) - log_density
+        return jnp.stack([position, momentum, grad, v]), jnp.stack([log_density, h])
+
+    def bookkeeping(scalars, counters, point_scalars, ok):
+        """Energy error, multinomial draws, U-turn verdicts; scalars and counters only."""
+        depth, leaf, num_steps = counters[_DEPTH], counters[_LEAF], counters[_STEPS] + 1
+        forward = bit(depth)
         first = leaf == 0
-        near = jnp.where(forward, c.vectors[4:8], c.vectors[0:4])
-        far = jnp.where(forward, c.vectors[0:4], c.vectors[4:8])
-        p, v = point[_P], point[_V]
-        new_ld, h = point_scalars[0], point_scalars[1]
+        h = point_scalars[1]
         delta = hmc.energy_error(h0, h)
         log_weight = -delta
         diverging = delta > max_delta_energy
-        sum_accept = c.scalars[_SUM_ACCEPT] + jnp.minimum(1.0, jnp.exp(log_weight))
-        u_leaf, u_merge = _counter_rng.uniform(
-            key, num_steps, jnp.array([_counter_rng.LEAF, _counter_rng.MERGE], jnp.uint32), dtype)
+        sum_accept = scalars[_SUM_ACCEPT] + jnp.minimum(1.0, jnp.exp(log_weight))
+        log_u = jnp.log(_counter_rng.uniform(
+            key, num_steps, jnp.array([_counter_rng.LEAF, _counter_rng.MERGE], jnp.uint32), dtype))
 
         # Uniform progressive sampling inside the subtree.
-        sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, c.scalars[_SUB_LSW]), log_weight)
-        take = jnp.log(u_leaf) < log_weight - sub_lsw
-        sub_draw = jnp.where(take, point[jnp.array([_X, _G])], c.vectors[_SUB:_SUB + 2])
-        sub_scalars = jnp.where(take, point_scalars, c.scalars[_SUB_LD:_SUB_LD + 2])
+        sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, scalars[_SUB_LSW]), log_weight)
+        take = log_u[0] < log_weight - sub_lsw
+        sub_scalars = jnp.where(take, point_scalars, scalars[_SUB_LD:_SUB_LD + 2])
 
-        # A new subtree starts: push the trajectory (far end first) to level `depth`.
-        trajectory = jnp.stack([far[_P], far[_V], near[_P], near[_V], c.vectors[_RHO]])
-        push = (first & (levels == depth))[None, :, None]
-        stack = jnp.where(push, trajectory[:, None, :], c.stack)
-
-        # U-turn checks of every merge completed at this leaf, vectorised over levels; at the
-        # subtree's last leaf, level `depth` is the merge with the trajectory.
+        # Merges completed at this leaf: levels < t inside the subtree; at the subtree's last
+        # leaf, level t = depth is the merge of the trajectory with the subtree.
         t = _trailing_ones(leaf)
         last = leaf == (1 << depth) - 1
-        ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack, p, v)
         fail = ~ok & (levels < t + last.astype(jnp.int32))
         sub_turning = jnp.any(fail & (levels < t))
         trajectory_turning = jnp.any(fail & (levels == t))
 
-        # Push the tree of 2**t leaves ending here (it has no right partner yet).
-        keep = ((levels == t) & ~last)[None, :, None]
-        bcast = jnp.broadcast_to
-        entry = jnp.stack([r_beg_p, r_beg_v, bcast(p, r_beg_p.shape), bcast(v, r_beg_p.shape), rho_r])
-        stack = jnp.where(keep, entry, stack)
-
         # A valid finished subtree is merged: biased progressive sampling (Betancourt A.3.2).
         invalid = diverging | sub_turning
         merge = last & ~invalid
-        lsw = c.scalars[_LSW]
-        take_sub = merge & (jnp.log(u_merge) < sub_lsw - lsw)
-        draw = jnp.where(take_sub, sub_draw, c.vectors[_DRAW:_DRAW + 2])
-        draw_scalars = jnp.where(take_sub, sub_scalars, c.scalars[_DRAW_LD:_DRAW_LD + 2])
+        lsw = scalars[_LSW]
+        take_sub = merge & (log_u[1] < sub_lsw - lsw)
+        draw_scalars = jnp.where(take_sub, sub_scalars, scalars[_DRAW_LD:_DRAW_LD + 2])
         lsw = jnp.where(merge, jnp.logaddexp(lsw, sub_lsw), lsw)
-        sub_rho = jnp.sum(jnp.where((levels == t)[:, None], rho_r, 0.0), axis=0)
-        rho = jnp.where(merge, c.vectors[_RHO] + sub_rho, c.vectors[_RHO])
         depth = depth + merge.astype(jnp.int32)
         done = invalid | (merge & (trajectory_turning | (depth >= max_tree_depth)))
+        new_ld = point_scalars[0]
+        end_lds = jnp.where(forward, jnp.stack([scalars[0], new_ld]), jnp.stack([new_ld, scalars[1]]))
+        scalars = jnp.concatenate([end_lds, draw_scalars, sub_scalars, jnp.stack([lsw, sub_lsw, sum_accept])])
+        counters = jnp.stack([depth, jnp.where(last, 0, leaf + 1), num_steps,
+                              diverging.astype(jnp.int32), done.astype(jnp.int32)])
+        flags = jnp.stack([forward, take, take_sub, merge, last, bit(depth)]).astype(jnp.int32)
+        return scalars, counters, jnp.concatenate([flags, t[None]])
 
-        backward_end = jnp.where(forward, c.vectors[0:4], point)
-        forward_end = jnp.where(forward, point, c.vectors[4:8])
-        end_lds = jnp.where(forward, jnp.stack([c.scalars[0], new_ld]), jnp.stack([new_ld, c.scalars[1]]))
-        return _Carry(
-            vectors=jnp.concatenate([backward_end, forward_end, draw, sub_draw, rho[None]]),
-            scalars=jnp.concatenate([end_lds, draw_scalars, sub_scalars,
-                                     jnp.stack([lsw, sub_lsw, sum_accept])]),
-            counters=jnp.stack([depth, jnp.where(last, 0, leaf + 1), num_steps,
-                                diverging.astype(jnp.int32), done.astype(jnp.int32)]),
-            stack=stack,
-        )
+    def assemble(vectors, stack, point, rho_r, r_beg_p, r_beg_v, flags):
+        """The new ends, draws, momentum sum and stack (all vector data)."""
+        forward, take, take_sub, merge, last, next_forward, t = (flags[i] for i in range(7))
+        forward, take, take_sub, merge, last, next_forward = (
+            x == 1 for x in (forward, take, take_sub, merge, last, next_forward))
+        p, v = point[_P], point[_V]
+        sub_draw = jnp.where(take, jnp.stack([point[_X], point[_G]]), vectors[_SUB:_SUB + 2])
+        draw = jnp.where(take_sub, sub_draw, vectors[_DRAW:_DRAW + 2])
+        at_t = (levels == t)[:, None]
+        rho = jnp.where(merge, vectors[_RHO] + jnp.sum(jnp.where(at_t, rho_r, 0.0), axis=0),
+                        vectors[_RHO])
+        backward_end = jnp.where(forward, vectors[0:4], point)
+        forward_end = jnp.where(forward, point, vectors[4:8])
+
+        # Push the tree of 2**t leaves ending here (no right partner yet); after a merge,
+        # push the trajectory (far end first) to the new level `depth` for the next subtree.
+        far = jnp.where(next_forward, backward_end, forward_end)
+        near = jnp.where(next_forward, forward_end, backward_end)
+        trajectory = jnp.stack([far[_P], far[_V], near[_P], near[_V], rho])[:, None, :]
+        keep = (at_t & ~last)[None]
+        push = (merge & (levels == t + 1))[None, :, None]
+        bcast = jnp.broadcast_to
+        entry = jnp.stack([r_beg_p, r_beg_v, bcast(p, r_beg_p.shape), bcast(v, r_beg_p.shape), rho_r])
+        stack = jnp.where(keep, entry, jnp.where(push, trajectory, stack))
+        vectors = jnp.concatenate([backward_end, forward_end, draw, sub_draw, rho[None]])
+        return vectors, stack
+
+    def step(c: _Carry) -> _Carry:
+        position, momentum, eps = _cpu_blocks.nested(drift, c.vectors, c.counters)
+        log_density, grad = _cpu_blocks.nested(value_and_grad, position)
+        point, point_scalars = _cpu_blocks.nested(kick, position, momentum, eps, log_density, grad)
+        ok, rho_r, r_beg_p, r_beg_v = _cpu_blocks.nested(_merge_ok, c.stack, point)
+        scalars, counters, flags = _cpu_blocks.nested(
+            bookkeeping, c.scalars, c.counters, point_scalars, ok)
+        vectors, stack = _cpu_blocks.nested(
+            assemble, c.vectors, c.stack, point, rho_r, r_beg_p, r_beg_v, flags)
+        return _Carry(vectors, scalars, counters, stack)
 
     def body(c: _Carry) -> _Carry:
-        point, point_scalars = _cpu_blocks.nested(integrate, c)
-        return _cpu_blocks.nested(update, c, point, point_scalars)
+        return _cpu_blocks.nested(step, c)
 
     return jax.lax.while_loop(lambda c: c.counters[_DONE] == 0, body, carry)
+
+
+def _finish(c: _Carry):
+    """The transition's new state and info from the final loop carry."""
+    num_steps = c.counters[_STEPS]
+    new_state = State(c.vectors[_DRAW + _X], c.scalars[_DRAW_LD], c.vectors[_DRAW + 1])
+    info = Info(
+        acceptance_rate=c.scalars[_SUM_ACCEPT] / num_steps.astype(c.scalars.dtype),
+        is_divergent=c.counters[_DIVERGING] == 1,
+        num_grad_evals=num_steps,
+        energy=c.scalars[_DRAW_LD + 1],
+        tree_depth=c.counters[_DEPTH],
+        num_steps=num_steps,
+    )
+    return new_state, info
+
+
+def _transition(words, state: State, step_size, inverse_mass_matrix, logdensity_fn,
+                max_tree_depth, max_delta_energy):
+    """One NUTS transition keyed by ``words`` (a ``_counter_rng`` key)."""
+
+    def start(words, state, inverse_mass_matrix):
+        metric = gaussian_euclidean(inverse_mass_matrix)
+        dtype = state.position.dtype
+        noise = _counter_rng.normal(words, _counter_rng.MOMENTUM, state.position.shape, dtype)
+        return metric.scale_noise(noise), _counter_rng.bits(words, 0, _counter_rng.DIRECTION)
+
+    momentum, direction_bits = _cpu_blocks.nested(start, words, state, inverse_mass_matrix)
+    c = _trajectory(words, state, momentum, direction_bits, logdensity_fn, step_size,
+                    inverse_mass_matrix, max_tree_depth, max_delta_energy)
+    return _cpu_blocks.nested(_finish, c)
 
 
 def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> Kernel:
@@ -254,24 +314,10 @@ def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> 
         raise ValueError(f"max_tree_depth must be an int in [1, 30]; received {max_tree_depth!r}.")
 
     def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
-        metric = gaussian_euclidean(inverse_mass_matrix)
         words = _counter_rng.key_words(key)
-        dtype = state.position.dtype
-        noise = _counter_rng.normal(words, _counter_rng.MOMENTUM, state.position.shape, dtype)
-        momentum = metric.scale_noise(noise)
-        direction_bits = _counter_rng.bits(words, 0, _counter_rng.DIRECTION)
-        c = _build_trajectory(words, state, momentum, direction_bits, logdensity_fn, step_size,
-                              inverse_mass_matrix, max_tree_depth, max_delta_energy)
-        num_steps = c.counters[_STEPS]
-        new_state = State(c.vectors[_DRAW + _X], c.scalars[_DRAW_LD], c.vectors[_DRAW + 1])
-        info = Info(
-            acceptance_rate=c.scalars[_SUM_ACCEPT] / num_steps.astype(dtype),
-            is_divergent=c.counters[_DIVERGING] == 1,
-            num_grad_evals=num_steps,
-            energy=c.scalars[_DRAW_LD + 1],
-            tree_depth=c.counters[_DEPTH],
-            num_steps=num_steps,
-        )
-        return new_state, info
+        step_size = jnp.asarray(step_size, state.position.dtype)
+        transition = partial(_transition, logdensity_fn=logdensity_fn,
+                             max_tree_depth=max_tree_depth, max_delta_energy=max_delta_energy)
+        return _cpu_blocks.nested(transition, words, state, step_size, inverse_mass_matrix)
 
     return Kernel(step=step, init=init, probe=hmc.probe, name="nuts")

@@ -153,7 +153,9 @@ class Rejection(Method):
         key = as_key(key)
         k_bound, k_run = jax.random.split(key)
         log_m = self.bound(k_bound, ld)
-        out, compile_s, run_s = run_program(self, k_run, ld, jnp.asarray(log_m, jnp.result_type(float)))
+        # The bound is an argument of the program, not part of its cache key.
+        program = dataclasses.replace(self, log_bound=None, margin=0.0)
+        out, compile_s, run_s = run_program(program, k_run, ld, jnp.asarray(log_m, jnp.result_type(float)))
         out = to_numpy(out)
         proposed, accepted = int(out["num_proposals"]), int(out["num_accepted"])
         max_ll = float(out["max_log_likelihood"])

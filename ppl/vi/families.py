@@ -27,7 +27,9 @@ from ppl.compile import _handlers as H
 from ppl.compile.logdensity import log_joint_of
 from ppl.model import handlers
 from ppl.model._runtime import Message, Messenger
+from ppl.vi import guides
 from ppl.vi.objectives import Particle
+from ppl.vi.plates import sum_per_element
 
 sg = jax.lax.stop_gradient
 
@@ -58,9 +60,18 @@ class ScoreSites(Messenger):
             msg.infer = {**msg.infer, "score": True}
 
 
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
 class PlateKeys(Messenger):
     """Give keys to subsampled plates only (`seed` would also split one for every latent
-    site, which here is set from z or from the guide anyway)."""
+    site, which here is set from z or from the guide anyway). Installed inside `seed`, it
+    also decides a guide's minibatch, so that particles can share one."""
 
     def __init__(self, key):
         super().__init__(None)
@@ -150,19 +161,33 @@ class AutoFamily:
         model_u = {k: jax.tree.map(biject_to(c).inv, self.ld.params[k]) for k, c in self._constraints().items()}
         return (self.guide.init(k_g, z0), model_u), ok
 
-    def particle_values(self, state, key):
-        """One particle's `Particle` and its site values (latents and deterministic)."""
-        phi, model_u = state
-        k_g, k_m = _split(key, self.keyed)
-        z, log_q = self.guide.sample(phi, k_g)
-        tr = self._run_model(z, model_u, k_m)
+    def _finish(self, z, log_q, model_u, key):
+        tr = self._run_model(z, model_u, key)
         lj = log_joint_of(tr)
         prior = lj.prior if self.guide.point else lj.prior + lj.jacobian
-        zero = jnp.zeros((), log_q.dtype)
-        return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(prior), log_q, zero), _values_of(tr)
+        return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(prior), log_q, None), _values_of(tr)
 
-    def particle(self, state, key) -> Particle:
-        return self.particle_values(state, key)[0]
+    def particle_values(self, state, key, plate=None, batch_key=None):
+        """One particle's `Particle` and its site values (latents and deterministic);
+        `batch_key`, if given, picks the minibatch (shared by the particles of one step)."""
+        phi, model_u = state
+        k_g, k_m = _split(key, self.keyed)
+        z, log_q = guides.sample(self.guide, phi, k_g)
+        return self._finish(z, log_q, model_u, k_m if batch_key is None else batch_key)
+
+    def particle(self, state, key, plate=None, batch_key=None) -> Particle:
+        return self.particle_values(state, key, plate, batch_key)[0]
+
+    def particles_values(self, state, key, n, plate=None, batch_keys=None):
+        """`n` particles (a leading axis), their noise from one random call; `batch_keys`
+        (n keys) pick the minibatches."""
+        phi, model_u = state
+        k_g, k_m = _split(key, self.keyed)
+        z, log_q = guides.sample(self.guide, phi, k_g, n)
+        if not self.keyed:
+            return jax.vmap(lambda zi, lq: self._finish(zi, lq, model_u, None))(z, log_q)
+        mkeys = jax.random.split(k_m, n) if batch_keys is None else batch_keys
+        return jax.vmap(lambda zi, lq, k: self._finish(zi, lq, model_u, k))(z, log_q, mkeys)
 
     def named(self, state) -> dict:
         """Learned values (constrained): the model's params and the guide's `auto_*`."""
@@ -179,10 +204,11 @@ class FunctionFamily:
         self.guide, self.ld, self.keyed = guide, ld, keyed
         self._zeros = lambda: jnp.zeros((ld.dim,), jnp.result_type(float))
 
-    def _run_guide(self, uparams, key):
+    def _run_guide(self, uparams, key, batch_key=None):
         args, kwargs = self.ld.arguments()
         plates = RecordPlates()
-        with handlers.trace() as tr, H.ParamsFromFlat(uparams or {}), plates, ScoreSites(), handlers.seed(rng_seed=key):
+        batch = PlateKeys(batch_key) if batch_key is not None else _Null()
+        with handlers.trace() as tr, H.ParamsFromFlat(uparams or {}), plates, ScoreSites(), handlers.seed(rng_seed=key), batch:
             self.guide(*args, **kwargs)
         return tr, plates.indices
 
@@ -192,9 +218,13 @@ class FunctionFamily:
             extra.append(PlateKeys(key))
         return self.ld.run(self._zeros(), uparams, extra=tuple(extra))
 
-    def _traces(self, state, key):
+    def _traces(self, state, key, batch_key=None):
+        """Guide and model traces; `batch_key`, if given, picks the minibatches (guide
+        plates, then the model's other plates), else the particle's key does."""
         k_g, k_m = _split(key, self.keyed)
-        gtr, idx = self._run_guide(state, k_g)
+        if batch_key is not None:
+            k_m = jax.random.fold_in(batch_key, 1)
+        gtr, idx = self._run_guide(state, k_g, batch_key)
         values = {s.name: s.value for s in gtr.sites("latent")}
         return gtr, self._run_model(values, idx, state, k_m)
 
@@ -214,17 +244,32 @@ class FunctionFamily:
         gtr, tr = self._traces(None, key)
         return {**_uparams_of(tr), **_uparams_of(gtr)}, jnp.bool_(True)
 
-    def particle_values(self, state, key):
-        gtr, tr = self._traces(state, key)
-        lj = log_joint_of(tr)
-        log_q = gtr.log_joint(("latent",))
+    def particle_values(self, state, key, plate=None, batch_key=None):
+        """One particle's `Particle` (per element of `plate` if given) and its site values."""
+        gtr, tr = self._traces(state, key, batch_key)
         score = [s for s in gtr.sites("latent") if s.infer.get("score")]
-        log_q_score = sum((s.log_prob_sum() for s in score), jnp.zeros((), log_q.dtype))
-        p = Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(lj.prior), log_q, log_q_score)
+        if plate is None:
+            lj = log_joint_of(tr)
+            log_q = gtr.log_joint(("latent",))
+            log_q_score = sum((s.log_prob_sum() for s in score), jnp.zeros((), log_q.dtype)) if score else None
+            return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(lj.prior), log_q, log_q_score), _values_of(tr)
+        owner, dtype = f"IWAE(plate={plate!r})", jnp.result_type(float)
+        lik, _ = sum_per_element(tr.sites("observed", "factor"), plate, owner, dtype)
+        prior, _ = sum_per_element(tr.sites("latent"), plate, owner, dtype)
+        log_q, scale = sum_per_element(gtr.sites("latent"), plate, owner, dtype)
+        log_q_score = sum_per_element(score, plate, owner, dtype)[0] if score else None
+        p = Particle(_nan_to_neg_inf(lik), _nan_to_neg_inf(prior), log_q, log_q_score, jnp.full_like(log_q, scale))
         return p, _values_of(tr)
 
-    def particle(self, state, key) -> Particle:
-        return self.particle_values(state, key)[0]
+    def particle(self, state, key, plate=None, batch_key=None) -> Particle:
+        return self.particle_values(state, key, plate, batch_key)[0]
+
+    def particles_values(self, state, key, n, plate=None, batch_keys=None):
+        """`n` particles (a leading axis); `batch_keys` (n keys) pick the minibatches."""
+        keys = jax.random.split(key, n)
+        if batch_keys is None:
+            return jax.vmap(lambda k: self.particle_values(state, k, plate))(keys)
+        return jax.vmap(lambda k, b: self.particle_values(state, k, plate, b))(keys, batch_keys)
 
     def named(self, state) -> dict:
         return {k: jax.tree.map(biject_to(c), state[k]) for k, c in self._constraints().items()}

@@ -1,11 +1,14 @@
 """Automatic guides: variational families over the model's flat unconstrained vector `z`.
 
-Each family is a frozen (hashable) record of options with three pure functions:
+Each family is a frozen (hashable) record of options with pure functions:
 
-    init(key, z0) -> params          a pytree of arrays, started at the point z0
-    sample(params, key) -> (z, log_q) a reparameterised draw and its log density in
-                                     unconstrained space (log q(z) of the same z)
-    named(params) -> dict            user-facing values for `Result.params`
+    init(key, z0) -> params            a pytree of arrays, started at the point z0
+    noise_size(params) -> int          length of the standard-normal noise of one draw
+    transform(params, eps) -> (z, log_q)  the reparameterised draw from noise eps and its log
+                                       density in unconstrained space (log q(z) of the same z)
+    named(params) -> dict              user-facing values for `Result.params`
+
+`sample(guide, params, key, n)` draws n at once from one call of the random generator.
 
 Families (D = `LogDensity.dim`):
   `MeanField`  N(loc, diag(scale^2)): 2D parameters.
@@ -41,6 +44,16 @@ def _std_normal_log_prob(eps):
     return -0.5 * jnp.sum(eps**2) - eps.size * _HALF_LOG_2PI
 
 
+def sample(guide, params, key, n=None):
+    """`n` draws (z (n, D), log_q (n,)), or one (z (D,), log_q ()) when n is None."""
+    dtype = params["loc"].dtype
+    size = guide.noise_size(params)
+    if n is None:
+        return guide.transform(params, jax.random.normal(key, (size,), dtype))
+    eps = jax.random.normal(key, (n, size), dtype)
+    return jax.vmap(guide.transform, in_axes=(None, 0))(params, eps)
+
+
 @dataclasses.dataclass(frozen=True)
 class MeanField:
     """Diagonal normal in unconstrained space. `init_scale` is every initial sd."""
@@ -51,9 +64,11 @@ class MeanField:
     def init(self, key, z0):
         return {"loc": z0, "scale": jnp.full_like(z0, _softplus_inv(jnp.asarray(self.init_scale, z0.dtype)))}
 
-    def sample(self, params, key):
+    def noise_size(self, params):
+        return params["loc"].shape[0]
+
+    def transform(self, params, eps):
         loc, scale = params["loc"], jax.nn.softplus(params["scale"])
-        eps = jax.random.normal(key, loc.shape, loc.dtype)
         return loc + scale * eps, _std_normal_log_prob(eps) - jnp.sum(jnp.log(scale))
 
     def named(self, params):
@@ -77,11 +92,12 @@ class FullRank:
         raw = jnp.eye(d, dtype=z0.dtype) * _softplus_inv(jnp.asarray(self.init_scale, z0.dtype))
         return {"loc": z0, "scale_tril": raw}
 
-    def sample(self, params, key):
-        loc = params["loc"]
+    def noise_size(self, params):
+        return params["loc"].shape[0]
+
+    def transform(self, params, eps):
         L, diag = _tril(params["scale_tril"])
-        eps = jax.random.normal(key, loc.shape, loc.dtype)
-        return loc + L @ eps, _std_normal_log_prob(eps) - jnp.sum(jnp.log(diag))
+        return params["loc"] + L @ eps, _std_normal_log_prob(eps) - jnp.sum(jnp.log(diag))
 
     def named(self, params):
         return {"auto_loc": params["loc"], "auto_scale_tril": _tril(params["scale_tril"])[0]}
@@ -104,12 +120,14 @@ class LowRank:
         return {"loc": z0, "cov_factor": w,
                 "scale": jnp.full_like(z0, _softplus_inv(jnp.asarray(self.init_scale, z0.dtype)))}
 
-    def sample(self, params, key):
+    def noise_size(self, params):
+        return sum(params["cov_factor"].shape)
+
+    def transform(self, params, eps):
         from numpyro.distributions import LowRankMultivariateNormal
 
         loc, w, d = params["loc"], params["cov_factor"], jax.nn.softplus(params["scale"])
-        k1, k2 = jax.random.split(key)
-        z = loc + w @ jax.random.normal(k1, (w.shape[1],), loc.dtype) + d * jax.random.normal(k2, loc.shape, loc.dtype)
+        z = loc + w @ eps[loc.shape[0]:] + d * eps[: loc.shape[0]]
         return z, LowRankMultivariateNormal(loc, w, d**2).log_prob(z)
 
     def named(self, params):
@@ -167,9 +185,11 @@ class Flow:
         statics = self._statics(loc.shape[0], jnp.dtype(loc.dtype))
         return [eqx.combine(a, s) for a, s in zip(params["flow"], statics)]
 
-    def sample(self, params, key):
+    def noise_size(self, params):
+        return params["loc"].shape[0]
+
+    def transform(self, params, eps):
         loc, scale = params["loc"], jax.nn.softplus(params["scale"])
-        eps = jax.random.normal(key, loc.shape, loc.dtype)
         log_q = _std_normal_log_prob(eps)
         y = eps
         for net, m in zip(self.modules(params), self._masks(loc.shape[0], loc.dtype)):
@@ -194,7 +214,10 @@ class Delta:
     def init(self, key, z0):
         return {"loc": z0}
 
-    def sample(self, params, key):
+    def noise_size(self, params):
+        return 0
+
+    def transform(self, params, eps):
         return params["loc"], jnp.zeros((), params["loc"].dtype)
 
     def named(self, params):

@@ -13,6 +13,7 @@ import dataclasses
 import warnings
 from typing import Any, ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,7 +61,8 @@ class VI(Method):
     Minibatches: a plate with `subsample_size` scales its sites' log densities by
     size / subsample_size in model and guide alike, so each step's objective is unbiased
     for the full data; a guide function's plate indices are replayed into the model's
-    plate of the same name (write the guide with the same plate). Automatic guides need
+    plate of the same name (write the guide with the same plate); the particles of one step
+    (and each group of k in the final IWAE estimate) share one minibatch. Automatic guides need
     every latent outside subsampled plates (global latents); local latents call for an
     amortised guide function (an encoder registered with `ppl.module`).
 
@@ -70,7 +72,8 @@ class VI(Method):
     `auto_cov_diag`, `auto_flow`; `module` params as Equinox modules), `log_evidence` (the
     objective's bound re-estimated with `num_eval_particles`; None for "delta"), and
     `diagnostics`: `loss` (negative objective per step), `log_evidence_se`, `elbo`,
-    `log_evidence_is` (log-mean-exp of all final weights: importance-sampling estimate),
+    `log_evidence_is` (log-mean-exp of all final weights, per element with
+    `IWAE(plate=...)`: the importance-sampling estimate, a tighter stochastic bound),
     `num_nonfinite_steps`.
 
     Raises:
@@ -118,6 +121,12 @@ class VI(Method):
         guide = self._guide()
         if not self._is_auto():
             return check_guide_function(ld, guide)
+        if getattr(self.objective, "plate", None) is not None:
+            raise ValueError(
+                f"VI: IWAE(plate={self.objective.plate!r}) computes the bound per plate element, which "
+                f"needs a guide function whose density factorises over it; the automatic guide "
+                f"{type(guide).__name__} is one joint density. Use plate=None or a guide function."
+            )
         if ld.spec.discrete:
             raise ValueError(
                 f"VI: the automatic guide {type(guide).__name__} is continuous, but latent site "
@@ -154,13 +163,18 @@ class VI(Method):
         fam = self._family(ld)
         obj = self.objective
         n = obj.particles_per_step
+        plate = getattr(obj, "plate", None)
         k_init, k_fit, k_out = jax.random.split(key, 3)
         state0, ok = fam.init(k_init)
         opt = self.optimizer if self.optimizer is not None else default_optimizer(self.num_steps)
 
         def loss(state, k, baseline):
-            keys = k[None] if n == 1 else jax.random.split(k, n)
-            ps = jax.vmap(lambda ki: fam.particle(state, ki))(keys)
+            k_batch, k = jax.random.split(k) if fam.keyed else (None, k)  # one minibatch per step
+            if n == 1:  # no batch axis of size 1: plain (not batched) matrix products
+                ps = jax.tree.map(lambda v: v[None], fam.particle(state, k, plate, k_batch))
+            else:
+                batch_keys = None if k_batch is None else jnp.broadcast_to(k_batch, (n,) + k_batch.shape)
+                ps = fam.particles_values(state, k, n, plate, batch_keys)[0]
             surrogate, value = obj.surrogate(ps, baseline)
             return -surrogate, value
 
@@ -184,16 +198,32 @@ class VI(Method):
         m_eval = self._eval_particles()
         m = max(m_eval, self.num_draws)
 
-        def one(k):
-            p, values = fam.particle_values(state, k)
-            return p.log_weight, values
+        # Minibatches: one per group of particles that form one bound (k for IWAE, 1 for ELBO);
+        # particles in chunks of whole groups, each chunk's noise from one random call.
+        group = n if isinstance(obj, IWAE) else 1
+        chunk = max(group, self._batch(ld, m) // group * group)
+        num_chunks = -(-m // chunk)
+        k_part, k_batch = jax.random.split(k_out)
+        batch_keys = jnp.repeat(jax.random.split(k_batch, num_chunks * chunk // group), group, axis=0)
+        batch_keys = batch_keys.reshape((num_chunks, chunk) + batch_keys.shape[1:])
 
-        log_w, values = jax.lax.map(one, jax.random.split(k_out, m), batch_size=self._batch(ld, m))
+        def one(keys):
+            k, b = keys
+            p, values = fam.particles_values(state, k, chunk, plate, b if fam.keyed else None)
+            return p.log_weight, p.scale, values
+
+        out = jax.lax.map(one, (jax.random.split(k_part, num_chunks), batch_keys))
+        log_w, scale, values = jax.tree.map(lambda v: v.reshape((num_chunks * chunk,) + v.shape[2:])[:m], out)
         draws = jax.tree.map(lambda v: v[None, : self.num_draws], values)
         log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w[:m_eval])
-        bound, se = obj.bound(log_w)
+        bound, se = obj.bound(log_w, scale)
+        if scale is None:  # joint weights: the ELBO and the importance-sampling estimate
+            joint, is_ = log_w, logsumexp(log_w) - jnp.log(m_eval)
+        else:  # per element: sum over elements of scale * (mean, log-mean-exp) over particles
+            joint = jnp.sum(log_w * scale[0], axis=-1)
+            is_ = jnp.sum(scale[0] * (logsumexp(log_w, axis=0) - jnp.log(m_eval)))
         return dict(draws=draws, named=fam.named(state), losses=losses, good=good, ok=ok,
-                    bound=bound, se=se, elbo=jnp.mean(log_w), is_=logsumexp(log_w) - jnp.log(m_eval))
+                    bound=bound, se=se, elbo=jnp.mean(joint), is_=is_)
 
     def run(self, key, ld) -> Result:
         guide = self._guide()
@@ -212,8 +242,6 @@ class VI(Method):
         if bad > 0.1 * self.num_steps:
             warnings.warn(f"VI: {bad} of {self.num_steps} steps had a non-finite objective or gradient "
                           f"and were skipped; lower the learning rate or check the model.", stacklevel=3)
-        import equinox as eqx
-
         named = {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in out["named"].items()}
         if isinstance(guide, Flow):
             named["auto_flow"] = guide.modules({"loc": named["auto_loc"], "flow": named["auto_flow"]})

@@ -178,3 +178,30 @@ def test_automatic_guide_rejects_local_latents_in_subsampled_plates():
 
     with pytest.raises(ValueError, match="'z' is inside subsampled plate 'n'"):
         ppl.infer(local, jnp.zeros(20), method="vi")
+
+
+# -- IWAE per data point (plate) -------------------------------------------------------------
+def local_model(x, batch):
+    with ppl.plate("data", x.shape[0], subsample_size=batch) as idx:
+        z = ppl.sample("z", dist.Normal(0.0, 1.0))
+        ppl.observe("x", dist.Normal(z, 1.0), x[idx])
+
+
+def local_guide(x, batch):
+    w = ppl.param("w", 0.0)
+    s = ppl.param("s", 1.0, constraint=constraints.positive)
+    with ppl.plate("data", x.shape[0], subsample_size=batch) as idx:
+        ppl.sample("z", dist.Normal(w * x[idx], s))
+
+
+def test_iwae_per_plate_element_with_minibatches():
+    """log p(x) = sum_n log N(x_n; 0, sqrt 2); the exact posterior N(x_n / 2, sqrt .5) is in
+    the guide family, where every weight is p(x_n) and the bound is exact."""
+    x = jnp.linspace(-2.0, 2.0, 100)
+    truth = stats.norm(0, np.sqrt(2)).logpdf(np.asarray(x)).sum()
+    method = ppl.VI(guide=local_guide, objective=ppl.IWAE(k=5, plate="data"), num_steps=2000)
+    r = ppl.infer(local_model, x, 20, method=method, key=0)
+    assert abs(r.params["w"] - 0.5) < 0.05 and abs(r.params["s"] - np.sqrt(0.5)) < 0.05
+    assert abs(r.log_evidence - truth) < 0.1 + 3 * r.diagnostics["log_evidence_se"]
+    with pytest.raises(ValueError, match="IWAE\\(plate='data'\\).*guide function"):
+        ppl.infer(poisson, Y, method=ppl.VI(objective=ppl.IWAE(plate="data")))
