@@ -9,8 +9,8 @@ For each model and for 1 chain and 4 vmapped chains, 1000 warmup + 1000 draws:
   numpyro: numpyro.infer.hmc.hmc(potential_fn, algo="NUTS") with its own windowed adaptation,
            init_kernel then sample_kernel iterated 2000 times in ONE jitted lax.scan
            (as /work/shared/peers/numpyro_floor.py).
-Compile time is measured with jax.jit(f).lower(args).compile(); run time is the best of
-``--repeats`` calls of the compiled program. Reported: microseconds per leapfrog (run time
+Compile time is the best of two jax.jit(f).lower(args).compile() calls (trace and lowering
+included); run time is the best of ``--repeats`` calls of the compiled program. Reported: microseconds per leapfrog (run time
 divided by the total number of leapfrog steps, warmup included) and the ratios ours/numpyro.
 
 Run:  python benchmarks/bench_kernels.py [--repeats 3] [--models eight_schools,logreg]
@@ -100,11 +100,13 @@ def _inputs(dim, num_chains):
 
 
 def time_it(build, logdensity, dim, num_chains, repeats):
-    """(compile seconds, best run seconds, total leapfrogs over chains)."""
+    """(best compile seconds, best run seconds, total leapfrogs over chains)."""
     fn, args = build(logdensity, dim, num_chains)
-    t = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t
+    compile_s = np.inf
+    for _ in range(2):  # best of two: the machine may be shared
+        t = time.perf_counter()
+        compiled = jax.jit(fn).lower(*args).compile()
+        compile_s = min(compile_s, time.perf_counter() - t)
     best = np.inf
     for _ in range(repeats):
         t = time.perf_counter()

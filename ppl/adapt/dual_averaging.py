@@ -48,10 +48,15 @@ def update(state: DualAveragingState, acceptance_rate, target_accept, gamma=0.05
     count = state.count + 1
     t = count.astype(dtype)
     eta = 1.0 / (t + t0)
-    avg_error = (1.0 - eta) * state.avg_error + eta * (target_accept - accept)
-    log_eps = state.mu - avg_error * jnp.sqrt(t) / gamma
-    weight = t ** (-kappa)
-    log_eps_avg = (1.0 - weight) * state.log_step_size_avg + weight * log_eps
+    # Barriers round each product before the sum: no fused multiply-add, whose use XLA
+    # decides per program, so vmapped and single chains compute bit-identical values.
+    barrier = jax.lax.optimization_barrier
+    avg_error = jnp.add(*barrier(((1.0 - eta) * state.avg_error, eta * (target_accept - accept))))
+    log_eps = state.mu - barrier(avg_error * jnp.sqrt(t) / gamma)
+    # t^(-3/4) through correctly rounded square roots (pow's vectorised and scalar forms
+    # may differ in the last bit).
+    weight = 1.0 / (jnp.sqrt(t) * jnp.sqrt(jnp.sqrt(t))) if kappa == 0.75 else t ** (-kappa)
+    log_eps_avg = jnp.add(*barrier(((1.0 - weight) * state.log_step_size_avg, weight * log_eps)))
     return DualAveragingState(log_eps, log_eps_avg, count, avg_error, state.mu)
 
 

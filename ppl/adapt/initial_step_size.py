@@ -24,7 +24,9 @@ def find_reasonable_step_size(key, probe_fn, step_size, max_iterations: int = 64
 
     Returns:
       The new step size (same dtype as ``step_size``); unchanged if it is 0, NaN or > 1e7,
-      as Stan; never above 1e7 nor below the dtype's smallest normal number.
+      as Stan. Doubling stops at the first value above 1e7 (where Stan raises "posterior is
+      improper"; here the run goes on and its diagnostics show it), halving at the dtype's
+      smallest normal number.
     """
     step_size = jnp.asarray(step_size)
     log_threshold = jnp.log(jnp.asarray(0.8, step_size.dtype))

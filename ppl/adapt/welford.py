@@ -29,10 +29,12 @@ def update(state: WelfordState, x) -> WelfordState:
     count = state.count + 1
     delta = x - state.mean
     mean = state.mean + delta / count.astype(x.dtype)
+    # The barrier rounds the product before the sum (no fused multiply-add, whose use XLA
+    # decides per program): vmapped and single chains agree bit for bit.
     if state.m2.ndim == 2:
-        m2 = state.m2 + jnp.outer(x - mean, delta)
+        m2 = state.m2 + jax.lax.optimization_barrier(jnp.outer(x - mean, delta))
     else:
-        m2 = state.m2 + (x - mean) * delta
+        m2 = state.m2 + jax.lax.optimization_barrier((x - mean) * delta)
     return WelfordState(count, mean, m2)
 
 
@@ -45,7 +47,7 @@ def regularized_inverse_mass_matrix(state: WelfordState):
     """Stan's shrunk estimate (n/(n+5)) S + 1e-3 (5/(n+5)) I, diagonal or dense."""
     n = state.count.astype(state.m2.dtype)
     shrink = 1e-3 * (5.0 / (n + 5.0))
-    scaled = (n / (n + 5.0)) * covariance(state)
+    scaled = jax.lax.optimization_barrier((n / (n + 5.0)) * covariance(state))
     if state.m2.ndim == 2:
         return scaled + shrink * jnp.eye(state.m2.shape[0], dtype=state.m2.dtype)
     return scaled + shrink

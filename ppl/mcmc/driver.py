@@ -241,7 +241,7 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
     def full_iteration(carry, key, row):
         state, t, acc, records = carry
         state, t, acc, new_row, slot = transition(state, t, acc, key, row)
-        records = jax.lax.dynamic_update_slice(records, new_row[None], (slot, 0))
+        records = jax.lax.dynamic_update_slice(records, new_row[None], (slot, jnp.zeros_like(slot)))
         _progress(progress_fn, progress_every, chain_index, row[0])
         return state, t, acc, records
 

@@ -416,18 +416,18 @@ def _independent_plates(site, dependents, term_plates, term_shape):
     return keep
 
 
-def analyze(ld, names, key=None, check_plates=True) -> ModelStructure:
+def analyze(ld, names, key=None, check_plates=True, traced=None) -> ModelStructure:
     """Describe the discrete sites `names` of `ld`: supports, independent plates, dependences.
 
     Structure comes from one trace of the model (`traced_structure`); with `check_plates`,
     the plate independence is also verified numerically at a random state drawn with `key`
-    (one small compiled probe).
+    (one small compiled probe). `traced` is `traced_structure(ld)` if already computed.
 
     Raises:
       ValueError: for a discrete site whose support is infinite, not enumerable, or depends
         on other latent values.
     """
-    tr, deps, term_shape = traced_structure(ld)
+    tr, deps, term_shape = traced or traced_structure(ld)
     all_discrete = tuple(lat.name for lat in ld.spec.discrete)
     term_plates = {}
     for k in term_shape:

@@ -26,6 +26,7 @@ Reference: Geman & Geman (1984); Gelfand & Smith (1990) (Gibbs sampling); Tierne
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, ClassVar, NamedTuple, Optional, Tuple
 
 import jax
@@ -148,6 +149,16 @@ class Gibbs(Method):
       check_plates: verify declared plate independence numerically on a random state.
       progress_bar: None (on in a terminal), True or False.
 
+    Structure exploited (detected once per model, before compiling; see `ppl.mcmc.enumerate`):
+    which log-density terms depend on which discrete site is read from the traced program
+    (data flow through the jaxpr, never missed); a site's plate is an independent axis when
+    every dependent term lies in that plate along the same dim (and a numerical probe on a
+    random state confirms that changing one element changes those terms only at its
+    position), and its elements are then drawn at once; interacting sites are drawn jointly
+    (small product of supports) or by forward filtering backward sampling (a chain); any
+    other structure falls back to exact one-element-at-a-time updates. `describe(ld)` and
+    `diagnostics["schedule"]` say what was chosen.
+
     The result has `samples` (num_chains, num_samples, ...) for every site (discrete included),
     `diagnostics` with `r_hat`, `ess`, `ess_tail` per site, `divergences` (total, continuous
     blocks), `acceptance_rate`, `step_size` per continuous block, and `schedule` (what each
@@ -214,12 +225,14 @@ class Gibbs(Method):
                 seen.add(s)
         return blocks
 
-    def check(self, ld) -> None:
+    def check(self, ld, traced=None) -> None:
         self._check_options()
+        if ld.dim == 0:
+            raise ValueError("Gibbs: the model has no latent sites to sample.")
         blocks = self._user_blocks(ld)
         sampled = {s for b in blocks if b.sampler is not None for s in b.sites}
         if any(lat.name not in sampled for lat in ld.spec.discrete):
-            tr = enum.traced_structure(ld)[0]
+            tr = (traced or enum.traced_structure(ld))[0]
             for lat in ld.spec.discrete:
                 d = tr[lat.name].dist
                 if lat.name not in sampled and not getattr(d, "has_enumerate_support", False):
@@ -241,7 +254,8 @@ class Gibbs(Method):
 
     def schedule(self, ld, key=0):
         """The update blocks, in sweep order (each has `describe()`), for the model `ld`."""
-        self.check(ld)
+        traced = enum.traced_structure(ld) if ld.spec.discrete else None
+        self.check(ld, traced)
         spec = ld.spec
         blocks = self._user_blocks(ld)
         named = {s for b in blocks for s in b.sites}
@@ -250,7 +264,7 @@ class Gibbs(Method):
         enum_names = [lat.name for lat in spec.discrete if lat.name not in sampled]
         structure = None
         if enum_names:
-            structure = enum.analyze(ld, enum_names, key=as_key(key), check_plates=self.check_plates)
+            structure = enum.analyze(ld, enum_names, key=as_key(key), check_plates=self.check_plates, traced=traced)
         out = []
 
         def kernel_block(names, inner):
@@ -486,6 +500,7 @@ def _result(method, schedule, out, ld, compile_s, run_s) -> Result:
                 "acceptance_rate": np.mean(np.stack(acc), axis=0),
             },
         )
+    _warn(method, diagnostics)
     return Result(
         method=method,
         samples=samples,
@@ -493,3 +508,18 @@ def _result(method, schedule, out, ld, compile_s, run_s) -> Result:
         timing={"compile_s": compile_s, "run_s": run_s},
         log_density=ld,
     )
+
+
+def _warn(method, d) -> None:
+    """Warn (never raise) about chains that have not mixed and divergent transitions."""
+    worst = {k: float(np.nanmax(v)) for k, v in d["r_hat"].items() if np.size(v) and np.isfinite(v).any()}
+    high = sorted((k for k, v in worst.items() if v > 1.01), key=lambda k: -worst[k])
+    if high and method.num_chains > 1:
+        warnings.warn(
+            f"gibbs: r_hat > 1.01 for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}: the chains "
+            f"have not mixed; run longer, give the sampler a better schedule (blocks=), or start the "
+            f"chains nearer the posterior (init=).", stacklevel=4)
+    if d["divergences"]:
+        warnings.warn(
+            f"gibbs: {d['divergences']} divergent transitions of the continuous blocks after warmup: the "
+            f"draws may be biased; raise target_accept (e.g. 0.95) or reparameterise.", stacklevel=4)

@@ -21,11 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro.distributions import constraints
+
 from ppl._keys import as_key
 from ppl.infer._program import run_program
 from ppl.infer.method import Method, require_proper, to_numpy
 from ppl.infer.result import Result
 from ppl.sampling.importance import MEMORY_BUDGET_BYTES, weighted_particle
+
+EDGE = 15.0  # |unconstrained value| beyond which a constrained site counts as at its boundary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +94,9 @@ class Rejection(Method):
         """log M: the given `log_bound`, or the MLE's maximum log likelihood plus `margin`.
 
         Raises:
-          ValueError: if the likelihood appears unbounded (the optimiser does not converge or
-            reaches a non-finite value), naming the sites that ran off to infinity.
+          ValueError: if the likelihood appears unbounded, naming the sites that ran off to the
+            edge of their support: the maximiser reaches a non-finite value, or ends near the
+            edge without converging, or the likelihood still rises when pushed further out.
         """
         if self.log_bound is not None:
             return float(self.log_bound)
@@ -102,17 +107,36 @@ class Rejection(Method):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = MLE(num_steps=2000).run(key, ld)
-        max_ll = -float(r.diagnostics["final_loss"])
-        converged = bool(r.diagnostics["converged"])
-        if not converged or not np.isfinite(max_ll):
-            z = np.asarray(ld.unconstrain({k: jnp.asarray(v) for k, v in r.params.items() if k in ld.spec.latent_index}))
-            far = [lat.name for lat in ld.spec.latents if np.any(np.abs(z[lat.offset: lat.offset + lat.size]) > 10)]
+        z = np.asarray(ld.unconstrain({k: jnp.asarray(v) for k, v in r.params.items() if k in ld.spec.latent_index}))
+        losses = np.asarray(r.diagnostics["loss"], float)
+        seen = -np.min(losses[np.isfinite(losses)]) if np.isfinite(losses).any() else -np.inf
+        max_ll = max(float(ld.log_joint(jnp.asarray(z)).likelihood), seen)
+        tr = ld.run(jnp.asarray(z))
+        # A constrained site whose optimum lies at the far edge of unconstrained space (a scale
+        # below e^-15, a probability within e^-15 of 0 or 1) may mark a likelihood that keeps
+        # rising towards the boundary of the support. Push those coordinates further out: a
+        # likelihood that still rises (by more than 1 nat) is unbounded; one that levels off
+        # (e.g. all-zero Bernoulli data, p -> 0) is bounded by its limit.
+        far = [lat for lat in ld.spec.continuous
+               if tr[lat.name].dist.support not in (constraints.real, constraints.real_vector)
+               and np.any(np.abs(z[lat.offset: lat.offset + lat.size]) > EDGE)]
+        rising = bool(far) and not r.diagnostics["converged"]  # still running to the edge
+        if far and not rising and np.isfinite(max_ll):
+            pushed = z.copy()
+            for lat in far:
+                u = pushed[lat.offset: lat.offset + lat.size]
+                pushed[lat.offset: lat.offset + lat.size] = np.where(np.abs(u) > EDGE, u + 5.0 * np.sign(u), u)
+            further = float(ld.log_joint(jnp.asarray(pushed, z.dtype)).likelihood)
+            rising = not np.isfinite(further) or further > max_ll + 1.0
+            max_ll = max(max_ll, further) if np.isfinite(further) else max_ll
+        if rising or not np.isfinite(max_ll):
+            names = [lat.name for lat in far]
             raise ValueError(
-                f"Rejection: the likelihood appears unbounded — maximising it did not converge "
-                f"(log likelihood reached {max_ll:.4g}, still rising"
-                + (f"; site(s) {far} ran off towards the edge of their support" if far else "")
-                + "), so no bound M exists. Give log_bound= if you know one, or use "
-                f"method=\"importance\" or \"nuts\"."
+                f"Rejection: the likelihood appears unbounded — it keeps rising as site(s) "
+                f"{names} approach the edge of their support (log likelihood {max_ll:.4g} and "
+                f"climbing; e.g. a scale shrinking to 0 on an exactly fitted point), so no bound "
+                f"M exists. Give log_bound= if you know one, or use method=\"importance\" or "
+                f"\"nuts\"."
             )
         return max_ll + float(self.margin)
 

@@ -140,6 +140,8 @@ def _first_finite(log_prob, dim, key, num_tries=100, radius=2.0):
 class AutoFamily:
     """An automatic guide over z; learnable state `(guide_params, model_uparams)`."""
 
+    has_score = False  # every draw is reparameterised
+
     def __init__(self, guide, ld, keyed: bool):
         self.guide, self.ld, self.keyed = guide, ld, keyed
 
@@ -203,6 +205,14 @@ class FunctionFamily:
     def __init__(self, guide, ld, keyed: bool):
         self.guide, self.ld, self.keyed = guide, ld, keyed
         self._zeros = lambda: jnp.zeros((ld.dim,), jnp.result_type(float))
+
+    @property
+    def has_score(self) -> bool:
+        """Whether some guide site is drawn without reparameterisation (trace-time check)."""
+        box = []
+        jax.eval_shape(lambda: box.append(any(s.infer.get("score") for s in
+                                              self._run_guide(None, jax.random.PRNGKey(0))[0].sites("latent"))))
+        return box[0]
 
     def _run_guide(self, uparams, key, batch_key=None):
         args, kwargs = self.ld.arguments()

@@ -185,14 +185,16 @@ class VI(Method):
             new_state = optax.apply_updates(state, updates)
             good = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grad))
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
-            d = obj.baseline_decay
-            new_baseline = jnp.where(jnp.isnan(baseline), value, d * baseline + (1 - d) * value)
-            carry = (keep(new_state, state), keep(new_opt, opt_state), jnp.where(good, new_baseline, baseline))
-            return carry, (-value, good)
+            if fam.has_score:  # the score-function baseline: a moving average of the objective
+                d = obj.baseline_decay
+                new_baseline = jnp.where(jnp.isnan(baseline), value, d * baseline + (1 - d) * value)
+                baseline = jnp.where(good, new_baseline, baseline)
+            return (keep(new_state, state), keep(new_opt, opt_state), baseline), (-value, good)
 
         dtype = jnp.result_type(float)
         carry0 = (state0, opt.init(state0), jnp.asarray(jnp.nan, dtype))
-        (state, _, _), (losses, good) = jax.lax.scan(step, carry0, jax.random.split(k_fit, self.num_steps))
+        carry, (losses, good) = jax.lax.scan(step, carry0, jax.random.split(k_fit, self.num_steps))
+        state = carry[0]
 
         # One pass of particles from the fitted guide gives both the draws and the bound.
         m_eval = self._eval_particles()
@@ -222,8 +224,10 @@ class VI(Method):
         else:  # per element: sum over elements of scale * (mean, log-mean-exp) over particles
             joint = jnp.sum(log_w * scale[0], axis=-1)
             is_ = jnp.sum(scale[0] * (logsumexp(log_w, axis=0) - jnp.log(m_eval)))
+        # The whole final carry is an output: XLA's CPU backend runs the loop about twice as
+        # fast when every loop-carried buffer is live out (measured on jax 0.10, tiny models).
         return dict(draws=draws, named=fam.named(state), losses=losses, good=good, ok=ok,
-                    bound=bound, se=se, elbo=jnp.mean(joint), is_=is_)
+                    bound=bound, se=se, elbo=jnp.mean(joint), is_=is_, carry=carry)
 
     def run(self, key, ld) -> Result:
         guide = self._guide()
@@ -231,6 +235,7 @@ class VI(Method):
         out, compile_s, run_s = run_program(self, key, ld)
         if self._is_auto() and not bool(out["ok"]):
             ld.init(key)  # raises, naming the sites whose density is not finite
+        out.pop("carry")
         out = to_numpy(out)
         bad = int((~out["good"]).sum())
         if bad == self.num_steps:

@@ -32,7 +32,7 @@ def test_given_bound_is_used_and_a_wrong_bound_is_reported():
     max_ll = default["log_bound"] - 0.1  # the default margin is 0.1 nats
     r = ppl.Rejection(num_samples=4000, log_bound=max_ll + 1.0).run(1, ld)
     assert r.diagnostics["log_bound"] == pytest.approx(max_ll + 1.0)
-    assert r.timing["compile_s"] == 0.0  # the bound is an argument: the program is reused
+    assert r.timing["compile_s"] < 0.05  # the bound is an argument: the compiled program is reused
     assert r.diagnostics["acceptance_rate"] < default["acceptance_rate"]
     with pytest.raises(ValueError, match="exceeds the bound .* the bound was wrong"):
         ppl.Rejection(num_samples=4000, log_bound=max_ll - 2.0).run(1, ld)
