@@ -10,7 +10,6 @@
 simulation truth `TRUE_MU`, `TRUE_SIGMA`, `TRUE_WEIGHTS`, and, with all parameters fixed,
 the closed-form assignment probabilities `assignment_probs`.
 """
-import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints

@@ -24,7 +24,7 @@ def draw_initial(ld, key, strategy="uniform", radius=2.0, values=None):
 
 
 def _is_finite(ld, z):
-    lp, g = jax.value_and_grad(ld.log_prob)(z)
+    lp, g = jax.value_and_grad(lambda x: ld.log_joint(x).total)(z)  # NaN fails isfinite anyway
     cont = np.ones(ld.dim, bool)
     for lat in ld.spec.discrete:
         cont[lat.offset: lat.offset + lat.size] = False

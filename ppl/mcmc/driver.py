@@ -185,14 +185,17 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
         if adapt_step_size:
             da = dual_averaging.update(t.dual_averaging, info_accept, target_accept)
             t = t._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
-        wf = jax.lax.cond(add_sample, lambda w: welford.update(w, state.position), lambda w: w, t.welford)
-        t = t._replace(welford=wf)
+        if plan.window_end.any():
+            wf = jax.lax.cond(add_sample, lambda w: welford.update(w, state.position), lambda w: w,
+                              t.welford)
+            t = t._replace(welford=wf)
 
-        def close_window(t):
-            return t._replace(inverse_mass_matrix=welford.regularized_inverse_mass_matrix(t.welford),
-                              welford=welford.init(dim, dense_mass, dtype))
+            def close_window(t):
+                return t._replace(
+                    inverse_mass_matrix=welford.regularized_inverse_mass_matrix(t.welford),
+                    welford=welford.init(dim, dense_mass, dtype))
 
-        t = jax.lax.cond(window_end, close_window, lambda t: t, t)
+            t = jax.lax.cond(window_end, close_window, lambda t: t, t)
         if adapt_step_size:
             t = t._replace(step_size=jnp.where(
                 finish, dual_averaging.final_step_size(t.dual_averaging), t.step_size))

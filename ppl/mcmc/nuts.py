@@ -14,10 +14,14 @@ sizes 2, 4, ..., 2**t, where t is the number of trailing one bits of n. A stack 
 ``max_tree_depth`` levels holds, at level k, the pending left sub-subtree of 2**k leaves
 (its first and last momenta and velocities, and its momentum sum); at leaf n the merges at
 levels 0..t-1 are checked together, vectorised over levels, and the merged tree is pushed
-to level t. The trajectory built so far is pushed to level ``depth`` when a subtree starts,
-so the check between the trajectory and a finished subtree is the same merge at one more
-level. No Python recursion at trace time; the carry has a fixed size; under ``vmap`` chains
-at different depths share the one loop.
+to level t. The trajectory (far end first) sits at level ``depth`` while a subtree is built
+(pushed at the start and after every merge), so the check between the trajectory and a
+finished subtree is the same merge at one more level. No Python recursion at trace time; the
+carry has a fixed size; under ``vmap`` chains at different depths share the one loop, and the
+count of leapfrog steps is exact (one gradient per step, none for the initial point).
+
+Each loop iteration runs as five small stages (drift, gradient, kick and energy, U-turn
+checks, bookkeeping) nested as separate computations: see ``_cpu_blocks`` for why.
 """
 from functools import partial
 from typing import NamedTuple

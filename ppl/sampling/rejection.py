@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Any, ClassVar, Optional
+from typing import ClassVar, Optional
 
 import jax
 import jax.numpy as jnp

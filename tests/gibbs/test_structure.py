@@ -1,6 +1,5 @@
 """How Gibbs reads a model's structure (eager analysis only, nothing compiled to run)."""
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import ppl

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ppl.mcmc import _counter_rng, nuts
+from ppl.mcmc import nuts
 
 
 def _stan_extent(value_and_grad, x0, p0, eps, imm, direction_bits, max_depth, max_delta=1000.0):

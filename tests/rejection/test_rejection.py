@@ -1,6 +1,5 @@
 """Rejection sampling against closed forms, and its errors. Tolerances in Monte Carlo
 standard errors (independent draws); fixed keys."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
