@@ -1,0 +1,109 @@
+"""The NUTS/HMC/MH methods of ppl.infer: sharding, progress, errors, ArviZ export."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.infer import progress
+
+FAST = dict(num_warmup=100, num_samples=100, num_chains=4, progress_bar=False)
+
+
+def normal_model(y):
+    mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+    with ppl.plate("n", y.shape[0]):
+        ppl.observe("y", dist.Normal(mu, 1.0), y)
+
+
+Y = jnp.array([0.3, -0.2, 1.1, 0.5])
+
+SHARDED = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    import ppl
+    from ppl import dist
+    def normal_model(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.Normal(mu, 1.0), y)
+    y = jnp.array([0.3, -0.2, 1.1, 0.5])
+    r = ppl.infer(normal_model, y, method=ppl.NUTS(num_warmup=100, num_samples=100, num_chains=4,
+                  progress_bar=False), key=3)
+    print(json.dumps({"devices": jax.device_count(), "mu": np.asarray(r.samples["mu"]).tolist()}))
+""")
+
+
+def _run(env_flags):
+    env = dict(os.environ, XLA_FLAGS=env_flags, PYTHONPATH=os.getcwd())
+    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_chains_sharded_across_devices_give_the_same_draws():
+    # Chain c's key is fold_in(key, c), so splitting the chain axis over 4 devices must not
+    # change a single draw (up to float rounding of a different compiled program).
+    sharded = _run("--xla_force_host_platform_device_count=4")
+    single = _run("--xla_force_host_platform_device_count=1")
+    assert sharded["devices"] == 4 and single["devices"] == 1
+    np.testing.assert_allclose(sharded["mu"], single["mu"], rtol=1e-4, atol=1e-4)
+
+
+def test_progress_callback_reports_iterations(monkeypatch):
+    seen = []
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+            seen.append(self.n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(progress, "_ACTIVE", type("L", (), {"bar": None})())
+
+    class Opened(progress.bar):
+        def __enter__(self):
+            progress._ACTIVE.bar = Bar()
+            return self
+
+    monkeypatch.setattr(progress, "bar", Opened)
+    ppl.infer(normal_model, Y, method=ppl.NUTS(num_warmup=200, num_samples=200, num_chains=2, progress_bar=True), key=0)
+    assert seen and max(seen) >= 200, seen
+
+
+def test_progress_is_off_under_tests_by_default():
+    assert not progress.enabled(None)
+    assert progress.enabled(True) and not progress.enabled(False)
+
+
+@pytest.mark.parametrize("method", ["nuts", "hmc", "mh"])
+def test_discrete_latent_names_the_site_and_suggests_gibbs(method):
+    def model():
+        ppl.sample("k", dist.Bernoulli(0.3))
+
+    with pytest.raises(ValueError, match=r"'k'.*gibbs"):
+        ppl.infer(model, method=method)
+
+
+def test_to_arviz_has_sample_stats_and_log_likelihood():
+    r = ppl.infer(normal_model, Y, method=ppl.NUTS(**FAST), key=0)
+    idata = r.to_arviz(log_likelihood=True)
+    stats = idata.sample_stats
+    for name in ("diverging", "energy", "tree_depth", "step_size", "acceptance_rate"):
+        assert stats[name].shape == (4, 100), name
+    ll = idata.log_likelihood["y"].values
+    assert ll.shape == (4, 100, 4)
+    mu = np.asarray(r.samples["mu"])[..., None]
+    expected = -0.5 * (np.asarray(Y) - mu) ** 2 - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(ll, expected, rtol=1e-4, atol=1e-5)
+    assert r.diagnostics["divergences"] == int(stats["diverging"].values.sum())
