@@ -28,7 +28,9 @@ def _rank_normalise(x):
 
 def _ess(x):
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(effective_sample_size(x), float)
+        ess = np.asarray(effective_sample_size(x), float)
+    # A non-positive estimate (a chain half that barely moves) carries no information.
+    return np.where(ess > 0, ess, np.nan)
 
 
 def _rhat(x):

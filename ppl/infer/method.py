@@ -5,7 +5,6 @@ import dataclasses
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ppl.infer.result import Result
@@ -67,9 +66,3 @@ def param_values(ld, params: dict) -> dict:
 
     statics = getattr(ld, "module_statics", {})
     return {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in params.items()}
-
-
-def log_mean_exp(x, axis=None):
-    x = jnp.asarray(x)
-    n = x.size if axis is None else x.shape[axis]
-    return jax.scipy.special.logsumexp(x, axis=axis) - jnp.log(n)

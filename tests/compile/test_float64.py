@@ -2,18 +2,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import ppl
 from ppl import dist
-
-
-@pytest.fixture
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 def model(x, y):

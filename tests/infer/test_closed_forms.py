@@ -6,7 +6,6 @@ standard error ~ sd / sqrt(ESS) with ESS the weights' effective sample size; res
 at most sd / sqrt(N); `log_evidence` has the delta-method standard error
 `diagnostics["log_evidence_se"]`. We allow 4 standard errors (plus float32 rounding).
 """
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -142,14 +141,6 @@ def test_eight_schools_as_in_the_design(name):
 
 
 # --- float64 ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
 
 
 @pytest.mark.parametrize("method", [ppl.Importance(num_particles=1000), ppl.MAP()], ids=["importance", "map"])
