@@ -48,6 +48,10 @@ class ModelSpec:
     def latent_index(self):
         return {lat.name: i for i, lat in enumerate(self.latents)}
 
+    def latent(self, name: str) -> LatentSpec:
+        """The `LatentSpec` of the latent site `name`."""
+        return self.latents[self.latent_index[name]]
+
     @property
     def discrete(self) -> Tuple[LatentSpec, ...]:
         return tuple(lat for lat in self.latents if lat.is_discrete)
