@@ -1,6 +1,7 @@
 """`compile(model, *args, **kwargs) -> LogDensity`: a pure log joint over one flat vector."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple
 
 import jax
@@ -97,10 +98,14 @@ class LogDensity:
         # Fixed params only where `uparams` gives no value (the outer substitute would win).
         fixed = self.params if uparams is None else {k: v for k, v in self.params.items() if k not in uparams}
         # Points outside a parameter's support give -inf, not numpyro's eager validation error.
-        with validation_enabled(False), handlers.trace() as tr, handlers.substitute(data=fixed):
-            with (H.ParamsFromFlat(uparams) if uparams is not None else _null()):
-                with H.FromFlat(jnp.asarray(z), self.spec), _nested(extra):
-                    self.model(*args, **kwargs)
+        with validation_enabled(False), handlers.trace() as tr, handlers.substitute(data=fixed), \
+                contextlib.ExitStack() as inner:
+            if uparams is not None:
+                inner.enter_context(H.ParamsFromFlat(uparams))
+            inner.enter_context(H.FromFlat(jnp.asarray(z), self.spec))
+            for h in extra:
+                inner.enter_context(h)
+            self.model(*args, **kwargs)
         return tr
 
     def log_joint(self, z, uparams=None) -> LogJoint:
@@ -171,29 +176,6 @@ def log_joint_of(tr) -> LogJoint:
         elif s.kind in ("observed", "factor"):
             lik = lik + s.log_prob_sum()
     return LogJoint(prior, lik, jac)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-
-class _nested:
-    def __init__(self, hs):
-        self.hs = tuple(hs)
-
-    def __enter__(self):
-        for h in self.hs:
-            h.__enter__()
-        return self
-
-    def __exit__(self, *a):
-        for h in reversed(self.hs):
-            h.__exit__(*a)
-        return False
 
 
 def compile(model, *args, **kwargs) -> LogDensity:
