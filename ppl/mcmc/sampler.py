@@ -54,16 +54,13 @@ class _MCMC(Method):
     thinning: int = 1
     init: Any = "uniform"
     progress_bar: Any = None
-    needs_gradient: ClassVar[bool] = True
 
     def _kernel(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def check(self, ld) -> None:
-        if self.needs_gradient:
-            require_continuous(self.name, ld)
-        elif ld.spec.discrete:
-            require_continuous(self.name, ld)
+        # Every kernel here moves in the continuous flat space (MH's random walk too).
+        require_continuous(self.name, ld)
         for field in ("num_samples", "num_chains", "thinning"):
             v = getattr(self, field)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -213,7 +210,6 @@ class MH(_MCMC):
     num_samples: int = 5000
     target_accept: float = 0.234
     name: ClassVar[str] = "mh"
-    needs_gradient: ClassVar[bool] = False
 
     def _kernel(self):
         return mh.build_kernel()
