@@ -1,6 +1,12 @@
 """Fixtures shared by the whole suite."""
-import jax
-import pytest
+import os
+
+# Every test compiles for real (and nothing is written under ~/.cache): the disk compile
+# cache is tested on its own, in a temporary directory (tests/infer/test_compile_cache.py).
+os.environ.setdefault("PPL_COMPILE_CACHE", "0")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture

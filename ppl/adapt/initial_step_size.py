@@ -7,6 +7,8 @@ log(0.8), a fresh momentum at each trial, give up beyond 1e7).
 import jax
 import jax.numpy as jnp
 
+from ppl import _counter_rng
+
 
 def find_reasonable_step_size(key, probe_fn, step_size, max_iterations: int = 64):
     """Double or halve ``step_size`` until the log acceptance ratio crosses log(0.8).
@@ -30,7 +32,7 @@ def find_reasonable_step_size(key, probe_fn, step_size, max_iterations: int = 64
     """
     step_size = jnp.asarray(step_size)
     log_threshold = jnp.log(jnp.asarray(0.8, step_size.dtype))
-    keys = jax.random.split(key, max_iterations)
+    words = _counter_rng.key_words(key)  # trial i's key is a counter-based subkey
     skip = ~(step_size > 0) | ~(step_size <= 1e7)
 
     def cond(carry):
@@ -39,7 +41,7 @@ def find_reasonable_step_size(key, probe_fn, step_size, max_iterations: int = 64
 
     def body(carry):
         i, eps, up, _ = carry
-        above = probe_fn(keys[i], eps) > log_threshold
+        above = probe_fn(_counter_rng.subkey(words, i, _counter_rng.STEP_SIZE), eps) > log_threshold
         up = jnp.where(i == 0, above, up)
         crossed = (i > 0) & (above != up)
         new_eps = jnp.where(crossed | (i == 0), eps, jnp.where(up, 2.0 * eps, 0.5 * eps))

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl import _counter_rng
 from ppl._keys import as_key
 from ppl.compile import _handlers as H
 from ppl.model import handlers
@@ -38,21 +39,34 @@ def initial_points(ld, key, num_points, strategy="uniform", radius=2.0, values=N
     per point (False when every try had a non-finite log density or gradient).
     """
 
+    dtype = jnp.result_type(float)
+    uniform = strategy == "uniform" and not values and not ld.spec.discrete
+
     def one(k):
+        words = _counter_rng.key_words(k)
+
+        def draw(i):
+            if uniform:  # counter-based: one fused cipher, no jax.random loop to compile
+                counter = i.astype(jnp.uint32) * jnp.uint32(ld.dim) + jnp.arange(ld.dim, dtype=jnp.uint32)
+                u = _counter_rng.uniform(words, counter, _counter_rng.INIT, dtype)
+                return (2.0 * u - 1.0) * jnp.asarray(radius, dtype)
+            return draw_initial(ld, jax.random.fold_in(k, i), strategy, radius, values)
+
         def cond(c):
             i, _, ok = c
             return (i < num_tries) & ~ok
 
         def body(c):
             i, _, _ = c
-            z = draw_initial(ld, jax.random.fold_in(k, i), strategy, radius, values)
+            z = draw(i)
             return i + 1, z, _is_finite(ld, z)
 
-        z0 = jnp.zeros((ld.dim,), jnp.result_type(float))
+        z0 = jnp.zeros((ld.dim,), dtype)
         _, z, ok = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, jnp.bool_(False)))
         return z, ok
 
-    return jax.vmap(one)(jax.random.split(key, num_points))
+    keys = jax.random.split(key, num_points) if num_points > 1 else key[None]
+    return jax.vmap(one)(keys)
 
 
 def nonfinite_sites(ld, z):

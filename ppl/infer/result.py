@@ -22,7 +22,9 @@ class Result:
       params: point values (MLE/MAP optimum, learned params); empty where none.
       log_evidence: estimate or bound of log p(data), or None.
       diagnostics: method-specific diagnostics (r_hat, ess, divergences, loss, ...).
-      timing: {"compile_s", "run_s", ...}.
+      timing: {"compile_s", "run_s", "compile_source", ...}: seconds spent tracing and compiling
+        (or loading) the program, and running it; "compile_source" is "memory" (reused in
+        this process), "disk" (loaded from the compile cache) or "compiled".
       log_weights, particles: raw weighted particles (importance sampling only).
       log_density: the compiled model (`LogDensity`) the method ran on.
     """

@@ -7,7 +7,10 @@ carries the kernel's ``init`` and ``probe`` so that a driver never special-cases
 Every ``Info`` starts with the core fields ``acceptance_rate, is_divergent, num_grad_evals``.
 """
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +29,9 @@ class Kernel:
         re-initialise the step size by the heuristic and restart dual averaging (Stan's
         HMC/NUTS warmup). False keeps one dual-averaging run over the whole warmup, which
         suits the noisy 0/1-like acceptance of random-walk Metropolis.
+      info_type: the kernel's ``Info`` class, whose ``KINDS`` gives each (scalar) field's
+        dtype, "float" meaning the position's. It lets a driver lay out its records without
+        tracing the kernel an extra time; None: the driver traces it (``jax.eval_shape``).
     """
 
     step: Callable
@@ -33,6 +39,15 @@ class Kernel:
     probe: Callable
     name: str
     restart_at_windows: bool = True
+    info_type: Optional[type] = None
+
+    def info_shapes(self, state, key, logdensity_fn, step_size, inverse_mass_matrix, dtype):
+        """The ``Info`` of one step as ``jax.ShapeDtypeStruct``s."""
+        if self.info_type is None:
+            return jax.eval_shape(lambda s, k: self(k, s, logdensity_fn, step_size, inverse_mass_matrix)[1],
+                                  state, key)
+        return self.info_type(*(jax.ShapeDtypeStruct((), dtype if kind == "float" else jnp.dtype(kind))
+                                for kind in self.info_type.KINDS))
 
     def __call__(self, key, state, logdensity_fn, step_size, inverse_mass_matrix):
         return self.step(key, state, logdensity_fn, step_size, inverse_mass_matrix)

@@ -173,8 +173,7 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
     zero = jnp.zeros((), jnp.int32)
     tuning = _Tuning(step_size, imm, dual_averaging.init(step_size),
                      welford.init(dim, dense_mass, dtype), jnp.zeros((), dtype), zero, zero)
-    info_shape = jax.eval_shape(lambda s, k: kernel(k, s, logdensity_fn, step_size, imm)[1],
-                                state, key)
+    info_shape = kernel.info_shapes(state, key, logdensity_fn, step_size, imm, dtype)
     info_fields = len(info_shape)
     # Draws and infos share one (num_samples, d + fields) buffer: one in-place write each
     # iteration (integer and boolean fields are exact in floating point).
@@ -203,7 +202,8 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
 
     def reinitialise(t: _Tuning, state, key):
         probe = lambda k, eps: kernel.probe(k, state, logdensity_fn, eps, t.inverse_mass_matrix)
-        eps = find_reasonable_step_size(jax.random.fold_in(key, 1), probe, t.step_size)
+        # The iteration's key: the heuristic draws in its own counter stream.
+        eps = find_reasonable_step_size(key, probe, t.step_size)
         return t._replace(step_size=eps, dual_averaging=dual_averaging.init(eps))
 
     def prepare(t: _Tuning, state, key, flags):

@@ -296,12 +296,12 @@ class Gibbs(Method):
         schedule = self.schedule(ld, key=jax.random.fold_in(key, 7))
         program = _GibbsProgram(self, schedule)
         with progress.bar(self.num_warmup + self.num_samples, self.name, progress.enabled(self.progress_bar)):
-            out, compile_s, run_s = run_program(program, key, ld)
+            out, compile_s, run_s, source = run_program(program, key, ld)
         if not bool(np.all(out["ok"])):
             bad = int(np.argmin(np.asarray(out["ok"])))
             raise init_error(ld, out["z0"][bad], 100)
         out = to_numpy(out)
-        return _result(self, schedule, out, ld, compile_s, run_s)
+        return _result(self, schedule, out, ld, compile_s, run_s, source)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -473,7 +473,7 @@ def _apply_sampler(block, key, z, ld):
     return ld.unconstrain(merged).astype(z.dtype)
 
 
-def _result(method, schedule, out, ld, compile_s, run_s) -> Result:
+def _result(method, schedule, out, ld, compile_s, run_s, source) -> Result:
     samples = out["samples"]
     diag = per_site(samples)
     kblocks = [b for b in schedule if isinstance(b, KernelBlock)]
@@ -505,7 +505,7 @@ def _result(method, schedule, out, ld, compile_s, run_s) -> Result:
         method=method,
         samples=samples,
         diagnostics=diagnostics,
-        timing={"compile_s": compile_s, "run_s": run_s},
+        timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
         log_density=ld,
     )
 

@@ -8,7 +8,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ppl.mcmc import _counter_rng, _cpu_blocks
+from ppl import _counter_rng
+from ppl.mcmc import _cpu_blocks
 from ppl.mcmc.base import Kernel
 from ppl.mcmc.integrators import IntegratorState, safe_value_and_grad, velocity_verlet
 from ppl.mcmc.metrics import gaussian_euclidean
@@ -29,6 +30,9 @@ class Info(NamedTuple):
     is_divergent: jax.Array
     num_grad_evals: jax.Array
     energy: jax.Array
+
+    # Field dtypes: "float" is the position's dtype (see ``Kernel.info_type``).
+    KINDS = ("float", "bool", "int32", "float")
 
 
 def init(position, logdensity_fn) -> State:
@@ -115,4 +119,4 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
         return _cpu_blocks.nested(lambda *a: transition(*a, logdensity_fn), _counter_rng.key_words(key),
                                   state, step_size, inverse_mass_matrix)
 
-    return Kernel(step=step, init=init, probe=probe, name="hmc")
+    return Kernel(step=step, init=init, probe=probe, name="hmc", info_type=Info)

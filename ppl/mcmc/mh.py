@@ -11,7 +11,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ppl.mcmc import _counter_rng, _cpu_blocks
+from ppl import _counter_rng
+from ppl.mcmc import _cpu_blocks
 from ppl.mcmc.base import Kernel
 
 
@@ -34,6 +35,9 @@ class Info(NamedTuple):
     is_divergent: jax.Array
     num_grad_evals: jax.Array
     energy: jax.Array
+
+    # Field dtypes: "float" is the position's dtype (see ``Kernel.info_type``).
+    KINDS = ("float", "bool", "int32", "float")
 
 
 def _safe_log_density(logdensity_fn, position):
@@ -110,4 +114,4 @@ def build_kernel() -> Kernel:
         return _cpu_blocks.nested(lambda *a: transition(*a, logdensity_fn), _counter_rng.key_words(key),
                                   state, step_size, inverse_mass_matrix)
 
-    return Kernel(step=step, init=init, probe=probe, name="mh", restart_at_windows=False)
+    return Kernel(step=step, init=init, probe=probe, name="mh", info_type=Info, restart_at_windows=False)

@@ -29,7 +29,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ppl.mcmc import _counter_rng, _cpu_blocks, hmc
+from ppl import _counter_rng
+from ppl.mcmc import _cpu_blocks, hmc
 from ppl.mcmc.base import Kernel
 from ppl.mcmc.integrators import safe_value_and_grad, sanitize
 from ppl.mcmc.metrics import gaussian_euclidean
@@ -58,6 +59,9 @@ class Info(NamedTuple):
     energy: jax.Array
     tree_depth: jax.Array
     num_steps: jax.Array
+
+    # Field dtypes: "float" is the position's dtype (see ``Kernel.info_type``).
+    KINDS = ("float", "bool", "int32", "float", "int32", "int32")
 
 
 class _Carry(NamedTuple):
@@ -324,4 +328,4 @@ def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> 
                              max_tree_depth=max_tree_depth, max_delta_energy=max_delta_energy)
         return _cpu_blocks.nested(transition, words, state, step_size, inverse_mass_matrix)
 
-    return Kernel(step=step, init=init, probe=hmc.probe, name="nuts")
+    return Kernel(step=step, init=init, probe=hmc.probe, name="nuts", info_type=Info)

@@ -1,10 +1,18 @@
 """The MCMC methods of `ppl.infer`: `NUTS`, `HMC` and `MH`.
 
-Each method runs `num_chains` chains as one `vmap` axis inside ONE compiled program
-(initialisation, Stan-style warmup and sampling, then the constrained draws and
-deterministic sites). Chain c's random key is `fold_in(key, c)`, so the same key gives the
-same draws whether chains run vectorised, sequentially or sharded. With several devices the
-chain axis is sharded across them (`jax.sharding`), when the chains divide evenly.
+Each method runs `num_chains` chains inside ONE compiled program (initialisation,
+Stan-style warmup and sampling, then the constrained draws and deterministic sites), as one
+`vmap` axis or, with `chain_method="sequential"`, one chain after another (`lax.map`).
+Chain c's random keys are `fold_in(key_init, c)` and `fold_in(key_run, c)`, so the same key
+gives the same draws whether chains run vectorised, sequentially or sharded. With several
+devices the chain axis is sharded across them (`jax.sharding`), when the chains divide evenly.
+
+`chain_method="auto"` (the default) runs NUTS chains sequentially on a single CPU device and
+vectorised everywhere else. Under `vmap`, chains of NUTS share one tree-building loop that
+runs until the longest trajectory of the batch finishes, so on a CPU (which gains nothing
+from batching small operations) vectorised NUTS chains cost as much to run as sequential
+ones and take longer to trace and compile (measured in benchmarks/bench_mcmc.py); fixed
+trajectories (HMC, MH) do gain from batching and stay vectorised.
 """
 from __future__ import annotations
 
@@ -54,6 +62,11 @@ class _MCMC(Method):
     thinning: int = 1
     init: Any = "uniform"
     progress_bar: Any = None
+    chain_method: str = "auto"
+
+    # Trajectory lengths differ between chains (NUTS): "auto" runs chains one after another
+    # on a single CPU device.
+    _varying_trajectories: ClassVar[bool] = False
 
     def _kernel(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -71,30 +84,40 @@ class _MCMC(Method):
             raise ValueError(f"{type(self).__name__}: target_accept must be in (0, 1), got {self.target_accept!r}.")
         if ld.dim == 0:
             raise ValueError(f"{type(self).__name__}: the model has no latent sites to sample.")
+        if self.chain_method not in ("auto", "vectorized", "sequential"):
+            raise ValueError(f"{type(self).__name__}: chain_method must be 'auto', 'vectorized' or "
+                             f"'sequential', got {self.chain_method!r}.")
+
+    def _sequential(self, sharding) -> bool:
+        if self.chain_method != "auto":
+            return self.chain_method == "sequential"
+        return sharding is None and self._varying_trajectories and jax.default_backend() == "cpu"
 
     def _program(self, key, ld):
         k_init, k_run = jax.random.split(key)
-        chains = jnp.arange(self.num_chains)
         strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
-        z0, ok = jax.vmap(lambda c: initial_points(ld, jax.random.fold_in(k_init, c), 1, strategy, 2.0, values))(chains)
-        z0, ok = z0[:, 0], ok[:, 0]
-        keys = jax.vmap(lambda c: jax.random.fold_in(k_run, c))(chains)
         sharding = _chain_sharding(self.num_chains)
-        keys, z0 = _shard((keys, z0), sharding)
+        chains = _shard(jnp.arange(self.num_chains), sharding)
         report = progress.report if progress.enabled(self.progress_bar) else None
 
         # The raw log joint, not ld.log_prob: the kernels read NaN as -inf themselves, and the
         # extra NaN guard makes XLA compile the gradient several times slower.
         log_joint = lambda z: ld.log_joint(z).total
 
-        def one_chain(k, z, c):
-            return driver.run_chain(
-                k, log_joint, z, kernel=self._kernel(), num_warmup=self.num_warmup,
-                num_samples=self.num_samples, target_accept=self.target_accept,
-                dense_mass=self.dense_mass, thinning=self.thinning,
-                progress_fn=report, progress_every=PROGRESS_EVERY, chain_index=c)
+        def one_chain(c):
+            z0, ok = initial_points(ld, jax.random.fold_in(k_init, c), 1, strategy, 2.0, values)
+            draws, infos, adaptation = driver.run_chain(
+                jax.random.fold_in(k_run, c), log_joint, z0[0], kernel=self._kernel(),
+                num_warmup=self.num_warmup, num_samples=self.num_samples,
+                target_accept=self.target_accept, dense_mass=self.dense_mass,
+                thinning=self.thinning, progress_fn=report, progress_every=PROGRESS_EVERY,
+                chain_index=c)
+            return draws, infos, adaptation, ok[0], z0[0]
 
-        draws, infos, adaptation = jax.vmap(one_chain)(keys, z0, chains)
+        if self._sequential(sharding):
+            draws, infos, adaptation, ok, z0 = jax.lax.map(one_chain, chains)
+        else:
+            draws, infos, adaptation, ok, z0 = jax.vmap(one_chain)(chains)
         samples = draws_from_flat(ld, draws)
         return dict(samples=samples, infos=infos, adaptation=adaptation, ok=ok, z0=z0)
 
@@ -102,7 +125,7 @@ class _MCMC(Method):
         self.check(ld)
         total = self.num_warmup + self.num_samples * self.thinning
         with progress.bar(total, self.name, progress.enabled(self.progress_bar)):
-            out, compile_s, run_s = run_program(self, key, ld)
+            out, compile_s, run_s, source = run_program(self, key, ld)
         if not np.all(np.asarray(out["ok"])):
             bad = int(np.argmin(np.asarray(out["ok"])))
             raise init_error(ld, out["z0"][bad], 100)
@@ -110,7 +133,7 @@ class _MCMC(Method):
         samples = out["samples"]
         diagnostics = self._diagnostics(samples, out["infos"], out["adaptation"])
         result = Result(method=self, samples=samples, diagnostics=diagnostics,
-                        timing={"compile_s": compile_s, "run_s": run_s}, log_density=ld)
+                        timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source}, log_density=ld)
         self._warn(diagnostics)
         return result
 
@@ -177,6 +200,9 @@ class NUTS(_MCMC):
       dense_mass: adapt a dense (True) or diagonal inverse mass matrix.
       init: "uniform" (uniform(-2, 2) unconstrained), "prior", or a dict of initial values.
       progress_bar: None (auto: on in a terminal), True or False.
+      chain_method: "vectorized" (chains as a vmap axis), "sequential" (one after another in
+        the same program) or "auto": sequential on a single CPU device, else vectorized. The
+        draws are the same either way.
 
     Example:
       >>> r = ppl.infer(model, data, method=ppl.NUTS(num_chains=8, num_samples=2000))
@@ -184,6 +210,7 @@ class NUTS(_MCMC):
 
     max_tree_depth: int = 10
     name: ClassVar[str] = "nuts"
+    _varying_trajectories: ClassVar[bool] = True
 
     def _kernel(self):
         return nuts.build_kernel(max_tree_depth=self.max_tree_depth)

@@ -114,7 +114,7 @@ class MLE(Method):
 
     def run(self, key, ld) -> Result:
         self.check(ld)
-        out, compile_s, run_s = run_program(self, key, ld)
+        out, compile_s, run_s, source = run_program(self, key, ld)
         if not bool(out["ok"]):
             raise init_error(ld, out["z0"], 100)
         out = to_numpy(out)
@@ -138,7 +138,7 @@ class MLE(Method):
                 "converged": bool(out["converged"]) and bool(np.isfinite(out["grad_norm"])),
                 "grad_norm": float(out["grad_norm"]),
             },
-            timing={"compile_s": compile_s, "run_s": run_s},
+            timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )
 

@@ -122,7 +122,7 @@ class Importance(Method):
 
     def run(self, key, ld) -> Result:
         self.check(ld)
-        out, compile_s, run_s = run_program(self, key, ld)
+        out, compile_s, run_s, source = run_program(self, key, ld)
         out = to_numpy(out)
         ess = float(out["ess"])
         n = self.num_particles
@@ -145,6 +145,6 @@ class Importance(Method):
                 "log_evidence_se": float(np.sqrt(max(1.0 / ess - 1.0 / n, 0.0))) if ess > 0 else float("inf"),
                 "num_finite_weights": int(np.isfinite(out["log_weights"]).sum()),
             },
-            timing={"compile_s": compile_s, "run_s": run_s},
+            timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )

@@ -179,7 +179,7 @@ class Rejection(Method):
         log_m = self.bound(k_bound, ld)
         # The bound is an argument of the program, not part of its cache key.
         program = dataclasses.replace(self, log_bound=None, margin=0.0)
-        out, compile_s, run_s = run_program(program, k_run, ld, jnp.asarray(log_m, jnp.result_type(float)))
+        out, compile_s, run_s, source = run_program(program, k_run, ld, jnp.asarray(log_m, jnp.result_type(float)))
         out = to_numpy(out)
         proposed, accepted = int(out["num_proposals"]), int(out["num_accepted"])
         max_ll = float(out["max_log_likelihood"])
@@ -212,6 +212,6 @@ class Rejection(Method):
                 "log_bound": log_m,
                 "max_log_likelihood": max_ll,
             },
-            timing={"compile_s": compile_s, "run_s": run_s},
+            timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )

@@ -232,7 +232,7 @@ class VI(Method):
     def run(self, key, ld) -> Result:
         guide = self._guide()
         statics = {**getattr(ld, "module_statics", {}), **self._check(ld)}
-        out, compile_s, run_s = run_program(self, key, ld)
+        out, compile_s, run_s, source = run_program(self, key, ld)
         if self._is_auto() and not bool(out["ok"]):
             ld.init(key)  # raises, naming the sites whose density is not finite
         out.pop("carry")
@@ -267,6 +267,6 @@ class VI(Method):
                 "num_nonfinite_steps": bad,
                 "num_steps": self.num_steps,
             },
-            timing={"compile_s": compile_s, "run_s": run_s},
+            timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )

@@ -56,8 +56,10 @@ def test_hmm_gibbs_agrees_with_forward_algorithm_nuts():
 @pytest.mark.filterwarnings("ignore:gibbs. r_hat")  # block labels differ between chains: expected
 def test_block_model_recovers_planted_blocks():
     adj, truth = sbm.simulate(seed=3, num_nodes=20, b=[[0.8, 0.1], [0.1, 0.8]])
-    r = ppl.infer(sbm.model, jnp.asarray(adj), method=ppl.Gibbs(num_warmup=200, num_samples=100, num_chains=4,
-                                                                 inner="mh"), key=4)
+    # inner NUTS: with a random-walk inner kernel a chain can stay for hundreds of sweeps in
+    # the one-block mode (all nodes together, the empty block's rates wandering in the prior).
+    r = ppl.infer(sbm.model, jnp.asarray(adj), method=ppl.Gibbs(num_warmup=200, num_samples=100, num_chains=4),
+                  key=4)
     z = r.samples["z"]
     acc = [sbm.co_assignment_accuracy(z[c, s], truth) for c in range(4) for s in range(0, 100, 10)]
     assert np.mean(acc) > 0.98
@@ -92,3 +94,27 @@ def test_lda_held_out_perplexity_near_oracle():
     th = r.samples["theta"].reshape((-1,) + r.samples["theta"].shape[2:])
     ph = r.samples["phi"].reshape((-1,) + r.samples["phi"].shape[2:])
     assert lda.perplexity(th, ph, test) < 1.15 * lda.perplexity(theta, phi, test) < 30
+
+
+def test_gibbs_with_random_walk_inner_kernel_matches_exact_enumeration():
+    from itertools import product
+    from math import lgamma
+
+    y = np.array([0.9, 0.1, 1.2, -0.3, 0.7], np.float32)
+
+    def model(y):
+        p = ppl.sample("p", ppl.dist.Beta(2.0, 2.0))
+        with ppl.plate("i", y.shape[0]):
+            z = ppl.sample("z", ppl.dist.Bernoulli(p))
+            ppl.observe("y", ppl.dist.Normal(z.astype(y.dtype), 0.5), y)
+
+    weights, means = [], []
+    for z in product([0, 1], repeat=5):  # p | z, y ~ Beta(2 + s, 2 + 5 - s)
+        s = sum(z)
+        log_beta = lgamma(2 + s) + lgamma(7 - s) - lgamma(9)
+        weights.append(log_beta - 0.5 * np.sum(((y - np.array(z)) / 0.5) ** 2))
+        means.append((2 + s) / 9)
+    w = np.exp(np.array(weights) - max(weights))
+    exact = float(np.dot(w / w.sum(), means))
+    r = ppl.infer(model, jnp.asarray(y), method=ppl.Gibbs(num_warmup=500, num_samples=2000, inner="mh"), key=6)
+    assert abs(r.samples["p"].mean() - exact) < 4.5 * _mcse(r, "p")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from jax.extend.random import threefry_2x32
 
-from ppl.mcmc import _counter_rng, hmc, integrators, metrics, mh, nuts
+from ppl import _counter_rng
+from ppl.mcmc import hmc, integrators, metrics, mh, nuts
 
 
 def test_counter_rng_is_threefry():

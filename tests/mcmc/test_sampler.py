@@ -56,6 +56,18 @@ def test_chains_sharded_across_devices_give_the_same_draws():
     np.testing.assert_allclose(sharded["mu"], single["mu"], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("method", [ppl.NUTS, ppl.HMC])
+def test_vectorized_and_sequential_chains_give_the_same_draws(method, x64):
+    # float64: a rounding difference between the two compiled programs (batched and scalar
+    # exp/log may differ in the last bit) is then far too small to flip an accept decision.
+    runs = {m: ppl.infer(normal_model, Y, method=method(chain_method=m, **FAST), key=2)
+            for m in ("vectorized", "sequential", "auto")}
+    for m in ("sequential", "auto"):
+        np.testing.assert_allclose(runs[m].samples["mu"], runs["vectorized"].samples["mu"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="chain_method"):
+        ppl.infer(normal_model, Y, method=method(chain_method="parallel", **FAST))
+
+
 def test_progress_callback_reports_iterations(monkeypatch):
     seen = []
 

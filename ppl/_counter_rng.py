@@ -1,8 +1,9 @@
 """Counter-based random numbers for kernel internals: Threefry-2x32 written out round by round.
 
 ``jax.random`` lowers Threefry on CPU to a rolled ``while_loop`` (to keep compile times
-small), and every call inside a sampler's loop then costs more than a cheap gradient. Here
-the same cipher is unrolled so that XLA fuses it into the surrounding loop body. A kernel
+small), and every call inside a sampler's loop then costs more than a cheap gradient; each
+call site, and more so under ``vmap``, also adds its own loop to compile. Here the same
+cipher is unrolled so that XLA fuses it into the surrounding computation. A kernel
 turns its JAX key into a Threefry key once (:func:`key_words`) and encrypts counters
 ``(index, stream)`` with it; distinct streams give independent draws. The cipher output is
 bit-identical to ``jax.extend.random.threefry_2x32`` (tested), so the statistical quality
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
 # Streams: the second counter word, so that draws for different purposes never collide.
-LEAF, MERGE, MOMENTUM, DIRECTION, ACCEPT, PROPOSAL = range(6)
+LEAF, MERGE, MOMENTUM, DIRECTION, ACCEPT, PROPOSAL, INIT, STEP_SIZE = range(8)
 
 
 def _rotl(x, r):
@@ -79,6 +80,13 @@ def normal(key, stream, shape, dtype):
         size *= s
     u = uniform(key, jnp.arange(size, dtype=jnp.uint32), stream, dtype)
     return (jnp.sqrt(jnp.asarray(2.0, dtype)) * jax.lax.erf_inv(2.0 * u - 1.0)).reshape(shape)
+
+
+def subkey(key, counter, stream):
+    """A raw ``uint32[2]`` Threefry key for ``counter`` in ``stream``: the cipher of
+    ``(counter, stream)``, usable as a JAX PRNG key and by :func:`key_words`."""
+    b0, b1 = threefry2x32(key, counter, stream)
+    return jnp.stack([b0, b1])
 
 
 def bits(key, counter, stream):

@@ -1,0 +1,82 @@
+"""The compile caches: in memory within a process, on disk across processes."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.infer import _program
+
+
+def model(y):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    with ppl.plate("n", y.shape[0]):
+        ppl.observe("y", dist.Normal(mu, 1.0), y)
+
+
+Y = jnp.array([0.3, -0.1, 0.8])
+pytestmark = pytest.mark.filterwarnings("ignore:nuts. r_hat")
+
+METHOD = ppl.NUTS(num_warmup=50, num_samples=50, num_chains=2, progress_bar=False)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    _program.set_compile_cache(tmp_path)
+    _program.clear_cache()
+    yield tmp_path
+    _program.set_compile_cache(None)
+    _program.clear_cache()
+
+
+def run(method=METHOD, key=0):
+    return ppl.infer(model, Y, method=method, key=key)
+
+
+def test_a_new_process_loads_the_program_from_disk(cache):
+    first = run()
+    assert first.timing["compile_source"] == "compiled"
+    assert len(list(cache.glob("*.xla"))) == 1
+    assert run().timing["compile_source"] == "memory"
+    _program.clear_cache()  # what a new process starts with
+    again = run()
+    assert again.timing["compile_source"] == "disk"
+    np.testing.assert_array_equal(first.samples["mu"], again.samples["mu"])
+
+
+def test_a_damaged_cache_file_is_recompiled_not_an_error(cache):
+    run()
+    (path,) = cache.glob("*.xla")
+    path.write_bytes(b"not an executable")
+    _program.clear_cache()
+    r = run()
+    assert r.timing["compile_source"] == "compiled"
+    assert r.samples["mu"].shape == (2, 50)
+    _program.clear_cache()
+    assert run().timing["compile_source"] == "disk"  # rewritten
+
+
+def test_programs_with_a_progress_bar_are_not_stored(cache):
+    r = run(ppl.NUTS(num_warmup=50, num_samples=50, num_chains=2, progress_bar=True))
+    assert r.timing["compile_source"] == "compiled"
+    assert not list(cache.glob("*.xla"))
+
+
+def test_the_cache_keeps_its_size_bound(cache, monkeypatch):
+    run()
+    monkeypatch.setattr(_program, "CACHE_MAX_BYTES", 1)
+    run(ppl.NUTS(num_warmup=60, num_samples=50, num_chains=2, progress_bar=False))
+    assert len(list(cache.glob("*.xla"))) <= 1
+
+
+def test_the_environment_variable_switches_it_off(monkeypatch, tmp_path):
+    monkeypatch.setattr(_program, "_cache_dir", [])
+    monkeypatch.setenv("PPL_COMPILE_CACHE", "0")
+    assert _program.compile_cache_dir() is None
+    monkeypatch.setattr(_program, "_cache_dir", [])
+    monkeypatch.setenv("PPL_COMPILE_CACHE", str(tmp_path / "c"))
+    assert _program.compile_cache_dir() == tmp_path / "c"
+    monkeypatch.setattr(_program, "_cache_dir", [])
+    monkeypatch.delenv("PPL_COMPILE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert _program.compile_cache_dir() == tmp_path / "ppl" / "executables"
