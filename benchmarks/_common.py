@@ -23,6 +23,18 @@ def best_of(f, repeats=3):
     return min(timed(f)[1] for _ in range(repeats))
 
 
+def warm_up_jax() -> None:
+    """Compile and run one small program that uses neither library, so that the process's
+    one-time JAX/XLA start-up costs are not charged to whichever library is timed first."""
+
+    def f(x):
+        g = jax.grad(lambda v: jnp.sum(jnp.sin(v) ** 2))
+        return jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] - 0.1 * g(c[1])), (0, x))[1]
+
+    key = jax.random.PRNGKey(0)
+    jax.block_until_ready(jax.jit(f)(jax.random.normal(key, (3,))))
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

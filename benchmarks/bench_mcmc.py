@@ -34,7 +34,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 
 import ppl
-from benchmarks._common import hardware, print_table, timed
+from benchmarks._common import hardware, print_table, timed, warm_up_jax
 from benchmarks._twins import cases
 from ppl.infer import _program
 from ppl.infer.diagnostics import scalar_diagnostics
@@ -130,6 +130,7 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     print("hardware:", hardware(), flush=True)
     _program.set_compile_cache(tempfile.mkdtemp(prefix="ppl-bench-cache-"))  # starts cold
+    warm_up_jax()
     rows = []
     for name, (model, model_np, args, kwargs) in cases(a.models).items():
         for chains in a.chains:

@@ -65,8 +65,9 @@ def initial_points(ld, key, num_points, strategy="uniform", radius=2.0, values=N
         _, z, ok = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, jnp.bool_(False)))
         return z, ok
 
-    keys = jax.random.split(key, num_points) if num_points > 1 else key[None]
-    return jax.vmap(one)(keys)
+    if num_points == 1:  # no batching to trace (the retry loop's batching rule is costly)
+        return jax.tree.map(lambda x: x[None], one(key))
+    return jax.vmap(one)(jax.random.split(key, num_points))
 
 
 def nonfinite_sites(ld, z):

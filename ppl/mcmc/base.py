@@ -2,8 +2,9 @@
 
 Every kernel module (``hmc``, ``nuts``, ``mh``) exports ``State``, ``Info``, ``init`` and
 ``build_kernel``; ``build_kernel(...)`` returns a :class:`Kernel`, which is called as the
-step function ``step(key, state, logdensity_fn, step_size, inverse_mass_matrix)`` and also
-carries the kernel's ``init`` and ``probe`` so that a driver never special-cases a kernel.
+step function ``step(key, state, logdensity_fn, step_size, inverse_mass_matrix, trial=False)``
+and also carries the kernel's ``init`` and ``probe`` so that a driver never special-cases a
+kernel.
 Every ``Info`` starts with the core fields ``acceptance_rate, is_divergent, num_grad_evals``.
 """
 import dataclasses
@@ -18,12 +19,15 @@ class Kernel:
     """A pure MCMC transition; calling it performs one step.
 
     Fields:
-      step: ``(key, state, logdensity_fn, step_size, inverse_mass_matrix) -> (State, Info)``.
+      step: ``(key, state, logdensity_fn, step_size, inverse_mass_matrix, trial=False) ->
+        (State, Info)``. ``trial`` (a bool, may be traced) asks for one elementary move only
+        (one leapfrog for HMC/NUTS, one proposal for MH) whose ``Info.acceptance_rate`` is
+        min(1, exp(H0 - H)): the step-size heuristic's trial, run through the same compiled
+        kernel as the transitions (its returned state is discarded).
       init: ``(position, logdensity_fn) -> State``.
       probe: ``(key, state, logdensity_fn, step_size, inverse_mass_matrix) -> log ratio``: the
-        log acceptance ratio of one elementary move (one leapfrog for HMC/NUTS, one proposal
-        for MH), NaN mapped to -inf; the initial step-size heuristic doubles or halves the
-        step size on it.
+        log acceptance ratio of one elementary move, NaN mapped to -inf, for a step-size
+        search outside the kernel (``find_reasonable_step_size``, used by Gibbs).
       name: a short label, e.g. ``"nuts"``.
       restart_at_windows: when a slow warmup window ends and the mass matrix changes,
         re-initialise the step size by the heuristic and restart dual averaging (Stan's
@@ -49,5 +53,5 @@ class Kernel:
         return self.info_type(*(jax.ShapeDtypeStruct((), dtype if kind == "float" else jnp.dtype(kind))
                                 for kind in self.info_type.KINDS))
 
-    def __call__(self, key, state, logdensity_fn, step_size, inverse_mass_matrix):
-        return self.step(key, state, logdensity_fn, step_size, inverse_mass_matrix)
+    def __call__(self, key, state, logdensity_fn, step_size, inverse_mass_matrix, trial=False):
+        return self.step(key, state, logdensity_fn, step_size, inverse_mass_matrix, trial)

@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl import _counter_rng
 from ppl.adapt import dual_averaging, welford, window
-from ppl.adapt.initial_step_size import find_reasonable_step_size
+from ppl.adapt import initial_step_size as step_search
 from ppl.mcmc import _cpu_blocks
 from ppl.mcmc.base import Kernel
 
@@ -200,21 +201,39 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
                 finish, dual_averaging.final_step_size(t.dual_averaging), t.step_size))
         return t
 
-    def reinitialise(t: _Tuning, state, key):
-        probe = lambda k, eps: kernel.probe(k, state, logdensity_fn, eps, t.inverse_mass_matrix)
-        # The iteration's key: the heuristic draws in its own counter stream.
-        eps = find_reasonable_step_size(key, probe, t.step_size)
-        return t._replace(step_size=eps, dual_averaging=dual_averaging.init(eps))
-
-    def prepare(t: _Tuning, state, key, flags):
-        """The adaptation owed to the previous transition, and the step-size heuristic."""
-        adapt_flag, add_sample, window_end, heuristic, finish = (flags[k] == 1 for k in range(5))
+    def prepare(t: _Tuning, state, flags):
+        """The adaptation owed to the previous transition."""
+        adapt_flag, add_sample, window_end, finish = (flags[k] == 1 for k in (0, 1, 2, 4))
         if num_warmup > 0:
             t = jax.lax.cond(adapt_flag, adapt, lambda t, *_: t, t, state, t.last_accept,
                              (add_sample, window_end, finish))
-        if plan.heuristic.any():
-            t = jax.lax.cond(heuristic, reinitialise, lambda t, *_: t, t, state, key)
         return t
+
+    info_zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape)
+
+    def search_then_move(state, t: _Tuning, key, heuristic):
+        """At a heuristic iteration, the step-size search (its trials are one-move calls of
+        the kernel), then the transition: all through ONE call site of the kernel, so the
+        model's gradient is compiled once. Elsewhere the loop makes a single trip."""
+        words = _counter_rng.key_words(key)  # the transition's own key, as a raw key
+
+        def body(c):
+            search, _, _, _ = c
+            trial = ~search.done
+            k = jnp.where(trial, step_search.trial_key(words, search.trial), words)
+            new_state, info = kernel(k, state, logdensity_fn, search.step_size,
+                                     t.inverse_mass_matrix, trial)
+            search = jax.tree.map(lambda a, b: jnp.where(trial, a, b),
+                                  step_search.update(search, info.acceptance_rate), search)
+            return search, ~trial, new_state, info
+
+        search = step_search.start(t.step_size, heuristic)
+        search, _, state, info = jax.lax.while_loop(
+            lambda c: ~c[1], body, (search, jnp.zeros((), bool), state, info_zeros))
+        restarted = t._replace(step_size=search.step_size,
+                               dual_averaging=dual_averaging.init(search.step_size))
+        t = jax.tree.map(lambda a, b: jnp.where(heuristic, a, b), restarted, t)
+        return state, info, t
 
     def bookkeeping(t: _Tuning, acc, state, info, i, record):
         """Warmup counters; thinning accumulators; the row (draw, info) to record."""
@@ -236,8 +255,11 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
 
     def transition(state, t, acc, key, row):
         i, flags, record = row[0], row[1:6], row[6] == 1
-        t = _cpu_blocks.nested(prepare, t, state, key, flags)
-        state, info = kernel(key, state, logdensity_fn, t.step_size, t.inverse_mass_matrix)
+        t = _cpu_blocks.nested(prepare, t, state, flags)
+        if plan.heuristic.any():
+            state, info, t = search_then_move(state, t, key, flags[3] == 1)
+        else:
+            state, info = kernel(key, state, logdensity_fn, t.step_size, t.inverse_mass_matrix)
         t, acc, new_row, slot = _cpu_blocks.nested(bookkeeping, t, acc, state, info, i, record)
         return state, t, acc, new_row, slot
 

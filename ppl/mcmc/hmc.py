@@ -87,7 +87,7 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int; received {num_steps!r}.")
 
-    def transition(words, state: State, step_size, inverse_mass_matrix, logdensity_fn):
+    def transition(words, state: State, step_size, inverse_mass_matrix, trial, logdensity_fn):
         metric = gaussian_euclidean(inverse_mass_matrix)
         dtype = state.position.dtype
         momentum = metric.scale_noise(
@@ -95,8 +95,9 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
         h0 = metric.kinetic_energy(momentum) - state.log_density
         leapfrog = velocity_verlet(logdensity_fn, metric)
         start = IntegratorState(state.position, momentum, state.log_density, state.grad)
+        steps = jnp.where(trial, 1, num_steps)  # a trial move is one leapfrog step
         end = jax.lax.fori_loop(
-            0, num_steps, lambda _, s: _cpu_blocks.nested(leapfrog, s, step_size), start)
+            0, steps, lambda _, s: _cpu_blocks.nested(leapfrog, s, step_size), start)
         h = metric.kinetic_energy(end.momentum) - end.log_density
         delta = energy_error(h0, h)
         log_u = jnp.log(_counter_rng.uniform(words, 0, _counter_rng.ACCEPT, dtype))
@@ -109,14 +110,14 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
         info = Info(
             acceptance_rate=jnp.minimum(1.0, jnp.exp(-delta)).astype(dtype),
             is_divergent=delta > max_delta_energy,
-            num_grad_evals=jnp.asarray(num_steps, jnp.int32),
+            num_grad_evals=steps.astype(jnp.int32),
             energy=jnp.where(accept, h, h0),
         )
         return new_state, info
 
-    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix, trial=False):
         step_size = jnp.asarray(step_size, state.position.dtype)
         return _cpu_blocks.nested(lambda *a: transition(*a, logdensity_fn), _counter_rng.key_words(key),
-                                  state, step_size, inverse_mass_matrix)
+                                  state, step_size, inverse_mass_matrix, jnp.asarray(trial))
 
     return Kernel(step=step, init=init, probe=probe, name="hmc", info_type=Info)

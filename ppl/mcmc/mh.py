@@ -109,7 +109,8 @@ def build_kernel() -> Kernel:
         )
         return new_state, info
 
-    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix, trial=False):
+        # A trial move (step-size search) is an ordinary transition: one proposal.
         step_size = jnp.asarray(step_size, state.position.dtype)
         return _cpu_blocks.nested(lambda *a: transition(*a, logdensity_fn), _counter_rng.key_words(key),
                                   state, step_size, inverse_mass_matrix)

@@ -144,13 +144,15 @@ def _merge_ok(stack, point):
 
 
 def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step_size,
-                inverse_mass_matrix, max_tree_depth, max_delta_energy):
+                inverse_mass_matrix, max_tree_depth, max_delta_energy, depth_limit=None):
     """Run the NUTS trajectory from ``(state, momentum)``; returns the final loop carry.
 
     ``direction_bits`` (uint32): bit k set means the k-th doubling goes forward in time.
     ``key`` (uint32[2], a ``_counter_rng`` key) drives the within-subtree and
     between-subtree multinomial draws only, so the trajectory's extent (hence the number of
-    steps and the depth) depends on the momentum and the directions alone.
+    steps and the depth) depends on the momentum and the directions alone. The trajectory
+    stops at ``depth_limit`` (<= ``max_tree_depth``, may be traced; default
+    ``max_tree_depth``) doublings.
 
     Each stage of the loop body runs as a nested computation (``_cpu_blocks``).
     """
@@ -159,6 +161,7 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
     dtype = state.position.dtype
     step_size = jnp.asarray(step_size, dtype)
     levels = jnp.arange(max_tree_depth, dtype=jnp.int32)
+    depth_limit = max_tree_depth if depth_limit is None else depth_limit
     carry, h0 = _cpu_blocks.nested(
         lambda s, p: _initial_carry(s, p, metric.velocity(p), max_tree_depth), state, momentum)
 
@@ -215,7 +218,7 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         draw_scalars = jnp.where(take_sub, sub_scalars, scalars[_DRAW_LD:_DRAW_LD + 2])
         lsw = jnp.where(merge, jnp.logaddexp(lsw, sub_lsw), lsw)
         depth = depth + merge.astype(jnp.int32)
-        done = invalid | (merge & (trajectory_turning | (depth >= max_tree_depth)))
+        done = invalid | (merge & (trajectory_turning | (depth >= depth_limit)))
         new_ld = point_scalars[0]
         end_lds = jnp.where(forward, jnp.stack([scalars[0], new_ld]), jnp.stack([new_ld, scalars[1]]))
         scalars = jnp.concatenate([end_lds, draw_scalars, sub_scalars, jnp.stack([lsw, sub_lsw, sum_accept])])
@@ -283,9 +286,10 @@ def _finish(c: _Carry):
     return new_state, info
 
 
-def _transition(words, state: State, step_size, inverse_mass_matrix, logdensity_fn,
+def _transition(words, state: State, step_size, inverse_mass_matrix, trial, logdensity_fn,
                 max_tree_depth, max_delta_energy):
-    """One NUTS transition keyed by ``words`` (a ``_counter_rng`` key)."""
+    """One NUTS transition keyed by ``words`` (a ``_counter_rng`` key); a ``trial`` one
+    stops after its first leapfrog step (one doubling)."""
 
     def start(words, state, inverse_mass_matrix):
         metric = gaussian_euclidean(inverse_mass_matrix)
@@ -294,8 +298,9 @@ def _transition(words, state: State, step_size, inverse_mass_matrix, logdensity_
         return metric.scale_noise(noise), _counter_rng.bits(words, 0, _counter_rng.DIRECTION)
 
     momentum, direction_bits = _cpu_blocks.nested(start, words, state, inverse_mass_matrix)
+    depth_limit = jnp.where(trial, 1, max_tree_depth).astype(jnp.int32)
     c = _trajectory(words, state, momentum, direction_bits, logdensity_fn, step_size,
-                    inverse_mass_matrix, max_tree_depth, max_delta_energy)
+                    inverse_mass_matrix, max_tree_depth, max_delta_energy, depth_limit)
     return _cpu_blocks.nested(_finish, c)
 
 
@@ -321,11 +326,12 @@ def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> 
     if not isinstance(max_tree_depth, int) or isinstance(max_tree_depth, bool) or not 1 <= max_tree_depth <= 30:
         raise ValueError(f"max_tree_depth must be an int in [1, 30]; received {max_tree_depth!r}.")
 
-    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix):
+    def step(key, state: State, logdensity_fn, step_size, inverse_mass_matrix, trial=False):
         words = _counter_rng.key_words(key)
         step_size = jnp.asarray(step_size, state.position.dtype)
         transition = partial(_transition, logdensity_fn=logdensity_fn,
                              max_tree_depth=max_tree_depth, max_delta_energy=max_delta_energy)
-        return _cpu_blocks.nested(transition, words, state, step_size, inverse_mass_matrix)
+        return _cpu_blocks.nested(transition, words, state, step_size, inverse_mass_matrix,
+                                  jnp.asarray(trial))
 
     return Kernel(step=step, init=init, probe=hmc.probe, name="nuts", info_type=Info)

@@ -4,7 +4,8 @@ Each method runs `num_chains` chains inside ONE compiled program (initialisation
 Stan-style warmup and sampling, then the constrained draws and deterministic sites), as one
 `vmap` axis or, with `chain_method="sequential"`, one chain after another (`lax.map`).
 Chain c's random keys are `fold_in(key_init, c)` and `fold_in(key_run, c)`, so the same key
-gives the same draws whether chains run vectorised, sequentially or sharded. With several
+gives the same draws (up to floating-point rounding) whether chains run vectorised,
+sequentially or sharded. With several
 devices the chain axis is sharded across them (`jax.sharding`), when the chains divide evenly.
 
 `chain_method="auto"` (the default) runs NUTS chains sequentially on a single CPU device and
@@ -201,8 +202,9 @@ class NUTS(_MCMC):
       init: "uniform" (uniform(-2, 2) unconstrained), "prior", or a dict of initial values.
       progress_bar: None (auto: on in a terminal), True or False.
       chain_method: "vectorized" (chains as a vmap axis), "sequential" (one after another in
-        the same program) or "auto": sequential on a single CPU device, else vectorized. The
-        draws are the same either way.
+        the same program) or "auto": sequential on a single CPU device, else vectorized. Each
+        chain gets the same random numbers either way, so the draws agree up to floating-point
+        rounding (which, in float32, can now and then flip one accept decision).
 
     Example:
       >>> r = ppl.infer(model, data, method=ppl.NUTS(num_chains=8, num_samples=2000))

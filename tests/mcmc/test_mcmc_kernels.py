@@ -182,3 +182,22 @@ def test_kernels_respect_float64(kernel):
         new, info = jax.jit(lambda k: kernel(k, state, logdensity, 0.5, jnp.ones(3)))(jax.random.PRNGKey(0))
         assert new.position.dtype == jnp.float64 and new.log_density.dtype == jnp.float64
         assert info.acceptance_rate.dtype == jnp.float64 and info.energy.dtype == jnp.float64
+
+
+@pytest.mark.parametrize("build", [hmc.build_kernel, nuts.build_kernel, mh.build_kernel])
+def test_a_trial_move_is_one_step_with_the_probes_acceptance(build):
+    """The step-size search runs its trials through the kernel (trial=True): one leapfrog
+    (one proposal for MH), acceptance min(1, exp(log ratio)), the log ratio being what the
+    kernel's probe gives for the same key (HMC and MH: the same move exactly)."""
+    logdensity = lambda z: -0.5 * jnp.sum(z ** 2 / jnp.array([1.0, 0.3]))
+    kernel = build()
+    state = kernel.init(jnp.array([0.4, -0.2]), logdensity)
+    for i in range(5):
+        key = jax.random.PRNGKey(i)
+        _, info = jax.jit(lambda k, e: kernel(k, state, logdensity, e, jnp.ones(2), True))(key, 0.7 * (i + 1))
+        assert int(info.num_grad_evals) == 1
+        if build is not nuts.build_kernel:  # NUTS picks a random direction for its step
+            expected = np.exp(min(0.0, float(kernel.probe(key, state, logdensity, 0.7 * (i + 1), jnp.ones(2)))))
+            np.testing.assert_allclose(float(info.acceptance_rate), expected, rtol=1e-5)
+        else:
+            assert int(info.tree_depth) == 1 and 0.0 <= float(info.acceptance_rate) <= 1.0
