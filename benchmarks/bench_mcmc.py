@@ -8,11 +8,14 @@ gradient. Printed ratios (ppl / NumPyro unless stated):
 
   first_call     end-to-end wall time of the first call, compile included (goal <= 0.5)
   compile        ppl compile_s vs NumPyro's first-minus-repeat (goal <= 0.5)
-  disk_compile   ppl compile_s in a new process whose disk compile cache holds the program
-                 (trace + lower + load), vs NumPyro's compile (which has no such cache unless
-                 the user configures jax's persistent cache)
+  disk_first_call, disk_compile   the same for ppl in a later process whose disk compile
+                 cache holds the program (trace + lower + load instead of compiling), vs
+                 NumPyro's (which has no such cache unless the user configures jax's
+                 persistent compilation cache)
 
-ppl's first call always compiles: the disk cache points at a fresh temporary directory.
+First calls are timed each in a fresh Python process (after the imports and a small neutral
+JAX program), so neither library pays the process's start-up or warms the other's caches.
+ppl's first process compiles into an empty temporary cache; the second loads from it.
   us_per_leapfrog  steady-state time per leapfrog vs NumPyro's kernel in one scan (goal <= 1.2)
   vs_grad_floor  ppl run time / (gradient evaluations x one jitted gradient) (goal <= 1.2)
   ess_per_grad   min bulk ESS per sampling-phase gradient evaluation, ppl / NumPyro (about 1)
@@ -22,9 +25,14 @@ Run: python -m benchmarks.bench_mcmc [--models eight_schools kidiq logreg_5000x2
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -77,36 +85,71 @@ def numpyro_kernel_floor(model_np, args, kwargs, chains, warmup, draws):
     return t / float(np.sum(steps)), tg / 2000
 
 
+def first_calls(library, name, chains, warmup, draws, cache_dir=None):
+    """Run in a fresh process (see `_child`): one library's first call of NUTS on model `name`
+    after its imports and a neutral JAX warm-up, then a repeat call. Returns seconds:
+    `first_s`, `repeat_s` and `compile_s` (ppl's own timing; NumPyro: first - repeat)."""
+    warnings.simplefilter("ignore")
+    model, model_np, args, kwargs = cases([name])[name]
+    warm_up_jax()
+    if library == "ppl":
+        _program.set_compile_cache(cache_dir)
+        method = ppl.NUTS(num_warmup=warmup, num_samples=draws, num_chains=chains, progress_bar=False)
+        first, t_first = timed(lambda: ppl.infer(model, *args, method=method, key=0, **kwargs))
+        _, t_repeat = timed(lambda: ppl.infer(model, *args, method=method, key=1, **kwargs).samples)
+        return {"first_s": t_first, "repeat_s": t_repeat, "compile_s": first.timing["compile_s"],
+                "source": first.timing["compile_source"]}
+    mcmc = MCMC(NumPyroNUTS(model_np), num_warmup=warmup, num_samples=draws, num_chains=chains,
+                chain_method="vectorized", progress_bar=False)
+    _, t_first = timed(lambda: (mcmc.run(jax.random.PRNGKey(0), *args, **kwargs), mcmc.get_samples())[1])
+    _, t_repeat = timed(lambda: (mcmc.run(jax.random.PRNGKey(1), *args, **kwargs), mcmc.get_samples())[1])
+    return {"first_s": t_first, "repeat_s": t_repeat, "compile_s": t_first - t_repeat}
+
+
+def _child(*call_args):
+    """`first_calls(*call_args)` in a new Python process: nothing imported, traced or compiled
+    before (a user's first call), and neither library warming the other's caches."""
+    code = f"import json; from benchmarks.bench_mcmc import first_calls; print(json.dumps(first_calls(*{call_args!r})))"
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    if out.returncode:
+        raise RuntimeError(f"first-call child {call_args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def bench(name, model, model_np, args, kwargs, chains, warmup, draws):
+    cache = tempfile.mkdtemp(prefix="ppl-bench-cache-")
+    cold = _child("ppl", name, chains, warmup, draws, cache)  # compiles, fills the disk cache
+    warm = _child("ppl", name, chains, warmup, draws, cache)  # a later process: loads it
+    assert cold["source"] == "compiled" and warm["source"] == "disk", (cold, warm)
+    peer = _child("numpyro", name, chains, warmup, draws)
+
+    # Steady state, in this process.
     method = ppl.NUTS(num_warmup=warmup, num_samples=draws, num_chains=chains, progress_bar=False)
-    first, ppl_first = timed(lambda: ppl.infer(model, *args, method=method, key=0, **kwargs))
+    ppl.infer(model, *args, method=method, key=0, **kwargs)
     repeat = ppl.infer(model, *args, method=method, key=1, **kwargs)
-    _program.clear_cache()  # a new process: nothing traced or compiled in memory
-    jax.clear_caches()
-    from_disk = ppl.infer(model, *args, method=method, key=1, **kwargs)
-    assert from_disk.timing["compile_source"] == "disk", from_disk.timing
     d = repeat.diagnostics
     grads = d["num_grad_evals"] + d["num_warmup_grad_evals"]
     ppl_us = repeat.timing["run_s"] / grads * 1e6
 
     mcmc = MCMC(NumPyroNUTS(model_np), num_warmup=warmup, num_samples=draws, num_chains=chains,
                 chain_method="vectorized", progress_bar=False)
-    _, np_first = timed(lambda: (mcmc.run(jax.random.PRNGKey(0), *args, extra_fields=("num_steps",), **kwargs),
-                                 mcmc.get_samples())[1])
-    _, np_repeat = timed(lambda: (mcmc.run(jax.random.PRNGKey(1), *args, extra_fields=("num_steps",), **kwargs),
-                                  mcmc.get_samples())[1])
+    mcmc.run(jax.random.PRNGKey(1), *args, extra_fields=("num_steps",), **kwargs)
     np_samples = mcmc.get_samples(group_by_chain=True)
     np_grads = float(np.sum(mcmc.get_extra_fields()["num_steps"]))
     kernel_s, grad_s = numpyro_kernel_floor(model_np, args, kwargs, chains, warmup, draws)
     ppl_ess_per_grad = min_bulk_ess(repeat.samples) / d["num_grad_evals"]
     np_ess_per_grad = min_bulk_ess(np_samples) / np_grads
+    np_compile = max(peer["compile_s"], 1e-9)
     return {
         "model": name, "chains": chains,
-        "ppl_first_s": ppl_first, "numpyro_first_s": np_first, "first_call": ppl_first / np_first,
-        "ppl_compile_s": first.timing["compile_s"], "numpyro_compile_s": np_first - np_repeat,
-        "compile": first.timing["compile_s"] / max(np_first - np_repeat, 1e-9),
-        "ppl_disk_compile_s": from_disk.timing["compile_s"],
-        "disk_compile": from_disk.timing["compile_s"] / max(np_first - np_repeat, 1e-9),
+        "ppl_first_s": cold["first_s"], "numpyro_first_s": peer["first_s"],
+        "first_call": cold["first_s"] / peer["first_s"],
+        "ppl_compile_s": cold["compile_s"], "numpyro_compile_s": peer["compile_s"],
+        "compile": cold["compile_s"] / np_compile,
+        "ppl_disk_first_s": warm["first_s"], "disk_first_call": warm["first_s"] / peer["first_s"],
+        "ppl_disk_compile_s": warm["compile_s"], "disk_compile": warm["compile_s"] / np_compile,
         "ppl_us_per_leapfrog": ppl_us, "numpyro_kernel_us": kernel_s * 1e6,
         "us_per_leapfrog": ppl_us / (kernel_s * 1e6),
         "vs_grad_floor": repeat.timing["run_s"] / (grads * grad_s),
@@ -116,7 +159,8 @@ def bench(name, model, model_np, args, kwargs, chains, warmup, draws):
 
 
 COLUMNS = ["model", "chains", "ppl_first_s", "numpyro_first_s", "first_call", "ppl_compile_s",
-           "numpyro_compile_s", "compile", "ppl_disk_compile_s", "disk_compile", "ppl_us_per_leapfrog", "numpyro_kernel_us", "us_per_leapfrog",
+           "numpyro_compile_s", "compile", "ppl_disk_first_s", "disk_first_call", "ppl_disk_compile_s",
+           "disk_compile", "ppl_us_per_leapfrog", "numpyro_kernel_us", "us_per_leapfrog",
            "vs_grad_floor", "ess_per_grad", "divergences"]
 
 
@@ -129,7 +173,6 @@ def main(argv=None):
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")
     print("hardware:", hardware(), flush=True)
-    _program.set_compile_cache(tempfile.mkdtemp(prefix="ppl-bench-cache-"))  # starts cold
     warm_up_jax()
     rows = []
     for name, (model, model_np, args, kwargs) in cases(a.models).items():

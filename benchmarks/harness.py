@@ -43,7 +43,7 @@ import optax
 
 import ppl
 from benchmarks import peers
-from benchmarks._common import hardware, hardware_label, print_table
+from benchmarks._common import hardware, hardware_label, print_table, warm_up_jax
 from benchmarks.bench_mcmc import min_bulk_ess
 from ppl.mcmc.sampler import MH, _MCMC
 
@@ -448,6 +448,7 @@ def run_matrix(models=None, methods=None, devices=None, quick=False, out_dir=RES
     total = len(models) * len(methods) * len(devs)
     log(f"benchmarks: {len(models)} models x {len(methods)} methods x {len(devs)} device(s) = {total} cells "
         f"-> {path}")
+    warm_up_jax()  # the process's JAX start-up is charged to neither library's first cell
     i, done = 0, []
     t_all = time.perf_counter()
     for model_name in models:

@@ -101,14 +101,26 @@ def inspect(model, args, kwargs, key=0):
     return spec, tr
 
 
-def check_observed(tr: Trace) -> None:
-    """Raise if observed data contain NaN or lie outside their distribution's support."""
-    for site in tr.sites("observed"):
-        value = np.asarray(site.value)
-        if site.mask is None:
+def observed_checks(tr: Trace):
+    """Per observed site, the arrays its checks need: ``(value, mask or None, in_support)``.
+
+    Computed inside the jitted inspection (:func:`ppl.compile.logdensity.compile`), so they
+    come out concrete; :func:`check_observed` reads them.
+    """
+    return [(site.value, site.mask, site.dist.support(site.value)) for site in tr.sites("observed")]
+
+
+def check_observed(tr: Trace, checks=None) -> None:
+    """Raise if observed data contain NaN or lie outside their distribution's support.
+
+    ``checks``: what :func:`observed_checks` gave for ``tr`` (computed now when None)."""
+    checks = observed_checks(tr) if checks is None else checks
+    for site, (value, mask, ok) in zip(tr.sites("observed"), checks):
+        value = np.asarray(value)
+        if mask is None:
             where = np.ones(value.shape, bool)
         else:  # the mask is batch-shaped: broadcast it over the event dims too
-            mask = np.asarray(site.mask)
+            mask = np.asarray(mask)
             where = np.broadcast_to(mask.reshape(mask.shape + (1,) * len(site.dist.event_shape)), value.shape)
         if np.issubdtype(value.dtype, np.floating) and np.isnan(value[where]).any():
             raise ValueError(
@@ -116,7 +128,7 @@ def check_observed(tr: Trace) -> None:
                 f"position(s); remove them, impute them as latent sites, or mask them with "
                 f"ppl.handlers.mask."
             )
-        ok = np.asarray(site.dist.support(site.value))
+        ok = np.asarray(ok)
         event_dim = site.dist.support.event_dim
         mask_b = where if event_dim == 0 else where.reshape(where.shape[: where.ndim - event_dim] + (-1,)).all(-1)
         ok = np.broadcast_to(ok, mask_b.shape) if ok.shape != mask_b.shape else ok
