@@ -42,7 +42,7 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 
 import ppl
-from benchmarks._common import hardware, print_table, timed, warm_up_jax
+from benchmarks._common import hardware, hardware_label, print_table, timed, warm_up_jax
 from benchmarks._twins import cases
 from ppl.infer import _program
 from ppl.infer.diagnostics import scalar_diagnostics
@@ -170,9 +170,12 @@ def main(argv=None):
     p.add_argument("--chains", nargs="*", type=int, default=[1, 4])
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
+                   help="folder for bench_mcmc_<hardware>.json (the printed table, with the hardware)")
     a = p.parse_args(argv)
     warnings.simplefilter("ignore")
-    print("hardware:", hardware(), flush=True)
+    hw = hardware()
+    print("hardware:", hw, flush=True)
     warm_up_jax()
     rows = []
     for name, (model, model_np, args, kwargs) in cases(a.models).items():
@@ -182,6 +185,12 @@ def main(argv=None):
             print(f"  {name} x{chains} done in {time.perf_counter() - t:.0f}s", flush=True)
     print()
     print_table(rows, COLUMNS)
+    if a.out:
+        path = Path(a.out) / f"bench_mcmc_{hardware_label(hw)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        settings = {"warmup": a.warmup, "draws": a.draws}
+        path.write_text(json.dumps({"hardware": hw, "settings": settings, "rows": rows}, indent=1, default=float))
+        print(f"results: {path}")
     return rows
 
 
