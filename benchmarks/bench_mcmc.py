@@ -18,6 +18,9 @@ JAX program), so neither library pays the process's start-up or warms the other'
 ppl's first process compiles into an empty temporary cache; the second loads from it.
   us_per_leapfrog  steady-state time per leapfrog vs NumPyro's kernel in one scan (goal <= 1.2)
   vs_grad_floor  ppl run time / (gradient evaluations x one jitted gradient) (goal <= 1.2)
+  vs_value_grad_floor  the same with the floor of one jitted value AND gradient of ppl's log
+                 density, both used (a leapfrog needs the log density for its energy; a bare
+                 `jax.grad` lets XLA drop the likelihood's sum, e.g. logreg's 5000 softplus)
   ess_per_grad   min bulk ESS per sampling-phase gradient evaluation, ppl / NumPyro (about 1)
 
 Run: python -m benchmarks.bench_mcmc [--models eight_schools kidiq logreg_5000x25] [--chains 1 4]
@@ -35,6 +38,7 @@ import warnings
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import MCMC
 from numpyro.infer import NUTS as NumPyroNUTS
@@ -118,6 +122,24 @@ def _child(*call_args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def value_and_grad_floor(ld, evaluations=2000):
+    """Seconds per `jax.value_and_grad` of ppl's log density with both outputs kept, timed
+    in one jitted fori_loop (the data as an argument, as in ppl's programs)."""
+    vg = jax.value_and_grad(lambda z, ld: ld.log_joint(z).total)
+
+    @jax.jit
+    def loop(z, ld):
+        def body(i, c):
+            z, acc = c
+            v, g = vg(z + 1e-6 * i, ld)
+            return z - 1e-9 * g, acc + v
+        return jax.lax.fori_loop(0, evaluations, body, (z, jnp.zeros((), z.dtype)))
+
+    z0 = jnp.zeros(ld.dim, jnp.result_type(float))
+    timed(lambda: loop(z0, ld))
+    return min(timed(lambda: loop(z0, ld))[1] for _ in range(3)) / evaluations
+
+
 def bench(name, model, model_np, args, kwargs, chains, warmup, draws):
     cache = tempfile.mkdtemp(prefix="ppl-bench-cache-")
     cold = _child("ppl", name, chains, warmup, draws, cache)  # compiles, fills the disk cache
@@ -153,6 +175,7 @@ def bench(name, model, model_np, args, kwargs, chains, warmup, draws):
         "ppl_us_per_leapfrog": ppl_us, "numpyro_kernel_us": kernel_s * 1e6,
         "us_per_leapfrog": ppl_us / (kernel_s * 1e6),
         "vs_grad_floor": repeat.timing["run_s"] / (grads * grad_s),
+        "vs_value_grad_floor": repeat.timing["run_s"] / (grads * value_and_grad_floor(repeat.log_density)),
         "ess_per_grad": ppl_ess_per_grad / np_ess_per_grad,
         "divergences": d["divergences"],
     }
@@ -161,7 +184,7 @@ def bench(name, model, model_np, args, kwargs, chains, warmup, draws):
 COLUMNS = ["model", "chains", "ppl_first_s", "numpyro_first_s", "first_call", "ppl_compile_s",
            "numpyro_compile_s", "compile", "ppl_disk_first_s", "disk_first_call", "ppl_disk_compile_s",
            "disk_compile", "ppl_us_per_leapfrog", "numpyro_kernel_us", "us_per_leapfrog",
-           "vs_grad_floor", "ess_per_grad", "divergences"]
+           "vs_grad_floor", "vs_value_grad_floor", "ess_per_grad", "divergences"]
 
 
 def main(argv=None):

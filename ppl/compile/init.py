@@ -32,6 +32,39 @@ def _is_finite(ld, z):
     return jnp.isfinite(lp) & jnp.all(jnp.where(cont, jnp.isfinite(g), True))
 
 
+def first_finite(ld, key, evaluate=None, strategy="uniform", radius=2.0, values=None, num_tries=100):
+    """The first of up to `num_tries` candidate points at which `evaluate` accepts.
+
+    `evaluate(z) -> (ok, aux)`; by default `ok` says the log joint and its gradient are
+    finite and `aux` is None. A sampler passes its kernel's `init`, so that the state it
+    starts from is computed here once (one compiled copy of the gradient, not two).
+    Jittable. Returns `(z, ok, aux)` of the last candidate tried.
+    """
+    evaluate = evaluate or (lambda z: (_is_finite(ld, z), None))
+    dtype = jnp.result_type(float)
+    uniform = strategy == "uniform" and not values and not ld.spec.discrete
+    words = _counter_rng.key_words(key)
+
+    def draw(i):
+        if uniform:  # counter-based: one fused cipher, no jax.random loop to compile
+            counter = i.astype(jnp.uint32) * jnp.uint32(ld.dim) + jnp.arange(ld.dim, dtype=jnp.uint32)
+            u = _counter_rng.uniform(words, counter, _counter_rng.INIT, dtype)
+            return (2.0 * u - 1.0) * jnp.asarray(radius, dtype)
+        return draw_initial(ld, jax.random.fold_in(key, i), strategy, radius, values)
+
+    def body(c):
+        i = c[0]
+        z = draw(i)
+        ok, aux = evaluate(z)
+        return i + 1, z, ok, aux
+
+    z0 = jnp.zeros((ld.dim,), dtype)
+    aux0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(lambda z: evaluate(z)[1], z0))
+    _, z, ok, aux = jax.lax.while_loop(lambda c: (c[0] < num_tries) & ~c[2], body,
+                                       (jnp.int32(0), z0, jnp.bool_(False), aux0))
+    return z, ok, aux
+
+
 def initial_points(ld, key, num_points, strategy="uniform", radius=2.0, values=None, num_tries=100):
     """`num_points` starting points, each the first finite one of up to `num_tries` draws.
 
@@ -39,31 +72,8 @@ def initial_points(ld, key, num_points, strategy="uniform", radius=2.0, values=N
     per point (False when every try had a non-finite log density or gradient).
     """
 
-    dtype = jnp.result_type(float)
-    uniform = strategy == "uniform" and not values and not ld.spec.discrete
-
     def one(k):
-        words = _counter_rng.key_words(k)
-
-        def draw(i):
-            if uniform:  # counter-based: one fused cipher, no jax.random loop to compile
-                counter = i.astype(jnp.uint32) * jnp.uint32(ld.dim) + jnp.arange(ld.dim, dtype=jnp.uint32)
-                u = _counter_rng.uniform(words, counter, _counter_rng.INIT, dtype)
-                return (2.0 * u - 1.0) * jnp.asarray(radius, dtype)
-            return draw_initial(ld, jax.random.fold_in(k, i), strategy, radius, values)
-
-        def cond(c):
-            i, _, ok = c
-            return (i < num_tries) & ~ok
-
-        def body(c):
-            i, _, _ = c
-            z = draw(i)
-            return i + 1, z, _is_finite(ld, z)
-
-        z0 = jnp.zeros((ld.dim,), dtype)
-        _, z, ok = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, jnp.bool_(False)))
-        return z, ok
+        return first_finite(ld, k, None, strategy, radius, values, num_tries)[:2]
 
     if num_points == 1:  # no batching to trace (the retry loop's batching rule is costly)
         return jax.tree.map(lambda x: x[None], one(key))

@@ -120,7 +120,7 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
               adapt_mass: bool = True, adapt_step_size: bool = True, thinning: int = 1,
               initial_step_size: float = 1.0, inverse_mass_matrix=None,
               progress_fn: Optional[Callable] = None, progress_every: int = 100,
-              chain_index=None):
+              chain_index=None, initial_state=None):
     """Warm up and sample one chain.
 
     Args:
@@ -140,6 +140,8 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
         warmup then sampling transitions from 0).
       chain_index: optional integer (pass ``jnp.arange(num_chains)`` as a vmapped argument)
         forwarded to ``progress_fn``.
+      initial_state: the kernel's state at ``z0`` when the caller has it already (e.g. from
+        ``ppl.compile.init.first_finite(..., evaluate=kernel.init)``); else ``kernel.init``.
 
     Returns:
       ``(draws, infos, adaptation)``: draws of shape (num_samples, d); the kernel's ``Info``
@@ -169,7 +171,7 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
                  kernel.restart_at_windows)
     total = len(plan.record)
 
-    state = kernel.init(z0, logdensity_fn)
+    state = kernel.init(z0, logdensity_fn) if initial_state is None else initial_state
     step_size = jnp.asarray(initial_step_size, dtype)
     zero = jnp.zeros((), jnp.int32)
     tuning = _Tuning(step_size, imm, dual_averaging.init(step_size),

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl.compile.init import init_error, initial_points
+from ppl.compile.init import first_finite, init_error
 from ppl.infer import progress
 from ppl.infer._program import run_program
 from ppl.infer.diagnostics import per_site
@@ -105,15 +105,21 @@ class _MCMC(Method):
         # extra NaN guard makes XLA compile the gradient several times slower.
         log_joint = lambda z: ld.log_joint(z).total
 
+        kernel = self._kernel()
+
+        def start(z):  # the kernel's state at z: usable when its log density is finite
+            state = kernel.init(z, log_joint)  # (a non-finite gradient reads as -inf)
+            return jnp.isfinite(state.log_density), state
+
         def one_chain(c):
-            z0, ok = initial_points(ld, jax.random.fold_in(k_init, c), 1, strategy, 2.0, values)
+            z0, ok, state = first_finite(ld, jax.random.fold_in(k_init, c), start, strategy, 2.0, values)
             draws, infos, adaptation = driver.run_chain(
-                jax.random.fold_in(k_run, c), log_joint, z0[0], kernel=self._kernel(),
+                jax.random.fold_in(k_run, c), log_joint, z0, kernel=kernel,
                 num_warmup=self.num_warmup, num_samples=self.num_samples,
                 target_accept=self.target_accept, dense_mass=self.dense_mass,
                 thinning=self.thinning, progress_fn=report, progress_every=PROGRESS_EVERY,
-                chain_index=c)
-            return draws, infos, adaptation, ok[0], z0[0]
+                chain_index=c, initial_state=state)
+            return draws, infos, adaptation, ok, z0
 
         if self._sequential(sharding):
             draws, infos, adaptation, ok, z0 = jax.lax.map(one_chain, chains)

@@ -6,7 +6,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.compile.init import initial_points
+from ppl.compile.init import first_finite, initial_points
 
 
 def model(y):
@@ -143,3 +143,15 @@ def test_duplicate_site_name_fails_at_compile():
 def test_compile_rejects_a_non_callable():
     with pytest.raises(TypeError, match="model function"):
         ppl.compile(3)
+
+
+def test_first_finite_returns_the_accepted_point_and_its_evaluation(ld):
+    """A custom acceptance (a sampler passes its kernel's init): retries until it accepts,
+    and hands back what the evaluation computed at that point."""
+    evaluate = lambda z: (z[0] > 1.0, {"twice": 2.0 * z})
+    z, ok, aux = jax.jit(lambda k: first_finite(ld, k, evaluate))(jax.random.PRNGKey(3))
+    assert bool(ok) and float(z[0]) > 1.0
+    np.testing.assert_allclose(aux["twice"], 2.0 * np.asarray(z))
+    never = lambda z: (jnp.asarray(False), jnp.zeros(()))
+    _, ok, _ = jax.jit(lambda k: first_finite(ld, k, never, num_tries=5))(jax.random.PRNGKey(3))
+    assert not bool(ok)
