@@ -14,7 +14,8 @@ gradient. Printed ratios (ppl / NumPyro unless stated):
                  persistent compilation cache)
 
 First calls are timed each in a fresh Python process (after the imports and a small neutral
-JAX program), so neither library pays the process's start-up or warms the other's caches.
+JAX program), so neither library pays the process's start-up or warms the other's caches;
+each first-call figure is the median of `--repeats` (3) such processes, run interleaved.
 ppl's first process compiles into an empty temporary cache; the second loads from it.
   us_per_leapfrog  steady-state time per leapfrog vs NumPyro's kernel in one scan (goal <= 1.2)
   vs_grad_floor  ppl run time / (gradient evaluations x one jitted gradient) (goal <= 1.2)
@@ -140,12 +141,19 @@ def value_and_grad_floor(ld, evaluations=2000):
     return min(timed(lambda: loop(z0, ld))[1] for _ in range(3)) / evaluations
 
 
-def bench(name, model, model_np, args, kwargs, chains, warmup, draws):
-    cache = tempfile.mkdtemp(prefix="ppl-bench-cache-")
-    cold = _child("ppl", name, chains, warmup, draws, cache)  # compiles, fills the disk cache
-    warm = _child("ppl", name, chains, warmup, draws, cache)  # a later process: loads it
-    assert cold["source"] == "compiled" and warm["source"] == "disk", (cold, warm)
-    peer = _child("numpyro", name, chains, warmup, draws)
+def _median_runs(runs):
+    return {k: float(np.median([r[k] for r in runs])) for k in ("first_s", "repeat_s", "compile_s")}
+
+
+def bench(name, model, model_np, args, kwargs, chains, warmup, draws, repeats=3):
+    colds, warms, peers = [], [], []
+    for _ in range(repeats):  # interleaved, so that a slow spell of the machine hits all three
+        cache = tempfile.mkdtemp(prefix="ppl-bench-cache-")
+        colds.append(_child("ppl", name, chains, warmup, draws, cache))  # compiles, fills the cache
+        warms.append(_child("ppl", name, chains, warmup, draws, cache))  # a later process: loads it
+        assert colds[-1]["source"] == "compiled" and warms[-1]["source"] == "disk", (colds[-1], warms[-1])
+        peers.append(_child("numpyro", name, chains, warmup, draws))
+    cold, warm, peer = _median_runs(colds), _median_runs(warms), _median_runs(peers)
 
     # Steady state, in this process.
     method = ppl.NUTS(num_warmup=warmup, num_samples=draws, num_chains=chains, progress_bar=False)
@@ -193,6 +201,7 @@ def main(argv=None):
     p.add_argument("--chains", nargs="*", type=int, default=[1, 4])
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3, help="fresh processes per first-call figure (median)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
                    help="folder for bench_mcmc_<hardware>.json (the printed table, with the hardware)")
     a = p.parse_args(argv)
@@ -204,7 +213,7 @@ def main(argv=None):
     for name, (model, model_np, args, kwargs) in cases(a.models).items():
         for chains in a.chains:
             t = time.perf_counter()
-            rows.append(bench(name, model, model_np, args, kwargs, chains, a.warmup, a.draws))
+            rows.append(bench(name, model, model_np, args, kwargs, chains, a.warmup, a.draws, a.repeats))
             print(f"  {name} x{chains} done in {time.perf_counter() - t:.0f}s", flush=True)
     print()
     print_table(rows, COLUMNS)
