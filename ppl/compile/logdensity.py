@@ -179,6 +179,13 @@ def log_joint_of(tr) -> LogJoint:
     return LogJoint(prior, lik, jac)
 
 
+def _inspect_once(model, tree, static, data):
+    """`(spec, trace, observed checks, initial param values)` of one run of the model."""
+    args_, kwargs_ = LogDensity(model, None, tree, static, data, {}).arguments()
+    spec, tr = inspect(model, args_, kwargs_)
+    return spec, tr, observed_checks(tr), {s.name: s.value for s in tr.sites("param")}
+
+
 @functools.lru_cache(maxsize=64)
 def _inspector(model, tree, static):
     """A jitted inspection of `model` for this argument structure, and the box where each
@@ -186,10 +193,9 @@ def _inspector(model, tree, static):
     box = {}
 
     def run(data):
-        args_, kwargs_ = LogDensity(model, None, tree, static, data, {}).arguments()
-        spec, tr = inspect(model, args_, kwargs_)
+        spec, tr, checks, params = _inspect_once(model, tree, static, data)
         box[_shapes(data)] = spec, tr
-        return observed_checks(tr), {s.name: s.value for s in tr.sites("param")}
+        return checks, params
 
     return jax.jit(run), box
 
@@ -213,9 +219,7 @@ def _inspect(model, tree, static, data):
         spec, tr = box[_shapes(data)]
         return spec, tr, checks, params
     except TypeError:  # concrete values needed (jax.errors.JAXTypeError), or an unhashable model
-        args_, kwargs_ = LogDensity(model, None, tree, static, data, {}).arguments()
-        spec, tr = inspect(model, args_, kwargs_)
-        return spec, tr, observed_checks(tr), {s.name: s.value for s in tr.sites("param")}
+        return _inspect_once(model, tree, static, data)
 
 
 def compile(model, *args, **kwargs) -> LogDensity:
