@@ -26,10 +26,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
-# On CPU, XLA's newer fusion emitters produce slightly faster loops over large arrays but
-# take ~30% longer to compile. Programs whose inputs hold at most this many elements (small
-# data: compile time dominates the run) are compiled without them.
-SMALL_INPUT_ELEMENTS = 1 << 14
+# On CPU, XLA's newer fusion emitters make loops over large arrays faster but compile more
+# slowly. Measured on this project's NUTS program (2-core x86 CPU, benchmarks/bench_mcmc.py):
+# they add 0.8-1.2 s to the compile; on a 5000 x 25 logistic regression they save 9-10 us
+# of a 33-42 us gradient, about 7.3e-11 s per input element per log-density evaluation.
+# The newer emitters are used when (input elements) x (expected evaluations) exceeds the
+# break-even point, 1.0 s / 7.3e-11 s; a method that gives no estimate counts as 1e6
+# evaluations (inputs of more than ~14k elements get the newer emitters).
+BREAK_EVEN_ELEMENT_EVALUATIONS = 1.4e10
+DEFAULT_EVALUATIONS = 10 ** 6
 CACHE_MAX_BYTES = 2 << 30
 _cache_dir: list = []  # [Path or None] once resolved
 
@@ -39,10 +44,14 @@ def _aval(leaf):
     return jax.ShapeDtypeStruct(np.shape(leaf), dtype, weak_type=bool(getattr(leaf, "weak_type", False)))
 
 
-def _compiler_options(avals, platform_name):
+def _compiler_options(avals, platform_name, evaluations=None):
+    """XLA options for a program over inputs `avals` that evaluates its log density about
+    `evaluations` times (None: unknown)."""
     if platform_name != "cpu":
         return {}
-    if sum(int(np.prod(a.shape)) for a in avals) > SMALL_INPUT_ELEMENTS:
+    elements = sum(int(np.prod(a.shape)) for a in avals)
+    work = elements * (DEFAULT_EVALUATIONS if evaluations is None else evaluations)
+    if work > BREAK_EVEN_ELEMENT_EVALUATIONS:
         return {}
     return {"xla_cpu_use_fusion_emitters": False}
 
@@ -152,7 +161,8 @@ def _prune(directory: Path) -> None:
 def _build(program, method, args, avals, device):
     """Trace, lower and compile (or load from the disk cache). Returns (executable, source)."""
     lowered = jax.jit(functools.partial(program, method)).lower(*args)
-    options = _compiler_options(avals, getattr(device, "platform", jax.default_backend()))
+    options = _compiler_options(avals, getattr(device, "platform", jax.default_backend()),
+                                method.expected_evaluations())
     directory = compile_cache_dir()
     if directory is None:
         return _compile(lowered, options), "compiled"

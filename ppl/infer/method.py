@@ -26,6 +26,11 @@ class Method:
     def run(self, key, ld) -> Result:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def expected_evaluations(self):
+        """Roughly how many log-density evaluations the method's program runs, or None when
+        unknown. Only compile choices use it (see `ppl.infer._program`)."""
+        return None
+
 
 def require_continuous(method_name: str, ld) -> None:
     """Gradient and optimisation methods need every latent site continuous."""

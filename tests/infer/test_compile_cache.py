@@ -1,4 +1,5 @@
 """The compile caches: in memory within a process, on disk across processes."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -80,3 +81,20 @@ def test_the_environment_variable_switches_it_off(monkeypatch, tmp_path):
     monkeypatch.delenv("PPL_COMPILE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert _program.compile_cache_dir() == tmp_path / "ppl" / "executables"
+
+
+def test_emitter_choice_follows_expected_work():
+    """Short runs on small data compile with XLA's faster-compiling emitters; long runs over
+    large data get the emitters with faster loops; other platforms get no options."""
+    data = [jax.ShapeDtypeStruct((5000, 25), jnp.float32), jax.ShapeDtypeStruct((5000,), jnp.float32)]
+    short = ppl.NUTS(num_warmup=1000, num_samples=1000, num_chains=1)
+    long = ppl.NUTS(num_warmup=1000, num_samples=20000, num_chains=4)
+    legacy = {"xla_cpu_use_fusion_emitters": False}
+    assert _program._compiler_options(data, "cpu", short.expected_evaluations()) == legacy
+    assert _program._compiler_options(data, "cpu", long.expected_evaluations()) == {}
+    assert _program._compiler_options(data, "gpu", short.expected_evaluations()) == {}
+    # Unknown work: decided by the data size alone.
+    small = [jax.ShapeDtypeStruct((100,), jnp.float32)]
+    assert _program._compiler_options(small, "cpu", None) == legacy
+    assert _program._compiler_options(data, "cpu", None) == {}
+    assert ppl.HMC(num_steps=8, num_chains=2).expected_evaluations() == 2 * 2000 * 8
