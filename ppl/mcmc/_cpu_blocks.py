@@ -8,31 +8,36 @@ more than the arithmetic (measured: 2-4x slower per leapfrog on small models). W
 each stage of a loop body in a conditional on an always-true (but opaque) predicate makes
 every enclosing computation a handful of operations, executed in order.
 
-The wrapped function is traced once (``jax.make_jaxpr``) and replayed in the taken branch;
-the other branch returns zeros and is never executed. On other backends the function runs
-inline.
+The wrapped function is traced once, as the taken branch; the other branch returns zeros
+of the same shapes (read off that trace) and is never executed. On other backends the
+function runs inline.
 """
 import jax
 import jax.numpy as jnp
-from jax.extend.core import jaxpr_as_fun
 
 
 def nested(fn, *args):
     """Return ``fn(*args)``; on CPU, evaluated as one nested computation (see module doc)."""
     if jax.default_backend() != "cpu":
         return fn(*args)
-    closed, out_shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
-    flat_shapes, out_tree = jax.tree.flatten(out_shapes)
+    flat_args, in_tree = jax.tree.flatten(args)
+    out = {}
 
-    def run(*flat_args):
-        return jaxpr_as_fun(closed)(*flat_args)
+    def run(*flat):
+        leaves, out["tree"] = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, flat)))
+        leaves = [jnp.asarray(x) for x in leaves]
+        out["shapes"] = [(x.shape, x.dtype) for x in leaves]
+        return leaves
 
-    def skip(*flat_args):
-        return [jnp.zeros(s.shape, s.dtype) for s in flat_shapes]
+    def skip(*flat):
+        if "shapes" not in out:  # `cond` traced this branch first: find the shapes apart
+            shapes = jax.eval_shape(run, *flat)
+            out["shapes"] = [(s.shape, s.dtype) for s in shapes]
+        return [jnp.zeros(shape, dtype) for shape, dtype in out["shapes"]]
 
     always = jax.lax.optimization_barrier(jnp.asarray(True))
-    outs = jax.lax.cond(always, run, skip, *jax.tree.leaves(args))
-    return jax.tree.unflatten(out_tree, outs)
+    outs = jax.lax.cond(always, run, skip, *flat_args)
+    return jax.tree.unflatten(out["tree"], outs)
 
 
 def nested_update(fn, carry, *args):
