@@ -6,7 +6,11 @@ shared/peers/numpyro_floor.py: its driver `MCMC(NUTS(model)).run` (first call an
 its NUTS kernel inside one jitted `lax.scan` (the floor for that kernel), and one bare jitted
 gradient. Printed ratios (ppl / NumPyro unless stated):
 
-  first_call     end-to-end wall time of the first call, compile included (goal <= 0.5)
+  first_call     end-to-end wall time of the first call, compile included (goal <= 0.5);
+                 NumPyro with its default vectorized chains. On a single CPU device ppl runs
+                 groups of chains at once on the cores (chain_method="auto"), so with several
+                 chains NumPyro is also timed with chain_method="parallel" and one XLA CPU
+                 device per chain (`numpyro_parallel_first_s`, `first_call_vs_parallel`)
   compile        ppl compile_s vs NumPyro's first-minus-repeat (goal <= 0.5)
   disk_first_call, disk_compile   the same for ppl in a later process whose disk compile
                  cache holds the program (trace + lower + load instead of compiling), vs
@@ -17,7 +21,10 @@ First calls are timed each in a fresh Python process (after the imports and a sm
 JAX program), so neither library pays the process's start-up or warms the other's caches;
 each first-call figure is the median of `--repeats` (3) such processes, run interleaved.
 ppl's first process compiles into an empty temporary cache; the second loads from it.
-  us_per_leapfrog  steady-state time per leapfrog vs NumPyro's kernel in one scan (goal <= 1.2)
+  us_per_leapfrog  steady-state wall time per leapfrog vs NumPyro's kernel in one scan (goal
+                 <= 1.2); with several chains ppl's concurrent groups use all cores, so
+  one_thread_us_per_leapfrog  gives the same with ppl's chains one after another on one
+                 thread (chain_method="sequential")
   vs_grad_floor  ppl run time / (gradient evaluations x one jitted gradient) (goal <= 1.2)
   vs_value_grad_floor  the same with the floor of one jitted value AND gradient of ppl's log
                  density, both used (a leapfrog needs the log density for its energy; a bare
@@ -29,6 +36,7 @@ Run: python -m benchmarks.bench_mcmc [--models eight_schools kidiq logreg_5000x2
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -90,7 +98,7 @@ def numpyro_kernel_floor(model_np, args, kwargs, chains, warmup, draws):
     return t / float(np.sum(steps)), tg / 2000
 
 
-def first_calls(library, name, chains, warmup, draws, cache_dir=None):
+def first_calls(library, name, chains, warmup, draws, cache_dir=None, chain_method="vectorized"):
     """Run in a fresh process (see `_child`): one library's first call of NUTS on model `name`
     after its imports and a neutral JAX warm-up, then a repeat call. Returns seconds:
     `first_s`, `repeat_s` and `compile_s` (ppl's own timing; NumPyro: first - repeat)."""
@@ -105,18 +113,21 @@ def first_calls(library, name, chains, warmup, draws, cache_dir=None):
         return {"first_s": t_first, "repeat_s": t_repeat, "compile_s": first.timing["compile_s"],
                 "source": first.timing["compile_source"]}
     mcmc = MCMC(NumPyroNUTS(model_np), num_warmup=warmup, num_samples=draws, num_chains=chains,
-                chain_method="vectorized", progress_bar=False)
+                chain_method=chain_method, progress_bar=False)
     _, t_first = timed(lambda: (mcmc.run(jax.random.PRNGKey(0), *args, **kwargs), mcmc.get_samples())[1])
     _, t_repeat = timed(lambda: (mcmc.run(jax.random.PRNGKey(1), *args, **kwargs), mcmc.get_samples())[1])
     return {"first_s": t_first, "repeat_s": t_repeat, "compile_s": t_first - t_repeat}
 
 
-def _child(*call_args):
+def _child(*call_args, host_devices=None):
     """`first_calls(*call_args)` in a new Python process: nothing imported, traced or compiled
-    before (a user's first call), and neither library warming the other's caches."""
+    before (a user's first call), and neither library warming the other's caches. With
+    `host_devices`, XLA shows that many CPU devices (what NumPyro's parallel chains need)."""
     code = f"import json; from benchmarks.bench_mcmc import first_calls; print(json.dumps(first_calls(*{call_args!r})))"
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    if host_devices:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={host_devices}"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
     if out.returncode:
         raise RuntimeError(f"first-call child {call_args} failed:\n{out.stderr[-3000:]}")
@@ -146,14 +157,18 @@ def _median_runs(runs):
 
 
 def bench(name, model, model_np, args, kwargs, chains, warmup, draws, repeats=3):
-    colds, warms, peers = [], [], []
-    for _ in range(repeats):  # interleaved, so that a slow spell of the machine hits all three
+    colds, warms, peers, parallel = [], [], [], []
+    for _ in range(repeats):  # interleaved, so that a slow spell of the machine hits them all
         cache = tempfile.mkdtemp(prefix="ppl-bench-cache-")
         colds.append(_child("ppl", name, chains, warmup, draws, cache))  # compiles, fills the cache
         warms.append(_child("ppl", name, chains, warmup, draws, cache))  # a later process: loads it
         assert colds[-1]["source"] == "compiled" and warms[-1]["source"] == "disk", (colds[-1], warms[-1])
         peers.append(_child("numpyro", name, chains, warmup, draws))
+        if chains > 1:  # NumPyro's own parallel chains: one XLA CPU device per chain
+            parallel.append(_child("numpyro", name, chains, warmup, draws, None, "parallel",
+                                   host_devices=chains))
     cold, warm, peer = _median_runs(colds), _median_runs(warms), _median_runs(peers)
+    par = _median_runs(parallel) if parallel else None
 
     # Steady state, in this process.
     method = ppl.NUTS(num_warmup=warmup, num_samples=draws, num_chains=chains, progress_bar=False)
@@ -162,6 +177,12 @@ def bench(name, model, model_np, args, kwargs, chains, warmup, draws, repeats=3)
     d = repeat.diagnostics
     grads = d["num_grad_evals"] + d["num_warmup_grad_evals"]
     ppl_us = repeat.timing["run_s"] / grads * 1e6
+    one_core_us = ppl_us
+    if chains > 1:  # the same chains one after another in one program, on one thread
+        one = dataclasses.replace(method, chain_method="sequential")
+        ppl.infer(model, *args, method=one, key=0, **kwargs)
+        r = ppl.infer(model, *args, method=one, key=1, **kwargs)
+        one_core_us = r.timing["run_s"] / (r.diagnostics["num_grad_evals"] + r.diagnostics["num_warmup_grad_evals"]) * 1e6
 
     mcmc = MCMC(NumPyroNUTS(model_np), num_warmup=warmup, num_samples=draws, num_chains=chains,
                 chain_method="vectorized", progress_bar=False)
@@ -176,12 +197,15 @@ def bench(name, model, model_np, args, kwargs, chains, warmup, draws, repeats=3)
         "model": name, "chains": chains,
         "ppl_first_s": cold["first_s"], "numpyro_first_s": peer["first_s"],
         "first_call": cold["first_s"] / peer["first_s"],
+        "numpyro_parallel_first_s": par["first_s"] if par else float("nan"),
+        "first_call_vs_parallel": cold["first_s"] / par["first_s"] if par else float("nan"),
         "ppl_compile_s": cold["compile_s"], "numpyro_compile_s": peer["compile_s"],
         "compile": cold["compile_s"] / np_compile,
         "ppl_disk_first_s": warm["first_s"], "disk_first_call": warm["first_s"] / peer["first_s"],
         "ppl_disk_compile_s": warm["compile_s"], "disk_compile": warm["compile_s"] / np_compile,
         "ppl_us_per_leapfrog": ppl_us, "numpyro_kernel_us": kernel_s * 1e6,
         "us_per_leapfrog": ppl_us / (kernel_s * 1e6),
+        "ppl_one_thread_us": one_core_us, "one_thread_us_per_leapfrog": one_core_us / (kernel_s * 1e6),
         "vs_grad_floor": repeat.timing["run_s"] / (grads * grad_s),
         "vs_value_grad_floor": repeat.timing["run_s"] / (grads * value_and_grad_floor(repeat.log_density)),
         "ess_per_grad": ppl_ess_per_grad / np_ess_per_grad,
@@ -189,9 +213,11 @@ def bench(name, model, model_np, args, kwargs, chains, warmup, draws, repeats=3)
     }
 
 
-COLUMNS = ["model", "chains", "ppl_first_s", "numpyro_first_s", "first_call", "ppl_compile_s",
+COLUMNS = ["model", "chains", "ppl_first_s", "numpyro_first_s", "first_call", "numpyro_parallel_first_s",
+           "first_call_vs_parallel", "ppl_compile_s",
            "numpyro_compile_s", "compile", "ppl_disk_first_s", "disk_first_call", "ppl_disk_compile_s",
            "disk_compile", "ppl_us_per_leapfrog", "numpyro_kernel_us", "us_per_leapfrog",
+           "ppl_one_thread_us", "one_thread_us_per_leapfrog",
            "vs_grad_floor", "vs_value_grad_floor", "ess_per_grad", "divergences"]
 
 

@@ -1,11 +1,13 @@
 """How NUTS's cost grows with the number of chains, the data size N and the dimension d.
 
-Each point runs `ppl.NUTS` with its default `chain_method="auto"` (one compiled program;
-on a single CPU device the chains run one after another, elsewhere as a vmap axis: on this
-2-core CPU, 64 vectorised eight-schools chains ran 2.3x slower than 64 sequential ones) and
-records the cost per gradient evaluation: `us_per_grad` = run time / total leapfrog steps
-over all chains (warmup included), so perfect vectorisation over chains shows as a cost per
-gradient that falls as 1/chains, and sequential chains as a flat line. Beside it, NumPyro's NUTS kernel on the same model (through the bridge)
+Each point runs `ppl.NUTS` with its default `chain_method="auto"` (on a single CPU device,
+one group of chains per core, run at the same time, the chains of a group one after another;
+elsewhere one program with the chains as a vmap axis: on a 2-core CPU, 64 vectorised
+eight-schools chains ran 2.3x slower than 64 sequential ones) and records the cost per
+gradient evaluation: `us_per_grad` = wall run time / total leapfrog steps over all chains
+(warmup included), so perfect vectorisation over chains shows as a cost per gradient that
+falls as 1/chains, sequential chains as a flat line, and concurrent groups as a flat line
+divided by the number of cores. Beside it, NumPyro's NUTS kernel on the same model (through the bridge)
 run in one jitted `lax.scan` and vmapped over chains (`benchmarks.bench_mcmc.numpyro_kernel_floor`),
 and NumPyro's bare jitted gradient (`numpyro_grad_us`, one chain).
 

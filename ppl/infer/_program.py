@@ -19,6 +19,7 @@ import hashlib
 import os
 import platform
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -194,13 +195,13 @@ def clear_cache() -> None:
     _executable.cache_clear()
 
 
-def run_program(method, *args):
-    """Compile (or reuse) `type(method)._program` for `args`' structure and shapes, run it.
+def prepare(method, *args):
+    """Compile (or reuse) `type(method)._program` for `args`' structure and shapes.
 
     The cache key holds the method object by value (methods are frozen dataclasses), the
     argument tree structure (which holds the model and its static arguments) and shapes.
-    Returns `(outputs, compile_s, run_s, source)`: `compile_s` is 0 on an in-memory cache
-    hit, and `source` says where the executable came from: "memory", "disk" or "compiled".
+    Returns `(executable, compile_s, source)`: `compile_s` is 0 on an in-memory cache hit,
+    and `source` says where the executable came from: "memory", "disk" or "compiled".
     """
     program = type(method)._program
     leaves, tree = jax.tree.flatten(args)
@@ -219,7 +220,45 @@ def run_program(method, *args):
             source = "memory"
     else:
         executable, source = _build(program, method, args, avals, device)
+    return executable, time.perf_counter() - t0, source
+
+
+def run_program(method, *args):
+    """Compile (or reuse, see :func:`prepare`) the method's program for `args` and run it.
+
+    Returns `(outputs, compile_s, run_s, source)`.
+    """
+    executable, compile_s, source = prepare(method, *args)
     t1 = time.perf_counter()
     out = jax.block_until_ready(executable(*args))
-    t2 = time.perf_counter()
-    return out, t1 - t0, t2 - t1, source
+    return out, compile_s, time.perf_counter() - t1, source
+
+
+def run_program_concurrently(method, arg_sets):
+    """Run the method's program once per argument set (all of one structure and shapes),
+    each from its own thread, so that on a CPU the runs proceed on different cores at once.
+
+    The program is compiled once. Returns `(list of outputs, compile_s, run_s, source)`,
+    `run_s` being the wall time of all the runs together.
+    """
+    executable, compile_s, source = prepare(method, *arg_sets[0])
+    outs = [None] * len(arg_sets)
+    errors = []
+
+    def run(k):
+        try:
+            outs[k] = jax.block_until_ready(executable(*arg_sets[k]))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            errors.append(e)
+
+    t1 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(1, len(arg_sets))]
+    for t in threads:
+        t.start()
+    run(0)
+    for t in threads:
+        t.join()
+    run_s = time.perf_counter() - t1
+    if errors:
+        raise errors[0]
+    return outs, compile_s, run_s, source

@@ -1,23 +1,27 @@
 """The MCMC methods of `ppl.infer`: `NUTS`, `HMC` and `MH`.
 
-Each method runs `num_chains` chains inside ONE compiled program (initialisation,
-Stan-style warmup and sampling, then the constrained draws and deterministic sites), as one
-`vmap` axis or, with `chain_method="sequential"`, one chain after another (`lax.map`).
+Each method runs its chains in compiled programs (initialisation, Stan-style warmup and
+sampling, then the constrained draws and deterministic sites); inside a program, chains are
+one `vmap` axis or, with `chain_method="sequential"`, run one after another (`lax.map`).
 Chain c's random keys are `fold_in(key_init, c)` and `fold_in(key_run, c)`, so the same key
 gives the same draws (up to floating-point rounding) whether chains run vectorised,
-sequentially or sharded. With several
-devices the chain axis is sharded across them (`jax.sharding`), when the chains divide evenly.
+sequentially, in concurrent groups or sharded. With several devices the chain axis is
+sharded across them (`jax.sharding`), when the chains divide evenly.
 
-`chain_method="auto"` (the default) runs NUTS chains sequentially on a single CPU device and
-vectorised everywhere else. Under `vmap`, chains of NUTS share one tree-building loop that
-runs until the longest trajectory of the batch finishes, so on a CPU (which gains nothing
-from batching small operations) vectorised NUTS chains cost as much to run as sequential
-ones and take longer to trace and compile (measured in benchmarks/bench_mcmc.py); fixed
-trajectories (HMC, MH) do gain from batching and stay vectorised.
+`chain_method="auto"` (the default) on a single CPU device splits the chains into as many
+equal groups as the CPU has cores (at most one chain per group), compiles ONE program for a
+group and runs the groups at the same time, each from its own thread (an XLA executable runs
+on the thread that calls it). Within a group NUTS chains run one after another: under `vmap`,
+NUTS chains share one tree-building loop that runs until the longest trajectory of the batch
+finishes, so on a CPU (which gains little from batching small operations) vectorised NUTS
+chains cost as much to run as sequential ones and take longer to compile (measured in
+benchmarks/bench_mcmc.py). Fixed trajectories (HMC, MH) gain from batching and stay
+vectorised. On accelerators and several devices, "auto" is one vectorised program.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from typing import Any, ClassVar
 
@@ -27,13 +31,21 @@ import numpy as np
 
 from ppl.compile.init import first_finite, init_error
 from ppl.infer import progress
-from ppl.infer._program import run_program
+from ppl.infer._program import run_program, run_program_concurrently
 from ppl.infer.diagnostics import per_site
 from ppl.infer.method import Method, draws_from_flat, require_continuous, to_numpy
 from ppl.infer.result import Result
 from ppl.mcmc import driver, hmc, mh, nuts
 
 PROGRESS_EVERY = 200
+
+
+def _cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _chain_sharding(num_chains):
@@ -101,11 +113,18 @@ class _MCMC(Method):
             return self.chain_method == "sequential"
         return sharding is None and self._varying_trajectories and jax.default_backend() == "cpu"
 
-    def _program(self, key, ld):
+    def _groups(self) -> int:
+        """How many groups of chains run at once, each from its own thread (see `run`)."""
+        if self.chain_method != "auto" or jax.device_count() > 1 or jax.default_backend() != "cpu":
+            return 1
+        cores = min(_cpu_cores(), self.num_chains)
+        return max(g for g in range(1, cores + 1) if self.num_chains % g == 0)
+
+    def _program(self, key, ld, chains):
         k_init, k_run = jax.random.split(key)
         strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
-        sharding = _chain_sharding(self.num_chains)
-        chains = _shard(jnp.arange(self.num_chains), sharding)
+        sharding = _chain_sharding(chains.shape[0])
+        chains = _shard(chains, sharding)
         report = progress.report if progress.enabled(self.progress_bar) else None
 
         # The raw log joint, not ld.log_prob: the kernels read NaN as -inf themselves, and the
@@ -138,8 +157,14 @@ class _MCMC(Method):
     def run(self, key, ld) -> Result:
         self.check(ld)
         total = self.num_warmup + self.num_samples * self.thinning
+        groups = np.arange(self.num_chains, dtype=np.int32).reshape(self._groups(), -1)
         with progress.bar(total, self.name, progress.enabled(self.progress_bar)):
-            out, compile_s, run_s, source = run_program(self, key, ld)
+            if len(groups) == 1:
+                out, compile_s, run_s, source = run_program(self, key, ld, jnp.asarray(groups[0]))
+            else:  # one program for a group of chains, the groups run at once on the CPU's cores
+                outs, compile_s, run_s, source = run_program_concurrently(
+                    self, [(key, ld, jnp.asarray(g)) for g in groups])
+                out = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts]), *outs)
         if not np.all(np.asarray(out["ok"])):
             bad = int(np.argmin(np.asarray(out["ok"])))
             raise init_error(ld, out["z0"][bad], 100)
@@ -214,10 +239,12 @@ class NUTS(_MCMC):
       dense_mass: adapt a dense (True) or diagonal inverse mass matrix.
       init: "uniform" (uniform(-2, 2) unconstrained), "prior", or a dict of initial values.
       progress_bar: None (auto: on in a terminal), True or False.
-      chain_method: "vectorized" (chains as a vmap axis), "sequential" (one after another in
-        the same program) or "auto": sequential on a single CPU device, else vectorized. Each
-        chain gets the same random numbers either way, so the draws agree up to floating-point
-        rounding (which, in float32, can now and then flip one accept decision).
+      chain_method: "vectorized" (chains as a vmap axis of one program), "sequential" (one
+        after another in one program) or "auto": on a single CPU device, groups of chains run
+        at the same time on the CPU's cores, one after another within a group; elsewhere
+        vectorized. Each chain gets the same random numbers either way, so the draws agree up
+        to floating-point rounding (which, in float32, can now and then flip one accept
+        decision).
 
     Example:
       >>> r = ppl.infer(model, data, method=ppl.NUTS(num_chains=8, num_samples=2000))

@@ -11,6 +11,7 @@ import pytest
 
 import ppl
 from ppl import dist
+from ppl.mcmc import sampler
 from ppl.infer import progress
 
 FAST = dict(num_warmup=100, num_samples=100, num_chains=4, progress_bar=False)
@@ -66,6 +67,28 @@ def test_vectorized_and_sequential_chains_give_the_same_draws(method, x64):
         np.testing.assert_allclose(runs[m].samples["mu"], runs["vectorized"].samples["mu"], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="chain_method"):
         ppl.infer(normal_model, Y, method=method(chain_method="parallel", **FAST))
+
+
+@pytest.mark.parametrize("cores,chains,groups", [(2, 4, 2), (8, 4, 4), (2, 3, 1), (1, 4, 1), (4, 6, 3)])
+def test_auto_chain_groups_follow_the_cpu_cores(monkeypatch, cores, chains, groups):
+    monkeypatch.setattr(sampler, "_cpu_cores", lambda: cores)
+    assert ppl.NUTS(num_chains=chains)._groups() == groups
+    assert ppl.NUTS(num_chains=chains, chain_method="sequential")._groups() == 1
+
+
+@pytest.mark.parametrize("method", [ppl.NUTS, ppl.MH])
+def test_concurrent_chain_groups_give_the_draws_of_one_program(monkeypatch, method):
+    # Four chains as two groups of two, run at once from two threads, against the same chains
+    # in one program: chain c's keys do not depend on its group, the per-chain code is the same.
+    monkeypatch.setattr(sampler, "_cpu_cores", lambda: 2)
+    options = dict(FAST, num_chains=4)
+    grouped = ppl.infer(normal_model, Y, method=method(**options), key=5)
+    single = ppl.infer(normal_model, Y, method=method(chain_method="sequential" if method is ppl.NUTS
+                                                       else "vectorized", **options), key=5)
+    assert grouped.samples["mu"].shape == single.samples["mu"].shape
+    np.testing.assert_allclose(grouped.samples["mu"], single.samples["mu"], rtol=1e-5, atol=1e-5)
+    for field in ("step_size", "num_grad_evals", "num_warmup_grad_evals"):
+        np.testing.assert_allclose(grouped.diagnostics[field], single.diagnostics[field], rtol=1e-5)
 
 
 def test_progress_callback_reports_iterations(monkeypatch):
