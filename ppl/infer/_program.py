@@ -262,3 +262,35 @@ def run_program_concurrently(method, arg_sets):
     if errors:
         raise errors[0]
     return outs, compile_s, run_s, source
+
+
+def _cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def chain_groups(num_chains: int) -> int:
+    """How many groups of chains to run at once: on a single CPU device, the largest divisor
+    of `num_chains` not above the number of cores; elsewhere 1 (one vectorised program)."""
+    if jax.device_count() > 1 or jax.default_backend() != "cpu":
+        return 1
+    cores = min(_cpu_cores(), num_chains)
+    return max(g for g in range(1, cores + 1) if num_chains % g == 0)
+
+
+def run_chain_groups(method, key, ld, num_chains: int, groups: int):
+    """Run `method`'s program `program(key, ld, chains)` over the chain indices 0..num_chains-1
+    split into `groups` equal groups: one compiled program (for one group's shape), the
+    groups at once from their own threads (an XLA executable runs on the calling thread, so
+    on a CPU they use different cores). Outputs must have the chain axis first; they are
+    joined along it. Returns `(outputs, compile_s, run_s, source)` as `run_program`."""
+    ids = np.arange(num_chains, dtype=np.int32).reshape(groups, -1)
+    if groups == 1:
+        return run_program(method, key, ld, jax.numpy.asarray(ids[0]))
+    outs, compile_s, run_s, source = run_program_concurrently(
+        method, [(key, ld, jax.numpy.asarray(g)) for g in ids])
+    out = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts]), *outs)
+    return out, compile_s, run_s, source

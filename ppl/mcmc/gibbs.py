@@ -38,7 +38,7 @@ from ppl.adapt import dual_averaging, welford, window
 from ppl.adapt.initial_step_size import find_reasonable_step_size
 from ppl.compile.init import draw_initial, init_error
 from ppl.infer import progress
-from ppl.infer._program import run_program
+from ppl.infer._program import chain_groups, run_chain_groups
 from ppl.infer.diagnostics import per_site
 from ppl.infer.method import Method, draws_from_flat, to_numpy
 from ppl.infer.result import Result
@@ -296,7 +296,8 @@ class Gibbs(Method):
         schedule = self.schedule(ld, key=jax.random.fold_in(key, 7))
         program = _GibbsProgram(self, schedule)
         with progress.bar(self.num_warmup + self.num_samples, self.name, progress.enabled(self.progress_bar)):
-            out, compile_s, run_s, source = run_program(program, key, ld)
+            out, compile_s, run_s, source = run_chain_groups(program, key, ld, self.num_chains,
+                                                             chain_groups(self.num_chains))
         if not bool(np.all(out["ok"])):
             bad = int(np.argmin(np.asarray(out["ok"])))
             raise init_error(ld, out["z0"][bad], 100)
@@ -428,19 +429,21 @@ class _GibbsProgram(Method):
         (_, tunings, draws, stats), _ = jax.lax.scan(step, (z0, tunings, draws0, stats0), xs)
         return draws, stats, tuple(t.step_size for t in tunings)
 
-    def _program(self, key, ld):
+    def _program(self, key, ld, chains):
+        """Chains `chains` (their indices: chain c's keys are folded from `key` and c, so a
+        chain's draws do not depend on which other chains share the program)."""
         o = self.options
         k_init, k_run = jax.random.split(key)
         strategy, values = (o.init, None) if isinstance(o.init, str) else ("uniform", dict(o.init))
-        z0, ok = _initial_points(ld, k_init, o.num_chains, strategy, values)
-        chains = jnp.arange(o.num_chains)
+        keys = lambda k: jax.vmap(lambda c: jax.random.fold_in(k, c))(chains)
+        z0, ok = _initial_points(ld, keys(k_init), strategy, values)
         draws, infos, step_sizes = jax.vmap(lambda k, z, c: self._chain(k, z, ld, c))(
-            jax.random.split(k_run, o.num_chains), z0, chains)
+            keys(k_run), z0, chains)
         samples = draws_from_flat(ld, draws)
         return dict(samples=samples, infos=infos, step_sizes=step_sizes, ok=ok, z0=z0)
 
 
-def _initial_points(ld, key, num_points, strategy, values, num_tries=100):
+def _initial_points(ld, keys, strategy, values, num_tries=100):
     """Like `ppl.compile.init.initial_points` but checks only the log density (no gradient:
     one copy of the model fewer in the program; a kernel treats a non-finite gradient as a
     divergence)."""
@@ -457,7 +460,7 @@ def _initial_points(ld, key, num_points, strategy, values, num_tries=100):
         _, z, ok = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, jnp.bool_(False)))
         return z, ok
 
-    return jax.vmap(one)(jax.random.split(key, num_points))
+    return jax.vmap(one)(keys)
 
 
 def _apply_sampler(block, key, z, ld):

@@ -21,7 +21,6 @@ vectorised. On accelerators and several devices, "auto" is one vectorised progra
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from typing import Any, ClassVar
 
@@ -31,21 +30,13 @@ import numpy as np
 
 from ppl.compile.init import first_finite, init_error
 from ppl.infer import progress
-from ppl.infer._program import run_program, run_program_concurrently
+from ppl.infer._program import chain_groups, run_chain_groups
 from ppl.infer.diagnostics import per_site
 from ppl.infer.method import Method, draws_from_flat, require_continuous, to_numpy
 from ppl.infer.result import Result
 from ppl.mcmc import driver, hmc, mh, nuts
 
 PROGRESS_EVERY = 200
-
-
-def _cpu_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _chain_sharding(num_chains):
@@ -115,10 +106,7 @@ class _MCMC(Method):
 
     def _groups(self) -> int:
         """How many groups of chains run at once, each from its own thread (see `run`)."""
-        if self.chain_method != "auto" or jax.device_count() > 1 or jax.default_backend() != "cpu":
-            return 1
-        cores = min(_cpu_cores(), self.num_chains)
-        return max(g for g in range(1, cores + 1) if self.num_chains % g == 0)
+        return chain_groups(self.num_chains) if self.chain_method == "auto" else 1
 
     def _program(self, key, ld, chains):
         k_init, k_run = jax.random.split(key)
@@ -157,14 +145,8 @@ class _MCMC(Method):
     def run(self, key, ld) -> Result:
         self.check(ld)
         total = self.num_warmup + self.num_samples * self.thinning
-        groups = np.arange(self.num_chains, dtype=np.int32).reshape(self._groups(), -1)
         with progress.bar(total, self.name, progress.enabled(self.progress_bar)):
-            if len(groups) == 1:
-                out, compile_s, run_s, source = run_program(self, key, ld, jnp.asarray(groups[0]))
-            else:  # one program for a group of chains, the groups run at once on the CPU's cores
-                outs, compile_s, run_s, source = run_program_concurrently(
-                    self, [(key, ld, jnp.asarray(g)) for g in groups])
-                out = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts]), *outs)
+            out, compile_s, run_s, source = run_chain_groups(self, key, ld, self.num_chains, self._groups())
         if not np.all(np.asarray(out["ok"])):
             bad = int(np.argmin(np.asarray(out["ok"])))
             raise init_error(ld, out["z0"][bad], 100)

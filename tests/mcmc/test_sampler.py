@@ -11,7 +11,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.mcmc import sampler
+from ppl.infer import _program
 from ppl.infer import progress
 
 FAST = dict(num_warmup=100, num_samples=100, num_chains=4, progress_bar=False)
@@ -71,7 +71,7 @@ def test_vectorized_and_sequential_chains_give_the_same_draws(method, x64):
 
 @pytest.mark.parametrize("cores,chains,groups", [(2, 4, 2), (8, 4, 4), (2, 3, 1), (1, 4, 1), (4, 6, 3)])
 def test_auto_chain_groups_follow_the_cpu_cores(monkeypatch, cores, chains, groups):
-    monkeypatch.setattr(sampler, "_cpu_cores", lambda: cores)
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: cores)
     assert ppl.NUTS(num_chains=chains)._groups() == groups
     assert ppl.NUTS(num_chains=chains, chain_method="sequential")._groups() == 1
 
@@ -80,7 +80,7 @@ def test_auto_chain_groups_follow_the_cpu_cores(monkeypatch, cores, chains, grou
 def test_concurrent_chain_groups_give_the_draws_of_one_program(monkeypatch, method):
     # Four chains as two groups of two, run at once from two threads, against the same chains
     # in one program: chain c's keys do not depend on its group, the per-chain code is the same.
-    monkeypatch.setattr(sampler, "_cpu_cores", lambda: 2)
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
     options = dict(FAST, num_chains=4)
     grouped = ppl.infer(normal_model, Y, method=method(**options), key=5)
     single = ppl.infer(normal_model, Y, method=method(chain_method="sequential" if method is ppl.NUTS
