@@ -137,10 +137,10 @@ def _merge_ok(stack, point):
     r_beg_v = jnp.concatenate([v[None], v_beg[:-1]])
     rho_r = p + jnp.cumsum(rho_l, axis=0) - rho_l
     rho_lr, rho_l_ext, rho_r_ext = rho_l + rho_r, rho_l + r_beg_p, rho_r + p_end
-    v = jnp.broadcast_to(v, v_beg.shape)
-    dots = jnp.sum(jnp.stack([v_beg, v, v_beg, r_beg_v, v_end, v])
-                   * jnp.stack([rho_lr, rho_lr, rho_l_ext, rho_l_ext, rho_r_ext, rho_r_ext]), axis=-1)
-    return jnp.all(dots > 0, axis=0), rho_r, r_beg_p, r_beg_v
+    ok = ((jnp.sum(v_beg * rho_lr, axis=-1) > 0) & (jnp.sum(rho_lr * v, axis=-1) > 0)
+          & (jnp.sum(v_beg * rho_l_ext, axis=-1) > 0) & (jnp.sum(r_beg_v * rho_l_ext, axis=-1) > 0)
+          & (jnp.sum(v_end * rho_r_ext, axis=-1) > 0) & (jnp.sum(rho_r_ext * v, axis=-1) > 0))
+    return ok, rho_r, r_beg_p, r_beg_v
 
 
 def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step_size,
@@ -236,21 +236,24 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         sub_draw = jnp.where(take, jnp.stack([point[_X], point[_G]]), vectors[_SUB:_SUB + 2])
         draw = jnp.where(take_sub, sub_draw, vectors[_DRAW:_DRAW + 2])
         at_t = (levels == t)[:, None]
-        rho = jnp.where(merge, vectors[_RHO] + jnp.sum(jnp.where(at_t, rho_r, 0.0), axis=0),
-                        vectors[_RHO])
+        r_beg = jnp.sum(jnp.where(at_t, jnp.stack([r_beg_p, r_beg_v, rho_r]), 0.0), axis=1)
+        rho = jnp.where(merge, vectors[_RHO] + r_beg[2], vectors[_RHO])
         backward_end = jnp.where(forward, vectors[0:4], point)
         forward_end = jnp.where(forward, point, vectors[4:8])
 
-        # Push the tree of 2**t leaves ending here (no right partner yet); after a merge,
-        # push the trajectory (far end first) to the new level `depth` for the next subtree.
+        # ONE level of the stack is written (in place; under vmap, a scatter): inside a
+        # subtree, level t gets the tree of 2**t leaves ending here (no right partner yet);
+        # at a subtree's last leaf, after a merge, level t + 1 (the new depth) gets the
+        # trajectory, far end first, for the next subtree. A last leaf without a merge ends
+        # the trajectory, so what it writes is never read.
         far = jnp.where(next_forward, backward_end, forward_end)
         near = jnp.where(next_forward, forward_end, backward_end)
-        trajectory = jnp.stack([far[_P], far[_V], near[_P], near[_V], rho])[:, None, :]
-        keep = (at_t & ~last)[None]
-        push = (merge & (levels == t + 1))[None, :, None]
-        bcast = jnp.broadcast_to
-        entry = jnp.stack([r_beg_p, r_beg_v, bcast(p, r_beg_p.shape), bcast(v, r_beg_p.shape), rho_r])
-        stack = jnp.where(keep, entry, jnp.where(push, trajectory, stack))
+        trajectory = jnp.stack([far[_P], far[_V], near[_P], near[_V], rho])
+        entry = jnp.stack([r_beg[0], r_beg[1], p, v, r_beg[2]])
+        row = jnp.where(last, trajectory, entry)
+        level = jnp.where(last, t + 1, t)
+        zero = jnp.zeros_like(level)
+        stack = jax.lax.dynamic_update_slice(stack, row[:, None, :], (zero, level, zero))
         vectors = jnp.concatenate([backward_end, forward_end, draw, sub_draw, rho[None]])
         return vectors, stack
 
