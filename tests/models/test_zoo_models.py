@@ -82,12 +82,13 @@ def test_labels_round_trip(name):
 
 
 def test_reference_dir_env(monkeypatch, tmp_path):
+    real = ref.reference_dir()  # the folder this run uses (the variable, or ../shared/reference)
     monkeypatch.setenv(ref.ENV_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError) as e:
         ref.reference_dir()
     assert "nowhere" in str(e.value) and str(ref.REPO_ROOT.parent / "shared" / "reference") in str(e.value)
-    monkeypatch.setenv(ref.ENV_VAR, str(ref.REPO_ROOT.parent / "shared" / "reference"))
-    assert (ref.reference_dir() / "sblri-blr").is_dir()
+    monkeypatch.setenv(ref.ENV_VAR, str(real))
+    assert ref.reference_dir() == real and (real / "sblri-blr").is_dir()
     with pytest.raises(FileNotFoundError, match="no reference posterior"):
         ref.folder("no-such-posterior")
 
