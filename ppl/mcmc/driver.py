@@ -101,6 +101,34 @@ def _plan(num_warmup, num_samples, thinning, adapt_mass, adapt_step_size, restar
     return _Plan(prev, in_window, window_end, heuristic, finish, record)
 
 
+def search_then_move(kernel: Kernel, key, state, logdensity_fn, step_size, inverse_mass_matrix,
+                     heuristic, info_zeros):
+    """When ``heuristic`` (a traced bool), the initial step-size search (Hoffman & Gelman
+    2014, algorithm 4) from ``step_size``, its trials being one-move calls of the kernel
+    (``trial=True``); then the transition with the step size found. Both go through ONE call
+    site of the kernel, so the model's gradient is compiled once; without the search the
+    loop makes a single trip. ``info_zeros``: an ``Info`` of zeros (the loop's initial carry).
+
+    Returns ``(state, info, step_size)``: the transition's state and info, and the step size
+    it used (the one found, or ``step_size``). Trial moves count in no ``Info``.
+    """
+    words = _counter_rng.key_words(key)  # the transition's own key, as a raw key
+
+    def body(c):
+        search, _, _, _ = c
+        trial = ~search.done
+        k = jnp.where(trial, step_search.trial_key(words, search.trial), words)
+        new_state, info = kernel(k, state, logdensity_fn, search.step_size, inverse_mass_matrix, trial)
+        search = jax.tree.map(lambda a, b: jnp.where(trial, a, b),
+                              step_search.update(search, info.acceptance_rate), search)
+        return search, ~trial, new_state, info
+
+    search = step_search.start(step_size, heuristic)
+    search, _, state, info = jax.lax.while_loop(
+        lambda c: ~c[1], body, (search, jnp.zeros((), bool), state, info_zeros))
+    return state, info, search.step_size
+
+
 def _progress(progress_fn, every, chain_index, iteration):
     """Call ``progress_fn(chain_index, iteration)`` on the host when iteration % every == 0."""
     if progress_fn is None:
@@ -213,27 +241,10 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
 
     info_zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape)
 
-    def search_then_move(state, t: _Tuning, key, heuristic):
-        """At a heuristic iteration, the step-size search (its trials are one-move calls of
-        the kernel), then the transition: all through ONE call site of the kernel, so the
-        model's gradient is compiled once. Elsewhere the loop makes a single trip."""
-        words = _counter_rng.key_words(key)  # the transition's own key, as a raw key
-
-        def body(c):
-            search, _, _, _ = c
-            trial = ~search.done
-            k = jnp.where(trial, step_search.trial_key(words, search.trial), words)
-            new_state, info = kernel(k, state, logdensity_fn, search.step_size,
-                                     t.inverse_mass_matrix, trial)
-            search = jax.tree.map(lambda a, b: jnp.where(trial, a, b),
-                                  step_search.update(search, info.acceptance_rate), search)
-            return search, ~trial, new_state, info
-
-        search = step_search.start(t.step_size, heuristic)
-        search, _, state, info = jax.lax.while_loop(
-            lambda c: ~c[1], body, (search, jnp.zeros((), bool), state, info_zeros))
-        restarted = t._replace(step_size=search.step_size,
-                               dual_averaging=dual_averaging.init(search.step_size))
+    def search_and_restart(state, t: _Tuning, key, heuristic):
+        state, info, eps = search_then_move(kernel, key, state, logdensity_fn, t.step_size,
+                                            t.inverse_mass_matrix, heuristic, info_zeros)
+        restarted = t._replace(step_size=eps, dual_averaging=dual_averaging.init(eps))
         t = jax.tree.map(lambda a, b: jnp.where(heuristic, a, b), restarted, t)
         return state, info, t
 
@@ -259,7 +270,7 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
         i, flags, record = row[0], row[1:6], row[6] == 1
         t = _cpu_blocks.nested(prepare, t, state, flags)
         if plan.heuristic.any():
-            state, info, t = search_then_move(state, t, key, flags[3] == 1)
+            state, info, t = search_and_restart(state, t, key, flags[3] == 1)
         else:
             state, info = kernel(key, state, logdensity_fn, t.step_size, t.inverse_mass_matrix)
         t, acc, new_row, slot = _cpu_blocks.nested(bookkeeping, t, acc, state, info, i, record)

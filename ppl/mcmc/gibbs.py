@@ -36,7 +36,6 @@ import numpy as np
 
 from ppl._keys import as_key
 from ppl.adapt import dual_averaging, welford, window
-from ppl.adapt.initial_step_size import find_reasonable_step_size
 from ppl.compile.init import draw_initial, init_error
 from ppl.infer import progress
 from ppl.infer._program import chain_groups, run_chain_groups
@@ -44,7 +43,7 @@ from ppl.infer.diagnostics import per_site
 from ppl.infer.method import Method, draws_from_flat, to_numpy
 from ppl.infer.result import Result
 from ppl.mcmc import enumerate as enum
-from ppl.mcmc import hmc, mh, nuts
+from ppl.mcmc import driver, hmc, mh, nuts
 
 INNER_KERNELS = ("nuts", "hmc", "mh")
 PROGRESS_EVERY = 100
@@ -356,11 +355,12 @@ class _GibbsProgram(Method):
                 fn, idx = self._conditional(ld, z, block)
                 state = kernel.init(z[idx], fn)
                 eps, imm = params[j]
-                k_step, k_heur = jax.random.split(k)
-                if restart is not None:
-                    probe = lambda kk, e, state=state, fn=fn, imm=imm, kernel=kernel: kernel.probe(kk, state, fn, e, imm)
-                    eps = jax.lax.cond(restart, lambda e: find_reasonable_step_size(k_heur, probe, e), lambda e: e, eps)
-                state, info = kernel(k_step, state, fn, eps, imm)
+                if restart is None:
+                    state, info = kernel(k, state, fn, eps, imm)
+                else:  # the step-size search's trials and the move: one kernel call site
+                    shapes = kernel.info_shapes(state, k, fn, eps, imm, z.dtype)
+                    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                    state, info, eps = driver.search_then_move(kernel, k, state, fn, eps, imm, restart, zeros)
                 z = z.at[idx].set(state.position)
                 infos.append((info.acceptance_rate, info.is_divergent, info.num_grad_evals + 1))
                 used.append(eps)
