@@ -5,9 +5,10 @@ choosing an initial value of epsilon); Stan's ``base_hmc::init_stepsize`` (thres
 log(0.8), a fresh momentum at each trial, give up beyond 1e7).
 
 The search is written as a state (:class:`Search`) and an update per trial, so that a
-driver can run the trials through the kernel it already has (``ppl.mcmc.driver`` does: one
-compiled copy of the model's gradient instead of two); :func:`find_reasonable_step_size`
-runs the same search with a probe function of its own.
+driver can run the trials through the kernel it already has (``ppl.mcmc.driver.
+search_then_move``, used by NUTS/HMC/MH and Gibbs: one compiled copy of the model's gradient
+instead of two); :func:`find_reasonable_step_size` runs the same search with a probe
+function of its own.
 """
 from typing import NamedTuple
 

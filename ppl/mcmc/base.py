@@ -27,7 +27,8 @@ class Kernel:
       init: ``(position, logdensity_fn) -> State``.
       probe: ``(key, state, logdensity_fn, step_size, inverse_mass_matrix) -> log ratio``: the
         log acceptance ratio of one elementary move, NaN mapped to -inf, for a step-size
-        search outside the kernel (``find_reasonable_step_size``, used by Gibbs).
+        search outside the kernel (``find_reasonable_step_size``, for drivers written by
+        users; this package's samplers use trial moves, ``driver.search_then_move``).
       name: a short label, e.g. ``"nuts"``.
       restart_at_windows: when a slow warmup window ends and the mass matrix changes,
         re-initialise the step size by the heuristic and restart dual averaging (Stan's
