@@ -36,7 +36,7 @@ import numpy as np
 
 from ppl._keys import as_key
 from ppl.adapt import dual_averaging, welford, window
-from ppl.compile.init import draw_initial, init_error
+from ppl.compile.init import first_finite, init_error
 from ppl.infer import progress
 from ppl.infer._program import chain_groups, run_chain_groups
 from ppl.infer.diagnostics import per_site
@@ -454,24 +454,11 @@ class _GibbsProgram(Method):
         return dict(samples=samples, infos=infos, step_sizes=step_sizes, ok=ok, z0=z0)
 
 
-def _initial_points(ld, keys, strategy, values, num_tries=100):
-    """Like `ppl.compile.init.initial_points` but checks only the log density (no gradient:
-    one copy of the model fewer in the program; a kernel treats a non-finite gradient as a
-    divergence)."""
-
-    def one(k):
-        def cond(c):
-            return (c[0] < num_tries) & ~c[2]
-
-        def body(c):
-            z = draw_initial(ld, jax.random.fold_in(k, c[0]), strategy, 2.0, values)
-            return c[0] + 1, z, jnp.isfinite(ld.log_prob(z))
-
-        z0 = jnp.zeros((ld.dim,), jnp.result_type(float))
-        _, z, ok = jax.lax.while_loop(cond, body, (jnp.int32(0), z0, jnp.bool_(False)))
-        return z, ok
-
-    return jax.vmap(one)(keys)
+def _initial_points(ld, keys, strategy, values):
+    """`first_finite` per key, checking only the log density (no gradient: one copy of the
+    model fewer in the program; a kernel treats a non-finite gradient as a divergence)."""
+    finite = lambda z: (jnp.isfinite(ld.log_prob(z)), None)
+    return jax.vmap(lambda k: first_finite(ld, k, finite, strategy, 2.0, values)[:2])(keys)
 
 
 def _apply_sampler(block, key, z, ld):
