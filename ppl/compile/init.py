@@ -52,16 +52,18 @@ def first_finite(ld, key, evaluate=None, strategy="uniform", radius=2.0, values=
             return (2.0 * u - 1.0) * jnp.asarray(radius, dtype)
         return draw_initial(ld, jax.random.fold_in(key, i), strategy, radius, values)
 
+    # The next candidate is drawn at the end of each trip and carried: its one consumer is
+    # the loop state, so XLA computes the draw once rather than copying the cipher into
+    # every fusion of the log density that reads it.
     def body(c):
-        i = c[0]
-        z = draw(i)
+        i, z, _, _, _ = c
         ok, aux = evaluate(z)
-        return i + 1, z, ok, aux
+        return i + 1, draw(i + 1), ok, aux, z
 
-    z0 = jnp.zeros((ld.dim,), dtype)
+    z0 = draw(jnp.int32(0))
     aux0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(lambda z: evaluate(z)[1], z0))
-    _, z, ok, aux = jax.lax.while_loop(lambda c: (c[0] < num_tries) & ~c[2], body,
-                                       (jnp.int32(0), z0, jnp.bool_(False), aux0))
+    _, _, ok, aux, z = jax.lax.while_loop(lambda c: (c[0] < num_tries) & ~c[2], body,
+                                          (jnp.int32(0), z0, jnp.bool_(False), aux0, z0))
     return z, ok, aux
 
 

@@ -36,6 +36,12 @@ import numpy as np
 # evaluations (inputs of more than ~14k elements get the newer emitters).
 BREAK_EVEN_ELEMENT_EVALUATIONS = 1.4e10
 DEFAULT_EVALUATIONS = 10 ** 6
+# LLVM at optimisation level 1 instead of 2 takes 0.09-0.17 s off the XLA compile of a NUTS
+# program and costs ~0.26 us per log-density evaluation on small models (eight schools one
+# chain: +8% per leapfrog; HMC +5%, MH +2%; no loss on a 5000 x 25 logistic regression).
+# Runs expected to evaluate the log density fewer times than the break-even (0.09 s /
+# 0.26 us) use level 1; unknown work keeps level 2.
+QUICK_RUN_EVALUATIONS = 3.5e5
 CACHE_MAX_BYTES = 2 << 30
 _cache_dir: list = []  # [Path or None] once resolved
 
@@ -50,11 +56,14 @@ def _compiler_options(avals, platform_name, evaluations=None):
     `evaluations` times (None: unknown)."""
     if platform_name != "cpu":
         return {}
+    options = {}
+    if evaluations is not None and evaluations < QUICK_RUN_EVALUATIONS:
+        options["xla_backend_optimization_level"] = 1
     elements = sum(int(np.prod(a.shape)) for a in avals)
     work = elements * (DEFAULT_EVALUATIONS if evaluations is None else evaluations)
-    if work > BREAK_EVEN_ELEMENT_EVALUATIONS:
-        return {}
-    return {"xla_cpu_use_fusion_emitters": False}
+    if work <= BREAK_EVEN_ELEMENT_EVALUATIONS:
+        options["xla_cpu_use_fusion_emitters"] = False
+    return options
 
 
 def _compile(lowered, options):

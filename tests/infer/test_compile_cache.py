@@ -84,14 +84,18 @@ def test_the_environment_variable_switches_it_off(monkeypatch, tmp_path):
 
 
 def test_emitter_choice_follows_expected_work():
-    """Short runs on small data compile with XLA's faster-compiling emitters; long runs over
-    large data get the emitters with faster loops; other platforms get no options."""
+    """Short runs on small data compile with XLA's faster-compiling emitters and LLVM level 1;
+    long runs over large data get the emitters with faster loops and full LLVM optimisation;
+    other platforms get no options."""
     data = [jax.ShapeDtypeStruct((5000, 25), jnp.float32), jax.ShapeDtypeStruct((5000,), jnp.float32)]
     short = ppl.NUTS(num_warmup=1000, num_samples=1000, num_chains=1)
     long = ppl.NUTS(num_warmup=1000, num_samples=20000, num_chains=4)
     legacy = {"xla_cpu_use_fusion_emitters": False}
-    assert _program._compiler_options(data, "cpu", short.expected_evaluations()) == legacy
+    quick = {"xla_backend_optimization_level": 1}
+    assert _program._compiler_options(data, "cpu", short.expected_evaluations()) == {**legacy, **quick}
     assert _program._compiler_options(data, "cpu", long.expected_evaluations()) == {}
+    medium = ppl.NUTS(num_warmup=1000, num_samples=5000, num_chains=4)  # 240k x 125k elements
+    assert _program._compiler_options(data, "cpu", medium.expected_evaluations()) == quick
     assert _program._compiler_options(data, "gpu", short.expected_evaluations()) == {}
     # Unknown work: decided by the data size alone.
     small = [jax.ShapeDtypeStruct((100,), jnp.float32)]
