@@ -27,6 +27,7 @@ Reference: Geman & Geman (1984); Gelfand & Smith (1990) (Gibbs sampling); Tierne
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from typing import Any, Callable, ClassVar, NamedTuple, Optional, Tuple
 
@@ -334,6 +335,23 @@ class _GibbsProgram(Method):
 
     def _kernel_blocks(self):
         return [b for b in self.blocks if isinstance(b, KernelBlock)]
+
+    def _block_evaluations(self, block) -> int:
+        """Rough count of log-density (or local factor) evaluations of one update of `block`."""
+        if isinstance(block, KernelBlock):
+            if block.inner == "nuts":
+                return min(10, 2 ** self.options.max_tree_depth - 1)  # as `ppl.NUTS` counts
+            return self.options.num_steps if block.inner == "hmc" else 1
+        if isinstance(block, enum.EnumerationBlock):
+            return block.sites[0].coupled_size * math.prod(s.num_values for s in block.sites)
+        if isinstance(block, enum.ChainBlock):
+            return len(block.sites) * block.sites[0].num_values
+        return 1  # a user's update or a sampler block
+
+    def expected_evaluations(self):
+        o = self.options
+        sweeps = o.num_warmup + o.num_samples
+        return o.num_chains * sweeps * sum(self._block_evaluations(b) for b in self.blocks)
 
     def _conditional(self, ld, z, block):
         # log_joint(...).total, not ld.log_prob: the kernels already read NaN as -inf

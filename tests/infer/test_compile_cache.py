@@ -102,3 +102,19 @@ def test_emitter_choice_follows_expected_work():
     assert _program._compiler_options(small, "cpu", None) == legacy
     assert _program._compiler_options(data, "cpu", None) == {}
     assert ppl.HMC(num_steps=8, num_chains=2).expected_evaluations() == 2 * 2000 * 8
+
+
+def test_gibbs_counts_its_blocks_evaluations():
+    """Gibbs's expected work (for the compile choices) counts each block of its schedule:
+    a NUTS block as a NUTS transition, an enumeration block by its number of values."""
+    def mixture(y):
+        z = ppl.sample("z", dist.Bernoulli(0.5))
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.Normal(mu + 2.0 * z, 1.0), y)
+
+    from ppl.mcmc.gibbs import _GibbsProgram
+    g = ppl.Gibbs(num_warmup=10, num_samples=20, num_chains=3)
+    ld = ppl.compile(mixture, Y)
+    program = _GibbsProgram(g, g.schedule(ld))
+    assert program.expected_evaluations() == 3 * 30 * (2 + 10)
