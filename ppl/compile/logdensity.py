@@ -11,7 +11,7 @@ import numpy as np
 from numpyro.distributions.distribution import validation_enabled
 
 from ppl.compile import _handlers as H
-from ppl.compile.spec import ModelSpec, check_observed, inspect, observed_checks
+from ppl.compile.spec import ModelSpec, check_observed, inspect, latent_dependent_supports, observed_checks
 from ppl.model import handlers
 
 
@@ -183,7 +183,8 @@ def _inspect_once(model, tree, static, data):
     """`(spec, trace, observed checks, initial param values)` of one run of the model."""
     args_, kwargs_ = LogDensity(model, None, tree, static, data, {}).arguments()
     spec, tr = inspect(model, args_, kwargs_)
-    return spec, tr, observed_checks(tr), {s.name: s.value for s in tr.sites("param")}
+    checks = observed_checks(tr, latent_dependent_supports(model, args_, kwargs_, tr))
+    return spec, tr, checks, {s.name: s.value for s in tr.sites("param")}
 
 
 @functools.lru_cache(maxsize=64)

@@ -7,6 +7,7 @@ from typing import Tuple
 
 import jax
 import jax.numpy as jnp
+from jax.extend import core as jex_core
 import numpy as np
 from numpyro.distributions import ExpandedDistribution, ImproperUniform, Independent
 
@@ -101,13 +102,47 @@ def inspect(model, args, kwargs, key=0):
     return spec, tr
 
 
-def observed_checks(tr: Trace):
-    """Per observed site, the arrays its checks need: ``(value, mask or None, in_support)``.
+def latent_dependent_supports(model, args, kwargs, tr: Trace) -> frozenset:
+    """Names of the observed sites whose support depends on a latent or a param value
+    (``y ~ Uniform(0, a)`` with ``a`` latent): data outside such a support at one latent
+    value is not an error in the data, only a zero density there.
+
+    Found by tracing the support checks as a function of the latent and param values and
+    following the dependencies through the jaxpr (conservatively: an equation with a
+    dependent input makes every output dependent).
+    """
+    names = [s.name for s in tr.sites("observed")]
+    values = {s.name: s.value for s in tr.values() if s.kind in ("latent", "param")}
+    if not names or not values:
+        return frozenset()
+
+    def in_support(values):
+        with handlers.trace() as t, handlers.substitute(data=values), handlers.seed(rng_seed=0):
+            model(*args, **kwargs)
+        return [t[n].dist.support(t[n].value) for n in names]
+
+    try:
+        closed = jax.make_jaxpr(in_support)(values)
+    except Exception:  # noqa: BLE001 - a model that cannot be re-traced: check every support
+        return frozenset()
+    dependent = set(closed.jaxpr.invars)
+    for eqn in closed.jaxpr.eqns:
+        if any(not isinstance(v, jex_core.Literal) and v in dependent for v in eqn.invars):
+            dependent.update(eqn.outvars)
+    return frozenset(n for n, v in zip(names, closed.jaxpr.outvars)
+                     if not isinstance(v, jex_core.Literal) and v in dependent)
+
+
+def observed_checks(tr: Trace, skip_support=frozenset()):
+    """Per observed site, the arrays its checks need: ``(value, mask or None, in_support)``;
+    sites named in ``skip_support`` (see :func:`latent_dependent_supports`) get True.
 
     Computed inside the jitted inspection (:func:`ppl.compile.logdensity.compile`), so they
     come out concrete; :func:`check_observed` reads them.
     """
-    return [(site.value, site.mask, site.dist.support(site.value)) for site in tr.sites("observed")]
+    return [(site.value, site.mask,
+             jnp.asarray(True) if site.name in skip_support else site.dist.support(site.value))
+            for site in tr.sites("observed")]
 
 
 def check_observed(tr: Trace, checks=None) -> None:

@@ -101,6 +101,36 @@ def test_observed_value_outside_the_support_names_site_and_distribution():
         ppl.compile(proportions, jnp.array(1.5))
 
 
+def test_a_support_set_by_a_latent_is_not_checked_against_the_data():
+    """y ~ Uniform(0, a) with `a` latent: data above some values of `a` is a zero density
+    there, not invalid data; the posterior is a's prior cut at max(y). A bound set by the
+    data alone is still checked."""
+    y = jnp.array([0.5, 1.3, 2.2, 0.1])
+
+    def tank(y):
+        a = ppl.sample("a", dist.Exponential(0.5))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.Uniform(0.0, a), y)
+
+    ld = ppl.compile(tank, y)
+    assert ld.log_prob(jnp.log(jnp.array([1.0]))) == -jnp.inf
+    assert jnp.isfinite(ld.log_prob(jnp.log(jnp.array([3.0]))))
+    r = ppl.infer(tank, y, method=ppl.Importance(num_particles=20000), key=0)
+    grid = np.linspace(2.2, 80.0, 400001)
+    dens = grid ** -4 * np.exp(-0.5 * grid)
+    mean = np.trapezoid(grid * dens, grid) / np.trapezoid(dens, grid)
+    sd = np.sqrt(np.trapezoid((grid - mean) ** 2 * dens, grid) / np.trapezoid(dens, grid))
+    se = sd / np.sqrt(r.diagnostics["ess_weights"])
+    assert abs(float(r.samples["a"].mean()) - mean) < 5 * se + 1e-3
+
+    def fixed_by_data(y, top):
+        a = ppl.sample("a", dist.Exponential(0.5))
+        ppl.observe("y", dist.Uniform(0.0, top), y)
+
+    with pytest.raises(ValueError, match=r"observed site 'y'.*outside the support"):
+        ppl.compile(fixed_by_data, jnp.array(3.0), jnp.array(2.0))
+
+
 def test_masked_out_invalid_values_are_accepted():
     def masked(y, m):
         rate = ppl.sample("rate", dist.Exponential(1.0))

@@ -101,6 +101,24 @@ def test_mle_learns_params_sample_mean_and_sd():
     assert r.samples == {}
 
 
+def test_point_estimates_far_from_the_start_do_not_stop_early():
+    """Data in natural units around 1e7: the loss at the start is ~1e10, so a stopping rule
+    relative to the loss would stop at once. MLE is the sample mean; MAP the conjugate mode."""
+    y = np.array([1.0e7 - 50.0, 1.0e7, 1.0e7 + 80.0])
+
+    def model(y):
+        mu = ppl.sample("mu", dist.Normal(1.0e7, 1.0e4))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.Normal(mu, 100.0), y)
+
+    precision = 1 / 1e4 ** 2 + 3 / 100.0 ** 2
+    mode = (1e7 / 1e4 ** 2 + y.sum() / 100.0 ** 2) / precision
+    for method, truth in (("mle", y.mean()), ("map", mode)):
+        r = ppl.infer(model, jnp.asarray(y, jnp.float32), method=method, key=0)
+        assert r.diagnostics["converged"] and r.diagnostics["num_steps"] > 1
+        assert abs(float(r.params["mu"]) - truth) < 2.0  # float32 spacing at 1e7 is 1
+
+
 # --- DESIGN.md section 1, as written there ------------------------------------------------
 
 
