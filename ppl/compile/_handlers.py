@@ -94,9 +94,15 @@ class InitValues(Messenger):
             raise ValueError(f"unknown init strategy {strategy!r}; use 'uniform' or 'prior'.")
         self.key, self.strategy, self.radius = key, strategy, radius
         self.values = values or {}
+        self.preset = set()  # latents and params whose value a handler inside this one had set
 
     def process(self, msg: Message) -> None:
-        if msg.kind != "latent" or msg.value is not None:
+        if msg.kind == "param" and msg.value is not None:
+            self.preset.add(msg.name)
+        if msg.kind != "latent":
+            return
+        if msg.value is not None:
+            self.preset.add(msg.name)
             return
         self.key, sub = jax.random.split(self.key)
         if msg.name in self.values:

@@ -149,7 +149,7 @@ class LogDensity:
         args, kwargs = self.arguments()
         with recorder, handlers.substitute(data=self.params), H.FromFlat(z, self.spec):
             self.model(*args, **kwargs)
-        return recorder.params
+        return {k: v for k, v in recorder.params.items() if k in self.spec.params}
 
     def init(self, key, strategy: str = "uniform", radius: float = 2.0, values=None, num_tries: int = 100):
         """One finite starting point `z` (see `ppl.compile.init.initial_points`).

@@ -66,13 +66,18 @@ def inspect(model, args, kwargs, key=0):
     """Run `model` once (eagerly) and return its `ModelSpec` and `Trace`.
 
     Latent values come from `InitValues` (uniform in unconstrained space), so improper
-    priors are never drawn from.
+    priors are never drawn from. A latent whose value a handler inside the model already
+    sets (``substitute``, ``replay``) is fixed: it keeps its log density term but gets no
+    coordinates in the flat vector. Likewise a param set so is not learned (not in
+    ``ModelSpec.params``).
     """
-    recorder = ToFlat()
-    with handlers.trace() as tr, recorder, InitValues(jax.random.PRNGKey(key)), handlers.seed(rng_seed=key):
+    recorder, init = ToFlat(), InitValues(jax.random.PRNGKey(key))
+    with handlers.trace() as tr, recorder, init, handlers.seed(rng_seed=key):
         model(*args, **kwargs)
     latents, offset = [], 0
     for site in tr.sites("latent"):
+        if site.name in init.preset:
+            continue
         u = jnp.asarray(recorder.latents[site.name])
         size = int(math.prod(u.shape))
         latents.append(
@@ -92,7 +97,7 @@ def inspect(model, args, kwargs, key=0):
         offset += size
     spec = ModelSpec(
         latents=tuple(latents),
-        params=tuple(s.name for s in tr.sites("param")),
+        params=tuple(s.name for s in tr.sites("param") if s.name not in init.preset),
         observed=tuple(s.name for s in tr.sites("observed")),
         deterministic=tuple(s.name for s in tr.sites("deterministic")),
         factors=tuple(s.name for s in tr.sites("factor")),

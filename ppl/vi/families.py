@@ -92,12 +92,15 @@ def subsampled_plates(ld) -> bool:
     return bool(rec.indices)
 
 
-def _uparams_of(tr) -> dict:
-    return {s.name: jax.tree.map(biject_to(s.constraint).inv, s.value) for s in tr.sites("param")}
+def _uparams_of(tr, names=None) -> dict:
+    """Unconstrained values of the trace's params (those in `names`, when given: a model's
+    learnable ones, `ld.spec.params`)."""
+    return {s.name: jax.tree.map(biject_to(s.constraint).inv, s.value) for s in tr.sites("param")
+            if names is None or s.name in names}
 
 
-def _constraints_of(tr) -> dict:
-    return {s.name: s.constraint for s in tr.sites("param")}
+def _constraints_of(tr, names=None) -> dict:
+    return {s.name: s.constraint for s in tr.sites("param") if names is None or s.name in names}
 
 
 def _values_of(tr) -> dict:
@@ -152,7 +155,7 @@ class AutoFamily:
     def _constraints(self):
         z = jnp.zeros((self.ld.dim,), jnp.result_type(float))
         box = {}
-        jax.eval_shape(lambda: box.update(_constraints_of(self._run_model(z, None, jax.random.PRNGKey(0)))))
+        jax.eval_shape(lambda: box.update(_constraints_of(self._run_model(z, None, jax.random.PRNGKey(0)), self.ld.spec.params)))
         return box
 
     def init(self, key):
@@ -243,7 +246,7 @@ class FunctionFamily:
 
         def probe():
             gtr, tr = self._traces(None, jax.random.PRNGKey(0))
-            box.update({**_constraints_of(tr), **_constraints_of(gtr)})
+            box.update({**_constraints_of(tr, self.ld.spec.params), **_constraints_of(gtr)})
 
         jax.eval_shape(probe)
         return box
@@ -252,7 +255,7 @@ class FunctionFamily:
         """The params' initial values (model's from `ld.params`, the guide's from its
         initialisers); only those are computed: the rest of the runs is dead code."""
         gtr, tr = self._traces(None, key)
-        return {**_uparams_of(tr), **_uparams_of(gtr)}, jnp.bool_(True)
+        return {**_uparams_of(tr, self.ld.spec.params), **_uparams_of(gtr)}, jnp.bool_(True)
 
     def particle_values(self, state, key, plate=None, batch_key=None):
         """One particle's `Particle` (per element of `plate` if given) and its site values."""

@@ -21,7 +21,7 @@ import optax
 from jax.scipy.special import logsumexp
 
 from ppl.infer._program import run_program
-from ppl.infer.method import Method, to_numpy
+from ppl.infer.method import Method, param_values, to_numpy
 from ppl.infer.result import Result
 from ppl.vi.families import AutoFamily, FunctionFamily, check_guide_function, subsampled_plates
 from ppl.vi.guides import AUTO_GUIDE_TYPES, GUIDES, Flow
@@ -248,6 +248,8 @@ class VI(Method):
             warnings.warn(f"VI: {bad} of {self.num_steps} steps had a non-finite objective or gradient "
                           f"and were skipped; lower the learning rate or check the model.", stacklevel=3)
         named = {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in out["named"].items()}
+        fixed = {k: v for k, v in ld.params.items() if k not in ld.spec.params and k not in named}
+        named = {**param_values(ld, to_numpy(fixed)), **named}  # params a handler held fixed
         if isinstance(guide, Flow):
             named["auto_flow"] = guide.modules({"loc": named["auto_loc"], "flow": named["auto_flow"]})
         point = getattr(guide, "point", False)

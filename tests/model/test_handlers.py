@@ -104,6 +104,37 @@ def test_substitute_sets_latent_values():
     assert tr3["a"].value == 1.5
 
 
+def test_a_substituted_latent_is_fixed_in_inference():
+    """Substituting a latent before `ppl.compile`/`ppl.infer` fixes it: no coordinates in the
+    flat vector (a dead dimension would make VI's bound grow without limit and NUTS drift),
+    and its log density term still counts, so the joint equals the conditioned model's."""
+    ld_sub = ppl.compile(H.substitute(model, data={"a": 0.5}), Y)
+    ld_cond = ppl.compile(H.condition(model, data={"a": 0.5}), Y)
+    assert ld_sub.dim == ld_cond.dim == 3
+    z = jnp.array([0.3, -0.2, 1.1])
+    np.testing.assert_allclose(ld_sub.log_prob(z), ld_cond.log_prob(z), rtol=1e-6)
+    # A substituted discrete site leaves a continuous model for gradient methods.
+    mixed = lambda y: (ppl.sample("k", dist.Bernoulli(0.3)), model(y))
+    assert ppl.compile(H.substitute(mixed, data={"k": 1}), Y).dim == 4
+
+
+def test_a_substituted_param_is_not_learned():
+    """MLE, MAP and VI learn params; one substituted before `ppl.infer` stays at its value."""
+    y = jnp.array([1.2, 0.3, 2.1, 1.7, 0.9])
+
+    def scaled(y):
+        s = ppl.param("s", jnp.array(1.0), constraint=dist.constraints.positive)
+        mu = ppl.sample("mu", dist.Normal(0.0, 2.0))
+        with ppl.plate("n", 5):
+            ppl.observe("y", dist.Normal(mu, s), y)
+
+    fixed = H.substitute(scaled, data={"s": 3.0})
+    for method in ("mle", "map", ppl.VI(num_steps=200, num_draws=10)):
+        r = ppl.infer(fixed, y, method=method, key=0)
+        np.testing.assert_allclose(r.params["s"], 3.0)
+    np.testing.assert_allclose(ppl.infer(fixed, y, method="mle", key=0).params["mu"], y.mean(), rtol=1e-4)
+
+
 def test_condition_makes_a_latent_site_observed():
     tr = H.trace(H.condition(H.seed(model, 0), data={"a": 0.5})).get_trace(Y)
     assert tr["a"].kind == "observed"
