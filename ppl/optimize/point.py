@@ -23,7 +23,10 @@ from ppl.infer.method import Method, draws_from_flat, param_values, require_cont
 from ppl.infer.result import Result
 
 STALL_STEPS = 50  # consecutive steps without relative progress above 10 eps before stopping
-DECREASE_CONVERGED = 1e-4  # reported `converged`: the last step's predicted decrease <= 1e-4 nats
+# Reported `converged`: the last step's predicted decrease <= 1e-4 nats and |grad| <= 1e-4 *
+# max(1, |loss|) at the end, or no progress above rounding for STALL_STEPS steps.
+DECREASE_CONVERGED = 1e-4
+GRADIENT_CONVERGED = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +37,11 @@ class MLE(Method):
       optimizer: an optax `GradientTransformation`; None means `optax.lbfgs()`.
       num_steps: maximum number of optimiser steps.
       tolerance: stop when a step's predicted decrease of the loss, |grad . step| (in nats:
-        for L-BFGS about the Newton decrement g' H^-1 g), falls to `tolerance` or below;
-        L-BFGS also stops when the loss no longer decreases above rounding. The rule does
-        not depend on the size of the loss itself (a large constant offset, e.g. many data
-        points, changes nothing).
+        for L-BFGS about the Newton decrement g' H^-1 g), is at most `tolerance`, the loss
+        did not rise, and the gradient norm is at most `tolerance * max(1, |loss|)`; L-BFGS
+        also stops when the loss no longer decreases above rounding. (The gradient test
+        alone would stop at once far from an optimum whose loss has a large offset; the
+        decrease test alone would stop at a stuck line search.)
       init: "uniform" (uniform(-2, 2) in unconstrained space) or "prior", or a dict of
         initial values for some sites.
 
@@ -91,7 +95,11 @@ class MLE(Method):
             gnorm = optax.tree.norm(grad)
             decrease = jnp.abs(optax.tree.vdot(grad, updates))
             finite = jnp.isfinite(value) & jnp.isfinite(gnorm) & jnp.isfinite(decrease)
-            small_step = decrease <= self.tolerance
+            # Both a small predicted decrease and a small gradient: alone, the first is also
+            # met by a stuck line search (a tiny step with a large gradient), the second far
+            # from the optimum when the loss is large (a big constant offset).
+            small_grad = gnorm <= self.tolerance * jnp.maximum(1.0, jnp.abs(value))
+            small_step = (decrease <= self.tolerance) & (value <= prev) & small_grad
             # tolerance=0 runs every step; only L-BFGS stops on a long stall (its line search
             # can make no more progress in this precision).
             no_progress = (self.tolerance > 0) & lbfgs & (i > 0) & \
@@ -100,6 +108,7 @@ class MLE(Method):
             x_keep = jax.tree.map(lambda a, b: jnp.where(finite, a, b), x_new, x)
             losses = losses.at[i].set(value)
             done = small_step | (stalls >= STALL_STEPS) | ~finite
+            decrease = jnp.where(value <= prev, decrease, jnp.inf)
             return i + 1, x_keep, new_state, losses, value, stalls, decrease, done
 
         state0 = opt.init(x0)
@@ -112,10 +121,11 @@ class MLE(Method):
         draws = draws_from_flat(ld, z[None, None])
         value, grad = jax.value_and_grad(loss)((z, uparams))
         grad_norm = optax.tree.norm(grad)
-        # Converged: the last step predicted a negligible decrease, or no progress above
-        # rounding for STALL_STEPS steps (the precision floor: float32 losses jitter by
-        # ~eps |loss| at the optimum).
-        converged = (decrease <= DECREASE_CONVERGED) | (stalls >= STALL_STEPS)
+        # Converged: the last step predicted a negligible decrease with a small gradient, or
+        # no progress above rounding for STALL_STEPS steps (the precision floor: float32
+        # losses jitter by ~eps |loss| at the optimum).
+        converged = ((decrease <= DECREASE_CONVERGED)
+                     & (grad_norm <= GRADIENT_CONVERGED * jnp.maximum(1.0, jnp.abs(value)))) | (stalls >= STALL_STEPS)
         return dict(draws=draws, params=params, losses=losses, steps=steps, converged=converged,
                     grad_norm=grad_norm, ok=ok[0], z=z, z0=z0[0])
 

@@ -185,7 +185,7 @@ A = np.concatenate([np.ones((6, 1)), np.asarray(X, float)], axis=1)  # design wi
 def test_mle_of_linear_regression_is_least_squares():
     r = result("mle")
     coef = np.linalg.lstsq(A, np.asarray(Y, float), rcond=None)[0]
-    # float32 L-BFGS to a predicted decrease of 1e-6 nats: agree to ~1e-4
+    # float32 L-BFGS to tolerance 1e-6 (decrease and relative gradient): agree to ~1e-4
     np.testing.assert_allclose(r.params["b"], coef[0], atol=2e-4)
     np.testing.assert_allclose(r.params["w"], coef[1:], atol=2e-4)
     assert r.diagnostics["converged"]
