@@ -183,6 +183,8 @@ def _inspect_once(model, tree, static, data):
     """`(spec, trace, observed checks, initial param values)` of one run of the model."""
     args_, kwargs_ = LogDensity(model, None, tree, static, data, {}).arguments()
     spec, tr = inspect(model, args_, kwargs_)
+    for site in tr.sites("observed"):  # a value the distribution cannot score fails here, named
+        site.log_prob  # noqa: B018 - traced only (the jitted inspection drops it)
     checks = observed_checks(tr, latent_dependent_supports(model, args_, kwargs_, tr))
     return spec, tr, checks, {s.name: s.value for s in tr.sites("param")}
 

@@ -12,7 +12,7 @@ import numpy as np
 from numpyro.distributions import Distribution, constraints
 
 from ppl.model._runtime import Message, Messenger, active_handlers, apply_stack
-from ppl.model.sites import Plate
+from ppl.model.sites import Plate, dist_name
 
 
 def _default(msg: Message) -> None:
@@ -75,6 +75,21 @@ def _check_observed_shape(msg: Message) -> None:
                 f"{p.dim} (size {batch[p.dim]}) should match plate '{p.name}' of size "
                 f"{p.subsample_size}; check the data or the plate's size and dim."
             )
+    dist_shape = tuple(msg.dist.shape())  # batch (plates included) + event shape
+    try:
+        full = tuple(jnp.broadcast_shapes(tuple(shape), dist_shape))
+    except ValueError:
+        full = None
+    if full != tuple(shape):
+        problem = ("does not broadcast with it" if full is None else
+                   "would be broadcast to it, each datum counted several times")
+        raise ValueError(
+            f"observed site '{msg.name}': its value has shape {tuple(shape)} but its distribution "
+            f"({dist_name(msg.dist)}, with the enclosing plates) has shape {dist_shape} (batch "
+            f"{tuple(msg.dist.batch_shape)} + event {tuple(msg.dist.event_shape)}); the value "
+            f"{problem}. Give data of shape {dist_shape}, or check the distribution's "
+            f"parameters and the plates."
+        )
 
 
 def _check_dist(name, d):

@@ -68,7 +68,10 @@ class Site:
                     fill = value
                 keep = jnp.reshape(self.mask, jnp.shape(self.mask) + (1,) * len(self.dist.event_shape))
                 value = jnp.where(keep, value, fill)
-            lp = self.dist.log_prob(value)
+            try:
+                lp = self.dist.log_prob(value)
+            except (TypeError, ValueError) as e:
+                raise _log_prob_error(self, value, e) from e
         elif self.kind == "factor":
             lp = jnp.asarray(self.value)
         else:
@@ -81,6 +84,24 @@ class Site:
 
     def log_prob_sum(self):
         return jnp.sum(self.log_prob)
+
+
+def dist_name(d) -> str:
+    """The name of the user's distribution under plate/`expand`/`to_event` wrappers."""
+    while hasattr(d, "base_dist"):
+        d = d.base_dist
+    return type(d).__name__
+
+
+def _log_prob_error(site, value, error) -> ValueError:
+    """A distribution that cannot score the site's value: say which site, and the usual fix."""
+    hint = ""
+    if jnp.issubdtype(jnp.result_type(value), jnp.floating) and getattr(site.dist.support, "is_discrete", False):
+        hint = (f" {dist_name(site.dist)} needs integer values here: pass them as integers "
+                f"(e.g. y.astype(int)).")
+    return ValueError(f"{site.kind} site '{site.name}': {dist_name(site.dist)}.log_prob cannot "
+                      f"score a value of shape {tuple(jnp.shape(value))} and dtype "
+                      f"{jnp.result_type(value)} ({error}).{hint}")
 
 
 class Trace(OrderedDict):

@@ -161,6 +161,47 @@ def test_plate_size_not_matching_the_data_names_site_and_plate():
         ppl.compile(fixed, jnp.ones((3, 2)))
 
 
+def test_data_smaller_than_the_distribution_is_an_error_not_a_broadcast():
+    """Data that would be broadcast up to the distribution's shape (each datum counted
+    several times), or that does not broadcast at all, is an error naming the site."""
+    def grid(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        with ppl.plate("rows", 4, dim=-2), ppl.plate("cols", 3, dim=-1):
+            ppl.observe("y", dist.Normal(mu, 1.0), y)
+
+    with pytest.raises(ValueError, match=r"'y'.*shape \(3,\).*Normal.*\(4, 3\).*counted several times"):
+        ppl.compile(grid, jnp.ones(3))
+    ppl.compile(grid, jnp.ones((4, 3)))
+    ppl.compile(grid, jnp.ones((2, 4, 3)))  # more data than the plates: iid copies, as in NumPyro
+
+    def one(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        with ppl.plate("n", 3):
+            ppl.observe("y", dist.Normal(mu, 1.0), y)
+
+    with pytest.raises(ValueError, match=r"'y'.*\(1,\).*\(3,\)"):
+        ppl.compile(one, jnp.ones(1))
+
+    def mvn(y):
+        loc = ppl.sample("loc", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        with ppl.plate("n", 5):
+            ppl.observe("y", dist.MultivariateNormal(loc, jnp.eye(2)), y)
+
+    with pytest.raises(ValueError, match=r"'y'.*MultivariateNormal.*does not broadcast"):
+        ppl.compile(mvn, jnp.ones((5, 3)))
+
+
+def test_a_value_the_distribution_cannot_score_names_the_site():
+    def labels(c):
+        p = ppl.sample("p", dist.Dirichlet(jnp.ones(3)))
+        with ppl.plate("n", c.shape[0]):
+            ppl.observe("c", dist.Categorical(p), c)
+
+    with pytest.raises(ValueError, match=r"'c'.*Categorical.*integer values"):
+        ppl.compile(labels, jnp.array([0.0, 1.0, 2.0]))
+    ppl.compile(labels, jnp.array([0, 1, 2]))
+
+
 def test_duplicate_site_name_fails_at_compile():
     def dup(y):
         ppl.sample("a", dist.Normal(0.0, 1.0))
