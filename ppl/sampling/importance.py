@@ -127,7 +127,16 @@ class Importance(Method):
         ess = float(out["ess"])
         n = self.num_particles
         log_z = float(out["log_evidence"])
-        if not ess >= 10:
+        if not np.isfinite(out["log_weights"]).any():
+            warnings.warn(
+                f"importance: none of the {n} particles has a finite weight (the log density is "
+                f"-inf or NaN at site(s) {_nonfinite_sites(ld, out['particles'])} for the first "
+                f"one), so the samples are not posterior draws and log_evidence is "
+                f"{log_z}. Check the data against those sites' supports, or use a proposal "
+                f"that reaches the posterior.",
+                stacklevel=3,
+            )
+        elif not ess >= 10:
             warnings.warn(
                 f"importance: the weights' effective sample size is {ess:.3g} of {n} particles; the "
                 f"estimates are unreliable. Use more particles, a proposal closer to the posterior "
@@ -148,3 +157,14 @@ class Importance(Method):
             timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )
+
+
+def _nonfinite_sites(ld, particles) -> list:
+    """Sites with a non-finite log density at the first particle (for the warning)."""
+    from ppl.compile.init import nonfinite_sites
+
+    try:
+        values = {lat.name: jnp.asarray(particles[lat.name][0]) for lat in ld.spec.latents}
+        return nonfinite_sites(ld, ld.unconstrain(values)) or ["<none identified>"]
+    except Exception:  # noqa: BLE001 - naming is best effort; the warning is given regardless
+        return ["<not identified>"]

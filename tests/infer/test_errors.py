@@ -123,3 +123,16 @@ def test_bad_method_options():
         ppl.infer(model, Y, method=ppl.Importance(proposal="posterior"))
     with pytest.raises(ValueError, match="num_steps"):
         ppl.infer(model, Y, method=ppl.MAP(num_steps=0))
+
+
+def test_importance_with_no_finite_weight_warns_naming_the_site():
+    """Zero density at the data for every particle: a warning naming the site, the count in
+    diagnostics, and the result kept (nothing is lost)."""
+    def zero_density(y):
+        a = ppl.sample("a", dist.Exponential(1.0))
+        with ppl.plate("n", 3):
+            ppl.observe("bobs", dist.Beta(a + 1.0, 2.0), y)  # density 0 at y = 1
+
+    with pytest.warns(UserWarning, match=r"none of the 500 particles.*\['bobs'\]"):
+        r = ppl.infer(zero_density, jnp.array([0.2, 1.0, 0.3]), method=ppl.Importance(num_particles=500), key=0)
+    assert r.diagnostics["num_finite_weights"] == 0 and r.log_evidence == float("-inf")
