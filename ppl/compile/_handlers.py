@@ -97,12 +97,9 @@ class InitValues(Messenger):
         self.preset = set()  # latents and params whose value a handler inside this one had set
 
     def process(self, msg: Message) -> None:
-        if msg.kind == "param" and msg.value is not None:
+        if msg.kind in ("latent", "param") and msg.value is not None:
             self.preset.add(msg.name)
-        if msg.kind != "latent":
-            return
-        if msg.value is not None:
-            self.preset.add(msg.name)
+        if msg.kind != "latent" or msg.value is not None:
             return
         self.key, sub = jax.random.split(self.key)
         if msg.name in self.values:

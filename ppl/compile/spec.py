@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
 import numpy as np
-from numpyro.distributions import ExpandedDistribution, ImproperUniform, Independent
+from numpyro.distributions import ImproperUniform
 
 from ppl.compile._handlers import InitValues, ToFlat
 from ppl.model import handlers
-from ppl.model.sites import Plate, Trace
+from ppl.model.sites import Plate, Trace, dist_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,11 +174,8 @@ def check_observed(tr: Trace, checks=None) -> None:
         ok = np.broadcast_to(ok, mask_b.shape) if ok.shape != mask_b.shape else ok
         if not ok[mask_b].all():
             bad = np.argwhere(~ok & mask_b)[:3].tolist()
-            base = site.dist
-            while isinstance(base, (ExpandedDistribution, Independent)):  # name the user's distribution
-                base = base.base_dist
             raise ValueError(
                 f"observed site '{site.name}' has values outside the support {site.dist.support} "
-                f"of {type(base).__name__} (first bad indices {bad}); fix the data or choose "
+                f"of {dist_name(site.dist)} (first bad indices {bad}); fix the data or choose "
                 f"a distribution whose support contains them."
             )
