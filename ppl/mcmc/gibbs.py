@@ -340,7 +340,7 @@ class _GibbsProgram(Method):
         """Rough count of log-density (or local factor) evaluations of one update of `block`."""
         if isinstance(block, KernelBlock):
             if block.inner == "nuts":
-                return min(10, 2 ** self.options.max_tree_depth - 1)  # as `ppl.NUTS` counts
+                return nuts.typical_steps(self.options.max_tree_depth)
             return self.options.num_steps if block.inner == "hmc" else 1
         if isinstance(block, enum.EnumerationBlock):
             return block.sites[0].coupled_size * math.prod(s.num_values for s in block.sites)

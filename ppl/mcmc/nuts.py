@@ -89,6 +89,13 @@ _DRAW_LD, _SUB_LD, _LSW, _SUB_LSW, _SUM_ACCEPT = 2, 4, 6, 7, 8
 _DEPTH, _LEAF, _STEPS, _DIVERGING, _DONE = range(5)
 
 
+def typical_steps(max_tree_depth: int) -> int:
+    """Leapfrog steps of a typical transition, for compile-time estimates of the work:
+    2**3 - 1 to 2**4 - 1 (9 on average measured on the logistic regression of
+    benchmarks/bench_mcmc.py), at most what ``max_tree_depth`` allows."""
+    return min(10, 2 ** max_tree_depth - 1)
+
+
 def init(position, logdensity_fn) -> State:
     """Evaluate the log density and its gradient at ``position`` (a flat vector).
 

@@ -240,9 +240,7 @@ class NUTS(_MCMC):
         return nuts.build_kernel(max_tree_depth=self.max_tree_depth)
 
     def _evaluations_per_transition(self) -> int:
-        # A typical trajectory: 2**3 - 1 to 2**4 - 1 leapfrog steps (9 on average measured
-        # on the logistic regression of benchmarks/bench_mcmc.py).
-        return min(10, 2 ** self.max_tree_depth - 1)
+        return nuts.typical_steps(self.max_tree_depth)
 
 
 @dataclasses.dataclass(frozen=True)
