@@ -5,12 +5,15 @@ the mode of the posterior density of the original (constrained) parameters, as S
 `optimize` default; `MLE` drops the prior terms too. `param` sites are learned alongside.
 The default optimiser is L-BFGS with a zoom line search (Nocedal & Wright 2006, Alg. 7.5
 and 3.6), run to a gradient or relative-decrease tolerance inside one `lax.while_loop`.
+The point returned is the best one seen (the lowest finite loss, up to rounding), as from
+scipy's and Stan's optimisers, not the last iterate: a failed line search or a too-large step
+on an unbounded or badly conditioned objective can end the run worse than it was.
 """
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,10 +26,38 @@ from ppl.infer.method import Method, draws_from_flat, param_values, require_cont
 from ppl.infer.result import Result
 
 STALL_STEPS = 50  # consecutive steps without relative progress above 10 eps before stopping
-# Reported `converged`: the last step's predicted decrease <= 1e-4 nats and |grad| <= 1e-4 *
-# max(1, |loss|) at the end, or no progress above rounding for STALL_STEPS steps.
+# Reported `converged`, at the point returned (the best seen): the predicted decrease of the
+# step from it (for the last iterate, of the step into it) <= 1e-4 nats and |grad| <= 1e-4 *
+# max(1, |loss|) there, or no progress above rounding for STALL_STEPS steps.
 DECREASE_CONVERGED = 1e-4
 GRADIENT_CONVERGED = 1e-4
+
+
+class _Point(NamedTuple):
+    """An iterate with what the stop rule judges it by: its loss, gradient norm, the
+    predicted decrease |grad . step| of the step taken from it (for the last iterate, which
+    no step left, of the step into it; inf where that step's start had raised the loss), and
+    its index (the starting point is 0)."""
+
+    x: Any
+    loss: jax.Array
+    grad_norm: jax.Array
+    decrease: jax.Array
+    step: jax.Array
+
+
+def _keep_better(best: _Point, lowest, candidate: _Point, finite, ftol) -> tuple[_Point, Any]:
+    """The best point after seeing `candidate`, and the lowest finite loss seen so far.
+
+    `candidate` takes over where it is finite and its loss is within rounding (`ftol`
+    relative) of the lowest seen: of points equal up to rounding the latest is kept (float32
+    losses jitter by ~eps |loss| near an optimum, where the later point has the smaller
+    gradient), and the loss returned is never above the lowest by more than rounding. A
+    non-finite loss never becomes the best. Elementwise, so it works under `vmap`.
+    """
+    take = finite & (candidate.loss <= lowest + ftol * jnp.maximum(1.0, jnp.abs(lowest)))
+    best = jax.tree.map(lambda c, b: jnp.where(take, c, b), candidate, best)
+    return best, jnp.where(finite, jnp.minimum(lowest, candidate.loss), lowest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +118,7 @@ class MLE(Method):
             return (i < self.num_steps) & ~done
 
         def body(c):
-            i, x, state, losses, prev, stalls, _, _ = c
+            i, x, state, losses, prev, stalls, _, (best, lowest), _ = c
             value, grad = value_and_grad(x, state=state) if lbfgs else value_and_grad(x)
             updates, new_state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss) if lbfgs \
                 else opt.update(grad, state, x)
@@ -109,25 +140,36 @@ class MLE(Method):
             losses = losses.at[i].set(value)
             done = small_step | (stalls >= STALL_STEPS) | ~finite
             decrease = jnp.where(value <= prev, decrease, jnp.inf)
-            return i + 1, x_keep, new_state, losses, value, stalls, decrease, done
+            best = _keep_better(best, lowest, _Point(x, value, gnorm, decrease, i),
+                                jnp.isfinite(value) & jnp.isfinite(gnorm), ftol)
+            return i + 1, x_keep, new_state, losses, value, stalls, decrease, best, done
 
         state0 = opt.init(x0)
         losses0 = jnp.full((self.num_steps,), jnp.nan, dtype)
         inf = jnp.asarray(jnp.inf, dtype)
-        carry = (jnp.int32(0), x0, state0, losses0, inf, jnp.int32(0), inf, jnp.bool_(False))
-        steps, (z, uparams), _, losses, last, stalls, decrease, _ = jax.lax.while_loop(cond, body, carry)
+        best0 = _Point(x0, inf, inf, inf, jnp.int32(0))
+        carry = (jnp.int32(0), x0, state0, losses0, inf, jnp.int32(0), inf, (best0, inf), jnp.bool_(False))
+        steps, x_last, _, losses, _, stalls, decrease, (best, lowest), _ = jax.lax.while_loop(cond, body, carry)
+        # The last iterate was never scored inside the loop: score it, and keep it only if it
+        # is as good as the best point the loop saw, up to rounding (never if not finite).
+        value, grad = jax.value_and_grad(loss)(x_last)
+        last = _Point(x_last, value, optax.tree.norm(grad), decrease, steps)
+        point, _ = _keep_better(best, lowest, last, jnp.isfinite(last.loss) & jnp.isfinite(last.grad_norm), ftol)
+        z, uparams = point.x
         tr = ld.run(z, uparams)
         params = {s.name: s.value for s in tr.sites("param")}
         draws = draws_from_flat(ld, z[None, None])
-        value, grad = jax.value_and_grad(loss)((z, uparams))
-        grad_norm = optax.tree.norm(grad)
-        # Converged: the last step predicted a negligible decrease with a small gradient, or
-        # no progress above rounding for STALL_STEPS steps (the precision floor: float32
-        # losses jitter by ~eps |loss| at the optimum).
-        converged = ((decrease <= DECREASE_CONVERGED)
-                     & (grad_norm <= GRADIENT_CONVERGED * jnp.maximum(1.0, jnp.abs(value)))) | (stalls >= STALL_STEPS)
+        # Converged, judged at the point returned: the step taken from it predicted a negligible
+        # decrease and its gradient is small, or it lies on the final plateau of STALL_STEPS or
+        # more steps without progress above rounding (the precision floor: float32 losses
+        # jitter by ~eps |loss| at the optimum). A best point left before the run stalled
+        # elsewhere is not converged.
+        on_plateau = (stalls >= STALL_STEPS) & (point.step >= steps - stalls - 1)
+        converged = ((point.decrease <= DECREASE_CONVERGED)
+                     & (point.grad_norm <= GRADIENT_CONVERGED * jnp.maximum(1.0, jnp.abs(point.loss)))) \
+            | on_plateau
         return dict(draws=draws, params=params, losses=losses, steps=steps, converged=converged,
-                    grad_norm=grad_norm, ok=ok[0], z=z, z0=z0[0])
+                    loss=point.loss, grad_norm=point.grad_norm, ok=ok[0], z=z, z0=z0[0])
 
     def run(self, key, ld) -> Result:
         self.check(ld)
@@ -150,9 +192,10 @@ class MLE(Method):
             params={**latents, **param_values(ld, out["params"])},
             diagnostics={
                 "loss": out["losses"][:steps],
-                "final_loss": float(out["losses"][steps - 1]) if steps else float("nan"),
+                "final_loss": float(out["loss"]),
                 "num_steps": steps,
-                "converged": bool(out["converged"]) and bool(np.isfinite(out["grad_norm"])),
+                "converged": bool(out["converged"]) and bool(np.isfinite(out["loss"]))
+                and bool(np.isfinite(out["grad_norm"])),
                 "grad_norm": float(out["grad_norm"]),
             },
             timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
