@@ -177,7 +177,12 @@ class plate(Messenger):
     elements in use (`arange(size)`, or a random subset of `subsample_size` of them, whose
     sites' log densities are then scaled by size / subsample_size). Sample sites inside are
     broadcast to the plate size; observed values must match it. Nested plates take dims -1,
-    -2, ... from the outermost unless `dim` is given.
+    -2, ... from the outermost unless `dim` is given, and need distinct names; plates side by
+    side may reuse a name (one plate entered twice), as in NumPyro.
+
+    Raises:
+      ValueError: on a bad size, dim or subsample_size, a dim already used by an enclosing
+        plate, or a name already used by an enclosing plate.
     """
 
     def __init__(self, name: str, size: int, dim: int | None = None, subsample_size: int | None = None):
@@ -194,7 +199,16 @@ class plate(Messenger):
         self.subsample_size = size if subsample_size is None else subsample_size
 
     def __enter__(self):
-        used = {h.dim for h in active_handlers() if isinstance(h, plate)}
+        enclosing = [h for h in active_handlers() if isinstance(h, plate)]
+        same = next((h for h in enclosing if h.name == self.name), None)
+        if same is not None:
+            raise ValueError(
+                f"plate '{self.name}' (size {self.size}) is nested inside a plate of the same name "
+                f"(size {same.size}); give nested plates distinct names, e.g. "
+                f"plate('{self.name}_inner', {self.size}). (Reusing a name for plates side by side, "
+                f"not nested, is fine.)"
+            )
+        used = {h.dim for h in enclosing}
         if self._dim is None:
             dim = -1
             while dim in used:

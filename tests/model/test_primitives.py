@@ -134,6 +134,50 @@ def test_plate_rejects_bad_arguments():
         ppl.plate("n", 3, subsample_size=5)
 
 
+@pytest.mark.parametrize("inner_size", [4, 3])
+def test_nested_plates_with_one_name_raise_naming_the_plate_and_the_fix(inner_size):
+    def model():
+        with ppl.plate("N", 3):
+            with ppl.plate("N", inner_size):
+                ppl.sample("x", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match=r"plate 'N'.*nested.*distinct names"):
+        run(model)
+    with pytest.raises(ValueError, match=r"plate 'N'.*distinct names"):
+        ppl.compile(model)
+
+
+def test_one_plate_object_cannot_be_entered_inside_itself():
+    def model():
+        p = ppl.plate("N", 3)
+        with p:
+            with p:
+                ppl.sample("x", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match=r"plate 'N'.*distinct names"):
+        run(model)
+
+
+def test_plates_side_by_side_may_reuse_a_name():
+    """As in NumPyro: a plate name reused outside the first plate is the same plate again."""
+    def model():
+        with ppl.plate("N", 3):
+            ppl.sample("x", dist.Normal(0.0, 1.0))
+        with ppl.plate("N", 3):
+            ppl.sample("y", dist.Normal(0.0, 1.0))
+        p = ppl.plate("M", 2)
+        with p:
+            ppl.sample("u", dist.Normal(0.0, 1.0))
+        with p:
+            with ppl.plate("N", 3):
+                ppl.sample("v", dist.Normal(0.0, 1.0))
+
+    tr = run(model)
+    assert [(p.name, p.size, p.dim) for p in tr["x"].plates + tr["y"].plates] == [("N", 3, -1)] * 2
+    assert tr["v"].value.shape == (3, 2) and tr["u"].value.shape == (2,)
+    assert ppl.compile(model).dim == 3 + 3 + 2 + 6
+
+
 def test_deterministic_records_value():
     def model():
         a = ppl.sample("a", dist.Normal(0.0, 1.0))
