@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from numpyro.distributions import Delta, ExpandedDistribution, Independent, MaskedDistribution
 from numpyro.distributions.transforms import biject_to
 
 from ppl.compile import _handlers as H
@@ -294,9 +295,10 @@ def guide_trace(ld, guide):
     return handlers.trace(handlers.seed(guide, 0)).get_trace(*args, **kwargs)
 
 
-def check_guide_function(ld, guide) -> dict:
+def check_guide_function(ld, guide) -> tuple[dict, list]:
     """Raise unless the guide's sample sites match the model's latent sites by name and
-    shape; return the guide's module statics (for rebuilding learned modules)."""
+    shape; return the guide's module statics (for rebuilding learned modules) and the names
+    of its point-mass sites on continuous latents (see `point_mass_sites`)."""
     try:
         gtr = guide_trace(ld, guide)
     except Exception as e:
@@ -320,4 +322,23 @@ def check_guide_function(ld, guide) -> dict:
                 f"guide site '{name}' has shape {got} but the model's latent '{name}' has shape "
                 f"{want}; make the guide's distribution (and plates) produce the model's shape."
             )
-    return {s.name: s.infer["module_static"] for s in gtr.sites("param") if "module_static" in s.infer}
+    statics = {s.name: s.infer["module_static"] for s in gtr.sites("param") if "module_static" in s.infer}
+    return statics, point_mass_sites(ld, gtr)
+
+
+def point_mass_sites(ld, gtr) -> list:
+    """Names of the guide's sites that put a point mass (`dist.Delta`) on a continuous latent.
+
+    Such a guide has no evidence bound: a point mass has entropy -inf on a continuous space,
+    and the "ELBO" it computes, log p(x, z*), is the MAP objective, not a bound on log p(x).
+    (A point mass on a discrete latent is a proper guide: its bound is valid.)
+    """
+    continuous = {lat.name for lat in ld.spec.continuous}
+    names = []
+    for site in gtr.sites("latent"):
+        d = site.dist
+        while isinstance(d, (Independent, ExpandedDistribution, MaskedDistribution)):
+            d = d.base_dist
+        if isinstance(d, Delta) and site.name in continuous:
+            names.append(site.name)
+    return names

@@ -20,7 +20,8 @@ Families (D = `LogDensity.dim`):
                coupling nets start at zero, so the flow starts as `MeanField`.
   `Delta`      a point mass at loc (`point = True`): the objective then uses the model's
                density of the *constrained* values, without the log-Jacobian, so fitting it
-               is MAP as in `ppl.MAP` (Stan's `optimize`).
+               is MAP as in `ppl.MAP` (Stan's `optimize`), with no evidence bound
+               (`Result.log_evidence` is None).
 """
 from __future__ import annotations
 
@@ -207,7 +208,11 @@ class Flow:
 
 @dataclasses.dataclass(frozen=True)
 class Delta:
-    """A point mass at `loc`: VI with it is MAP on the constrained density."""
+    """A point mass at `loc`: VI with it is MAP on the constrained density.
+
+    It gives no evidence bound (a point mass has entropy -inf; log p(x, z*) at the point is
+    not a bound on log p(x)), so the result's `log_evidence` is None.
+    """
 
     point: ClassVar[bool] = True
 

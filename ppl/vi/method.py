@@ -70,11 +70,17 @@ class VI(Method):
     `params` (learned model params and guide params: a guide function's by its names, an
     automatic guide's as `auto_loc`, `auto_scale`, `auto_scale_tril`, `auto_cov_factor`,
     `auto_cov_diag`, `auto_flow`; `module` params as Equinox modules), `log_evidence` (the
-    objective's bound re-estimated with `num_eval_particles`; None for "delta"), and
-    `diagnostics`: `loss` (negative objective per step), `log_evidence_se`, `elbo`,
-    `log_evidence_is` (log-mean-exp of all final weights, per element with
-    `IWAE(plate=...)`: the importance-sampling estimate, a tighter stochastic bound),
-    `num_nonfinite_steps`.
+    objective's bound re-estimated with `num_eval_particles`), and `diagnostics`: `loss`
+    (negative objective per step), `log_evidence_se`, `elbo`, `log_evidence_is` (log-mean-exp
+    of all final weights, per element with `IWAE(plate=...)`: the importance-sampling
+    estimate, a tighter stochastic bound), `num_nonfinite_steps`.
+
+    Point-mass guides give no evidence bound: with guide="delta", or a guide function with a
+    `dist.Delta` site on a continuous latent, `log_evidence`, `log_evidence_se`, `elbo` and
+    `log_evidence_is` are None. Fitting such a guide is MAP (Stan's `optimize`): its `loss` is
+    -log p(x, z) at the point, and log p(x, z*) is no bound on log p(x) (a point mass has
+    entropy -inf). For an evidence estimate use another guide, `ppl.IWAE`, or
+    method="importance".
 
     Raises:
       ValueError: an unknown guide or objective; an automatic guide on a model with
@@ -111,8 +117,9 @@ class VI(Method):
     def check(self, ld) -> None:
         self._check(ld)
 
-    def _check(self, ld) -> dict:
-        """Validate options and model; return the guide function's module statics."""
+    def _check(self, ld) -> tuple[dict, bool]:
+        """Validate options and model; return the guide function's module statics and whether
+        the guide is a point mass on a continuous latent (then it gives no evidence bound)."""
         if not isinstance(self.objective, OBJECTIVE_TYPES):
             raise ValueError(f"VI: objective must be ppl.ELBO(...) or ppl.IWAE(...), got {self.objective!r}.")
         self.objective.check()
@@ -120,7 +127,8 @@ class VI(Method):
             _positive_int(name, getattr(self, name))
         guide = self._guide()
         if not self._is_auto():
-            return check_guide_function(ld, guide)
+            statics, points = check_guide_function(ld, guide)
+            return statics, bool(points)
         if getattr(self.objective, "plate", None) is not None:
             raise ValueError(
                 f"VI: IWAE(plate={self.objective.plate!r}) computes the bound per plate element, which "
@@ -142,7 +150,7 @@ class VI(Method):
                     f"follow them. Write an amortised guide function (e.g. an encoder registered "
                     f"with ppl.module) or drop subsample_size."
                 )
-        return {}
+        return {}, bool(getattr(guide, "point", False)) and bool(ld.spec.continuous)
 
     # -- the compiled program ---------------------------------------------------------------
     def _family(self, ld):
@@ -231,7 +239,8 @@ class VI(Method):
 
     def run(self, key, ld) -> Result:
         guide = self._guide()
-        statics = {**getattr(ld, "module_statics", {}), **self._check(ld)}
+        guide_statics, point = self._check(ld)
+        statics = {**getattr(ld, "module_statics", {}), **guide_statics}
         out, compile_s, run_s, source = run_program(self, key, ld)
         if self._is_auto() and not bool(out["ok"]):
             ld.init(key)  # raises, naming the sites whose density is not finite
@@ -252,20 +261,22 @@ class VI(Method):
         named = {**param_values(ld, to_numpy(fixed)), **named}  # params a handler held fixed
         if isinstance(guide, Flow):
             named["auto_flow"] = guide.modules({"loc": named["auto_loc"], "flow": named["auto_flow"]})
-        point = getattr(guide, "point", False)
+        # A point mass on a continuous latent has no evidence bound (see the class docstring):
+        # None, not the number its objective computed.
+        bound, se, elbo, is_ = [None if point else float(out[k]) for k in ("bound", "se", "elbo", "is_")]
         losses = out["losses"]
         tail = losses[-max(1, self.num_steps // 10):]
         return Result(
             method=self,
             samples=out["draws"],
             params=named,
-            log_evidence=None if point else float(out["bound"]),
+            log_evidence=bound,
             diagnostics={
                 "loss": losses,
                 "final_loss": float(np.mean(tail[np.isfinite(tail)])) if np.isfinite(tail).any() else float("nan"),
-                "log_evidence_se": float(out["se"]),
-                "elbo": float(out["elbo"]),
-                "log_evidence_is": float(out["is_"]),
+                "log_evidence_se": se,
+                "elbo": elbo,
+                "log_evidence_is": is_,
                 "num_nonfinite_steps": bad,
                 "num_steps": self.num_steps,
             },

@@ -53,6 +53,28 @@ def test_delta_guide_is_map():
     assert np.ptp(r.samples["z"], axis=1).max() == 0
 
 
+NO_BOUND = ("log_evidence_se", "elbo", "log_evidence_is")
+FAST_VI = dict(num_steps=50, num_draws=10, num_eval_particles=10)
+
+
+def test_a_point_mass_guide_gives_no_evidence_bound():
+    """log p(x, z*) at a point is the MAP objective, not a bound on log p(x): every evidence
+    number is None, for the "delta" guide and for a guide function with a `dist.Delta` site
+    on a continuous latent alike; the loss (the MAP objective) is still reported."""
+    def delta_guide(A, b, sigma, s0, x=None, n=10):
+        loc = ppl.param("loc", jnp.zeros(2))
+        ppl.sample("z", dist.Delta(loc).to_event(1))
+
+    for guide in ("delta", delta_guide):
+        r = fit_lg(ppl.VI(guide=guide, **FAST_VI))
+        assert r.log_evidence is None
+        assert all(r.diagnostics[k] is None for k in NO_BOUND)
+        assert np.all(np.isfinite(r.diagnostics["loss"]))
+    # a spread-out guide on the same model does give numbers
+    r = fit_lg(ppl.VI(guide="mean_field", **FAST_VI))
+    assert np.isfinite(r.log_evidence) and all(np.isfinite(r.diagnostics[k]) for k in NO_BOUND)
+
+
 # -- guide functions: densities of constrained values -----------------------------------------
 Y = jnp.array([3.0, 5.0, 2.0, 4.0, 6.0, 1.0, 3.0])
 A0, B0 = 2.0, 1.0
@@ -106,6 +128,17 @@ def test_discrete_guide_site_uses_the_score_function():
     assert abs(r.params["p"] - post) < 0.03
     assert abs(r.log_evidence - np.logaddexp(l0, l1)) < 0.01 + 3 * r.diagnostics["log_evidence_se"]
     assert set(np.unique(r.samples["c"])) == {0, 1}
+
+
+def test_a_point_mass_on_a_discrete_latent_keeps_its_bound():
+    """On a discrete latent a point mass is a proper guide: log p(c=1, y) <= log p(y)."""
+    def point_guide(y):
+        ppl.sample("c", dist.Delta(1.0))
+
+    y = 0.3
+    l1 = np.log(0.3) + stats.norm(1, 1).logpdf(y)
+    r = ppl.infer(mixture, jnp.array(y), method=ppl.VI(guide=point_guide, **FAST_VI), key=0)
+    np.testing.assert_allclose(r.log_evidence, l1, rtol=1e-5)
 
 
 def test_automatic_guide_rejects_discrete_latents():
