@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -111,7 +112,7 @@ class LogDensity:
 
     def log_joint(self, z, uparams=None) -> LogJoint:
         """The log joint at `z`, split into prior, likelihood and Jacobian terms."""
-        return log_joint_of(self.run(z, uparams))
+        return log_joint_of(self.run(z, uparams), self.spec.checked_supports)
 
     def log_prob(self, z):
         """Log joint density of the unconstrained `z`, Jacobian included (NaN -> -inf)."""
@@ -166,7 +167,11 @@ class LogDensity:
         return f"LogDensity(model={getattr(self.model, '__name__', self.model)!s}, dim={self.dim}, latents=[{names}])"
 
 
-def log_joint_of(tr) -> LogJoint:
+def log_joint_of(tr, checked_supports=()) -> LogJoint:
+    """The `LogJoint` of a trace. Observed sites named in `checked_supports` (data already
+    found inside a support that no latent or param moves) are scored without NumPyro's
+    per-evaluation support mask, which would only select every element again: on a 5000 x 25
+    logistic regression it is a quarter of the gradient's time on a CPU."""
     zero = jnp.zeros(())
     prior, lik, jac = zero, zero, zero
     for s in tr.values():
@@ -175,7 +180,9 @@ def log_joint_of(tr) -> LogJoint:
             if s.log_jacobian is not None:
                 jac = jac + s.log_jacobian
         elif s.kind in ("observed", "factor"):
-            lik = lik + s.log_prob_sum()
+            checked = validation_enabled(False) if s.name in checked_supports else contextlib.nullcontext()
+            with checked:
+                lik = lik + s.log_prob_sum()
     return LogJoint(prior, lik, jac)
 
 
@@ -185,7 +192,9 @@ def _inspect_once(model, tree, static, data):
     spec, tr = inspect(model, args_, kwargs_)
     for site in tr.sites("observed"):  # a value the distribution cannot score fails here, named
         site.log_prob  # noqa: B018 - traced only (the jitted inspection drops it)
-    checks = observed_checks(tr, latent_dependent_supports(model, args_, kwargs_, tr))
+    dependent = latent_dependent_supports(model, args_, kwargs_, tr)
+    checks = observed_checks(tr, dependent)
+    spec = dataclasses.replace(spec, checked_supports=tuple(n for n in spec.observed if n not in dependent))
     return spec, tr, checks, {s.name: s.value for s in tr.sites("param")}
 
 

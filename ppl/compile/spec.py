@@ -35,7 +35,11 @@ class LatentSpec:
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """Static description of a model: latents (in flat order), params, observed,
-    deterministic sites. Hashable, so it can be part of a jit cache key."""
+    deterministic sites. Hashable, so it can be part of a jit cache key.
+
+    ``checked_supports`` names the observed sites whose data were found inside a support that
+    depends on no latent or param (so it holds at every point; see
+    :func:`latent_dependent_supports`)."""
 
     latents: Tuple[LatentSpec, ...]
     params: Tuple[str, ...]
@@ -44,6 +48,7 @@ class ModelSpec:
     factors: Tuple[str, ...]
     dim: int
     value_size: int = 0
+    checked_supports: Tuple[str, ...] = ()
 
     @property
     def latent_index(self):

@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
+from ppl.compile import fast_log_prob
+
 KINDS = ("latent", "observed", "deterministic", "param", "factor")
 
 
@@ -69,7 +71,7 @@ class Site:
                 keep = jnp.reshape(self.mask, jnp.shape(self.mask) + (1,) * len(self.dist.event_shape))
                 value = jnp.where(keep, value, fill)
             try:
-                lp = self.dist.log_prob(value)
+                lp = fast_log_prob.log_prob(self.dist, value)
             except (TypeError, ValueError) as e:
                 raise _log_prob_error(self, value, e) from e
         elif self.kind == "factor":
