@@ -162,14 +162,14 @@ class AutoFamily:
     def init(self, key):
         """Initial learnable state and whether the start point is finite."""
         k_z, k_g, k_m = jax.random.split(key, 3)
-        log_prob = lambda z: log_joint_of(self._run_model(z, None, k_m)).total
+        log_prob = lambda z: log_joint_of(self._run_model(z, None, k_m), self.ld.spec.checked_supports).total
         z0, ok = _first_finite(log_prob, self.ld.dim, k_z)
         model_u = {k: jax.tree.map(biject_to(c).inv, self.ld.params[k]) for k, c in self._constraints().items()}
         return (self.guide.init(k_g, z0), model_u), ok
 
     def _finish(self, z, log_q, model_u, key):
         tr = self._run_model(z, model_u, key)
-        lj = log_joint_of(tr)
+        lj = log_joint_of(tr, self.ld.spec.checked_supports)
         prior = lj.prior if self.guide.point else lj.prior + lj.jacobian
         return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(prior), log_q, None), _values_of(tr)
 
@@ -263,7 +263,7 @@ class FunctionFamily:
         gtr, tr = self._traces(state, key, batch_key)
         score = [s for s in gtr.sites("latent") if s.infer.get("score")]
         if plate is None:
-            lj = log_joint_of(tr)
+            lj = log_joint_of(tr, self.ld.spec.checked_supports)
             log_q = gtr.log_joint(("latent",))
             log_q_score = sum((s.log_prob_sum() for s in score), jnp.zeros((), log_q.dtype)) if score else None
             return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(lj.prior), log_q, log_q_score), _values_of(tr)
