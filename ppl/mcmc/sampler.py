@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.compile.hoist import hoist
 from ppl.compile.init import first_finite, init_error
 from ppl.infer import progress
 from ppl.infer._program import chain_groups, run_chain_groups
@@ -116,8 +117,9 @@ class _MCMC(Method):
         report = progress.report if progress.enabled(self.progress_bar) else None
 
         # The raw log joint, not ld.log_prob: the kernels read NaN as -inf themselves, and the
-        # extra NaN guard makes XLA compile the gradient several times slower.
-        log_joint = lambda z: ld.log_joint(z).total
+        # extra NaN guard makes XLA compile the gradient several times slower. Its data-only
+        # terms are computed once, here, outside every loop (`hoist`).
+        log_joint = hoist(lambda z, ld: ld.log_joint(z).total, jnp.zeros(ld.dim, jnp.result_type(float)), ld)
 
         kernel = self._kernel()
 
