@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ppl.compile.hoist import hoist
 from ppl.compile.init import init_error, initial_points
 from ppl.infer._program import run_program
 from ppl.infer.method import Method, draws_from_flat, param_values, require_continuous, to_numpy
@@ -106,7 +107,7 @@ class MLE(Method):
         strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
         z0, ok = initial_points(ld, key, 1, strategy=strategy, values=values)
         x0 = (z0[0], ld.unconstrained_params(z0[0]))
-        loss = self._objective(ld)
+        loss = hoist(lambda x, ld: self._objective(ld)(x), x0, ld)  # data-only terms once
         lbfgs = self.optimizer is None
         opt = optax.lbfgs() if lbfgs else self.optimizer
         value_and_grad = optax.value_and_grad_from_state(loss) if lbfgs else jax.value_and_grad(loss)
