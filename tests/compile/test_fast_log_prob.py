@@ -107,3 +107,14 @@ def test_supports_moved_by_a_latent_are_not_trusted():
     ld = ppl.compile(tank, jnp.array([0.5, 2.2]))
     assert ld.spec.checked_supports == ()
     assert ld.log_prob(jnp.zeros(1)) == -jnp.inf  # a = 1 < 2.2: the mask still applies
+
+
+def test_observed_values_computed_from_a_latent_are_not_trusted():
+    # The observed value itself moves with mu: its support check must stay in the density.
+    def gap(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        ppl.observe("gap", dist.Exponential(1.0), y - mu)
+
+    ld = ppl.compile(gap, jnp.array(0.5))
+    assert ld.spec.checked_supports == ()
+    assert ld.log_prob(jnp.array([2.0])) == -jnp.inf
