@@ -94,6 +94,10 @@ class MLE(Method):
         if not isinstance(self.num_steps, int) or self.num_steps < 1:
             raise ValueError(f"{type(self).__name__}: num_steps must be a positive int, got {self.num_steps!r}.")
 
+    def expected_evaluations(self):
+        # L-BFGS's line search tries about one to three points a step; other optimisers one.
+        return self.num_steps * (3 if self.optimizer is None else 1)
+
     def _objective(self, ld):
         def loss(x):
             z, uparams = x

@@ -1,5 +1,6 @@
 """The compile caches: in memory within a process, on disk across processes."""
 import jax
+import optax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -102,6 +103,9 @@ def test_emitter_choice_follows_expected_work():
     assert _program._compiler_options(small, "cpu", None) == legacy
     assert _program._compiler_options(data, "cpu", None) == {}
     assert ppl.HMC(num_steps=8, num_chains=2).expected_evaluations() == 2 * 2000 * 8
+    # Point estimates: one evaluation a step, about three for L-BFGS's line search.
+    assert ppl.MAP(optimizer=optax.adam(1e-2), num_steps=2000).expected_evaluations() == 2000
+    assert ppl.MLE(num_steps=500).expected_evaluations() == 1500
 
 
 def test_gibbs_counts_its_blocks_evaluations():
