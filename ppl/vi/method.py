@@ -158,6 +158,10 @@ class VI(Method):
         cls = AutoFamily if self._is_auto() else FunctionFamily
         return cls(self._guide(), ld, keyed)
 
+    def expected_evaluations(self):
+        # Model runs: the particles of every step, the final bound's particles, the draws.
+        return self.num_steps * self.objective.particles_per_step + self._eval_particles() + self.num_draws
+
     def _eval_particles(self) -> int:
         if isinstance(self.objective, IWAE):
             return self.objective.eval_particles(self.num_eval_particles)

@@ -106,6 +106,9 @@ def test_emitter_choice_follows_expected_work():
     # Point estimates: one evaluation a step, about three for L-BFGS's line search.
     assert ppl.MAP(optimizer=optax.adam(1e-2), num_steps=2000).expected_evaluations() == 2000
     assert ppl.MLE(num_steps=500).expected_evaluations() == 1500
+    # VI: the particles of every step, then the final bound's particles and the draws.
+    assert ppl.VI(num_steps=100, num_draws=50, num_eval_particles=200,
+                  objective=ppl.ELBO(num_particles=4)).expected_evaluations() == 100 * 4 + 200 + 50
 
 
 def test_gibbs_counts_its_blocks_evaluations():
