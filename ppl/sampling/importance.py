@@ -100,6 +100,9 @@ class Importance(Method):
         else:
             raise ValueError(f"Importance: proposal must be 'prior' or a guide function, got {self.proposal!r}.")
 
+    def expected_evaluations(self):
+        return self.num_particles  # one model run per particle
+
     def _batch(self, ld) -> int:
         if self.batch_size is not None:
             return int(self.batch_size)

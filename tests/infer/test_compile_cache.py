@@ -109,6 +109,7 @@ def test_emitter_choice_follows_expected_work():
     # VI: the particles of every step, then the final bound's particles and the draws.
     assert ppl.VI(num_steps=100, num_draws=50, num_eval_particles=200,
                   objective=ppl.ELBO(num_particles=4)).expected_evaluations() == 100 * 4 + 200 + 50
+    assert ppl.Importance(num_particles=3000).expected_evaluations() == 3000
 
 
 def test_gibbs_counts_its_blocks_evaluations():
