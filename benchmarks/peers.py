@@ -17,7 +17,8 @@ object, or None; `run_peer(method, model, args, kwargs, ld, key)` runs it and re
 
 Each peer is timed two ways. `first_call_s`: NumPyro's own driver (`MCMC.run`, `SVI.run`)
 called once, tracing and compilation included: what a user waits for (the driver retraces
-on every call, so it has no cheaper "repeat"). `compile_s` and `run_s`: the same kernel (or
+on every call, so it has no cheaper "repeat"). For SVI peers it also counts what `ppl.infer`
+returns beside the fit: the draws (`Predictive`) and, for VI, the bound's estimate. `compile_s` and `run_s`: the same kernel (or
 `svi.update`) run as ONE compiled program, warmup and draws inside `lax.scan` with the
 constrained draws computed inside, exactly as ppl runs: the kernel's floor without the
 driver; the draws, gradient counts and accuracy come from this run. Chains are a vmap axis
@@ -203,8 +204,8 @@ def _map(method, model, args, kwargs, ld, key, name) -> PeerRun:
     guide = AutoDelta(model)
     params, first_call, compile_s, run_s = _svi(model, guide, Trace_ELBO(), method.optimizer, method.num_steps,
                                                 args, kwargs, key)
-    samples = _draws(model, guide, params, 1, args, kwargs, key, _all_names(ld))
-    return PeerRun(peer=name, samples=samples, compile_s=compile_s, run_s=run_s, first_call_s=first_call,
+    samples, draws_s = timed(lambda: _draws(model, guide, params, 1, args, kwargs, key, _all_names(ld)))
+    return PeerRun(peer=name, samples=samples, compile_s=compile_s, run_s=run_s, first_call_s=first_call + draws_s,
                    grad_evals=method.num_steps)
 
 
@@ -220,9 +221,10 @@ def _vi(method, model, args, kwargs, ld, key, name) -> PeerRun:
         loss, per_step = Trace_ELBO(num_particles=obj.num_particles), obj.num_particles
     optimizer = method.optimizer if method.optimizer is not None else default_optimizer(method.num_steps)
     params, first_call, compile_s, run_s = _svi(model, guide, loss, optimizer, method.num_steps, args, kwargs, key)
-    samples = _draws(model, guide, params, method.num_draws, args, kwargs, key, _all_names(ld))
-    bound = _bound(model, guide, params, obj, method.num_eval_particles, args, kwargs, key)
-    return PeerRun(peer=name, samples=samples, compile_s=compile_s, run_s=run_s, first_call_s=first_call,
+    samples, draws_s = timed(lambda: _draws(model, guide, params, method.num_draws, args, kwargs, key, _all_names(ld)))
+    bound, bound_s = timed(lambda: _bound(model, guide, params, obj, method.num_eval_particles, args, kwargs, key))
+    return PeerRun(peer=name, samples=samples, compile_s=compile_s, run_s=run_s,
+                   first_call_s=first_call + draws_s + bound_s,
                    grad_evals=method.num_steps * per_step, log_evidence=bound)
 
 
