@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
-from ppl.compile import fast_log_prob
+from ppl.model import fast_log_prob
 
 KINDS = ("latent", "observed", "deterministic", "param", "factor")
 

@@ -8,7 +8,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.compile import fast_log_prob
+from ppl.model import fast_log_prob
 
 rng = np.random.default_rng(0)
 X = jnp.asarray(rng.normal(size=(7,)) * 3, jnp.float32)
