@@ -37,6 +37,7 @@ import numpy as np
 
 from ppl._keys import as_key
 from ppl.adapt import dual_averaging, welford, window
+from ppl.compile.hoist import hoist
 from ppl.compile.init import first_finite, init_error
 from ppl.infer import progress
 from ppl.infer._program import chain_groups, run_chain_groups
@@ -353,15 +354,13 @@ class _GibbsProgram(Method):
         sweeps = o.num_warmup + o.num_samples
         return o.num_chains * sweeps * sum(self._block_evaluations(b) for b in self.blocks)
 
-    def _conditional(self, ld, z, block):
-        # log_joint(...).total, not ld.log_prob: the kernels already read NaN as -inf
-        # (safe_value_and_grad), and a NaN-masking `where` around the total makes XLA compile
-        # value_and_grad several times slower on models with many sites.
+    def _conditional(self, log_joint, z, block):
         idx = jnp.asarray(block.index, jnp.int32)
-        return (lambda zc: ld.log_joint(z.at[idx].set(zc)).total), idx
+        return (lambda zc: log_joint(z.at[idx].set(zc))), idx
 
-    def _sweep(self, key, z, ld, params, restart=None):
-        """One pass over the schedule; `params` = [(step_size, imm)] per kernel block.
+    def _sweep(self, key, z, ld, params, log_joint, restart=None):
+        """One pass over the schedule; `params` = [(step_size, imm)] per kernel block;
+        `log_joint(z)` is the full log joint the kernel blocks condition (see `_program`).
 
         With `restart` (a traced bool) True, each kernel block first re-runs the step-size
         heuristic from its conditional state. Returns `(z, infos, step_sizes_used)`.
@@ -370,7 +369,7 @@ class _GibbsProgram(Method):
         for block, k in zip(self.blocks, jax.random.split(key, len(self.blocks))):
             if isinstance(block, KernelBlock):
                 kernel = self._kernel(block.inner)
-                fn, idx = self._conditional(ld, z, block)
+                fn, idx = self._conditional(log_joint, z, block)
                 state = kernel.init(z[idx], fn)
                 eps, imm = params[j]
                 if restart is None:
@@ -389,7 +388,7 @@ class _GibbsProgram(Method):
                 z = block.update(k, z, ld)
         return z, tuple(infos), used
 
-    def _chain(self, key, z0, ld, chain_index):
+    def _chain(self, key, z0, ld, chain_index, log_joint):
         """Warmup then sampling as ONE `lax.scan` (one copy of each kernel in the program):
         adaptation is switched off after warmup, draws are written into a buffer."""
         o = self.options
@@ -433,7 +432,7 @@ class _GibbsProgram(Method):
             z, tunings, draws, stats = carry
             k, i = xs
             params = [(t.step_size, t.inverse_mass_matrix) for t in tunings]
-            z, infos, used = self._sweep(k, z, ld, params, restart_[i] if warm > 0 else None)
+            z, infos, used = self._sweep(k, z, ld, params, log_joint, restart_[i] if warm > 0 else None)
             tunings = [jax.tree.map(lambda a, c: jnp.where(restart_[i], a, c),
                                     t._replace(step_size=e, dual_averaging=dual_averaging.init(e)), t)
                        for t, e in zip(tunings, used)]
@@ -449,7 +448,8 @@ class _GibbsProgram(Method):
                              lambda: None)
             return (z, tunings, draws, stats), None
 
-        _, infos0, _ = jax.eval_shape(lambda: self._sweep(key, z0, ld, [(t.step_size, t.inverse_mass_matrix) for t in tunings]))
+        _, infos0, _ = jax.eval_shape(lambda: self._sweep(key, z0, ld, [(t.step_size, t.inverse_mass_matrix) for t in tunings],
+                                                          log_joint))
         stats0 = jax.tree.map(lambda s: jnp.zeros((o.num_samples,) + s.shape, s.dtype), infos0)
         xs = (jax.random.split(key, total), jnp.arange(total, dtype=jnp.int32))
         (_, tunings, draws, stats), _ = jax.lax.scan(step, (z0, tunings, draws0, stats0), xs)
@@ -463,7 +463,13 @@ class _GibbsProgram(Method):
         strategy, values = (o.init, None) if isinstance(o.init, str) else ("uniform", dict(o.init))
         keys = lambda k: jax.vmap(lambda c: jax.random.fold_in(k, c))(chains)
         z0, ok = _initial_points(ld, keys(k_init), strategy, values)
-        chain = lambda a: self._chain(a[0], a[1], ld, a[2])
+        # log_joint(...).total, not ld.log_prob: the kernels already read NaN as -inf
+        # (safe_value_and_grad), and a NaN-masking `where` around the total makes XLA compile
+        # value_and_grad several times slower on models with many sites. Its data-only terms
+        # are computed once, here (`hoist`); enumeration blocks run the model's trace as is.
+        log_joint = (hoist(lambda z, ld: ld.log_joint(z).total, z0[0], ld) if self._kernel_blocks()
+                     else None)
+        chain = lambda a: self._chain(a[0], a[1], ld, a[2], log_joint)
         if self._sequential():
             draws, infos, step_sizes = jax.lax.map(chain, (keys(k_run), z0, chains))
         else:
