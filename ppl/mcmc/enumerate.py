@@ -43,6 +43,7 @@ current state get log density -inf.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import warnings
@@ -230,10 +231,13 @@ class EnumerationBlock:
         single = f", {s.coupled_size} coupled positions one at a time" if s.coupled_size > 1 else ""
         return head + plates + single
 
-    def update(self, key, z, ld):
+    def update(self, key, z, ld, terms_fn=None):
+        """One draw of the block's sites from their full conditional; `terms_fn(z)` gives
+        `site_terms(ld, z)` (a hoisted copy, say), by default computed from `ld`."""
+        terms_fn = terms_fn or functools.partial(site_terms, ld)
         if len(self.sites) == 1:
-            return _update_site(self, key, z, ld)
-        return _update_joint(self, key, z, ld)
+            return _update_site(self, key, z, terms_fn)
+        return _update_joint(self, key, z, terms_fn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,23 +254,24 @@ class ChainBlock:
         return (f"forward-filtering backward-sampling over the chain {self.sites[0].name} -> ... -> "
                 f"{self.sites[-1].name} ({len(self.sites)} sites, {s.num_values} values){plates}")
 
-    def update(self, key, z, ld):
-        return _update_chain(self, key, z, ld)
+    def update(self, key, z, ld, terms_fn=None):
+        """As `EnumerationBlock.update`."""
+        return _update_chain(self, key, z, terms_fn or functools.partial(site_terms, ld))
 
 
 # ----------------------------------------------------------------------------------------
 # Updates (pure, jittable, vmappable over chains)
 # ----------------------------------------------------------------------------------------
-def _logits(block, zs, ld):
+def _logits(block, zs, terms_fn):
     """Sum of the reduced dependent terms at each candidate state `zs` (M, dim)."""
-    terms = jax.vmap(lambda zz: site_terms(ld, zz))(zs)
+    terms = jax.vmap(terms_fn)(zs)
     total = 0.0
     for t in block.terms:
         total = total + t.reduce(terms[t.name])
     return jnp.where(jnp.isnan(total), -jnp.inf, total)
 
 
-def _update_site(block, key, z, ld):
+def _update_site(block, key, z, terms_fn):
     site = block.sites[0]
     support = site.support_array(z.dtype)
     fill = site.ind_shape + site.event_shape
@@ -276,7 +281,7 @@ def _update_site(block, key, z, ld):
         key, sub = jax.random.split(key)
         cur = site.get(z)
         zs = jax.vmap(lambda v: site.set(z, cur.at[c].set(jnp.broadcast_to(v, fill))))(support)
-        idx = jax.random.categorical(sub, _logits(block, zs, ld), axis=0)
+        idx = jax.random.categorical(sub, _logits(block, zs, terms_fn), axis=0)
         return site.set(z, cur.at[c].set(support[idx])), key
 
     if site.coupled_size == 1:
@@ -284,7 +289,7 @@ def _update_site(block, key, z, ld):
     return jax.lax.fori_loop(0, site.coupled_size, one, (z, key))[0]
 
 
-def _update_joint(block, key, z, ld):
+def _update_joint(block, key, z, terms_fn):
     configs = np.array(list(itertools.product(*[range(s.num_values) for s in block.sites])), np.int32)
     supports = [s.support_array(z.dtype) for s in block.sites]
 
@@ -295,14 +300,14 @@ def _update_joint(block, key, z, ld):
         return zz
 
     zs = jax.vmap(candidate)(jnp.asarray(configs))
-    idx = jax.random.categorical(key, _logits(block, zs, ld), axis=0)
+    idx = jax.random.categorical(key, _logits(block, zs, terms_fn), axis=0)
     chosen = jnp.asarray(configs)[idx]  # (*ind_shape, n_sites)
     for j, s in enumerate(block.sites):
         z = s.set(z, supports[j][chosen[..., j]][None])
     return z
 
 
-def _update_chain(block, key, z, ld):
+def _update_chain(block, key, z, terms_fn):
     sites = block.sites
     n, k = len(sites), sites[0].num_values
     supports = [s.support_array(z.dtype) for s in sites]
@@ -316,7 +321,7 @@ def _update_chain(block, key, z, ld):
         return zz
 
     zs = jax.vmap(candidate)(jnp.asarray(ab))
-    terms = jax.vmap(lambda zz: site_terms(ld, zz))(zs)
+    terms = jax.vmap(terms_fn)(zs)
     ind = sites[0].ind_shape
     phi = [jnp.zeros((k,) + ind, z.dtype) for _ in range(n)]
     psi = [jnp.zeros((k, k) + ind, z.dtype) for _ in range(n - 1)]

@@ -358,13 +358,15 @@ class _GibbsProgram(Method):
         idx = jnp.asarray(block.index, jnp.int32)
         return (lambda zc: log_joint(z.at[idx].set(zc))), idx
 
-    def _sweep(self, key, z, ld, params, log_joint, restart=None):
+    def _sweep(self, key, z, ld, params, fns, restart=None):
         """One pass over the schedule; `params` = [(step_size, imm)] per kernel block;
-        `log_joint(z)` is the full log joint the kernel blocks condition (see `_program`).
+        `fns = (log_joint, terms_fn)`: the full log joint the kernel blocks condition and the
+        site terms the enumeration blocks read (hoisted, see `_program`).
 
         With `restart` (a traced bool) True, each kernel block first re-runs the step-size
         heuristic from its conditional state. Returns `(z, infos, step_sizes_used)`.
         """
+        log_joint, terms_fn = fns
         infos, used, j = [], [], 0
         for block, k in zip(self.blocks, jax.random.split(key, len(self.blocks))):
             if isinstance(block, KernelBlock):
@@ -384,11 +386,13 @@ class _GibbsProgram(Method):
                 j += 1
             elif isinstance(block, SamplerBlock):
                 z = _apply_sampler(block, k, z, ld)
+            elif isinstance(block, (enum.EnumerationBlock, enum.ChainBlock)):
+                z = block.update(k, z, ld, terms_fn)
             else:
                 z = block.update(k, z, ld)
         return z, tuple(infos), used
 
-    def _chain(self, key, z0, ld, chain_index, log_joint):
+    def _chain(self, key, z0, ld, chain_index, fns):
         """Warmup then sampling as ONE `lax.scan` (one copy of each kernel in the program):
         adaptation is switched off after warmup, draws are written into a buffer."""
         o = self.options
@@ -432,7 +436,7 @@ class _GibbsProgram(Method):
             z, tunings, draws, stats = carry
             k, i = xs
             params = [(t.step_size, t.inverse_mass_matrix) for t in tunings]
-            z, infos, used = self._sweep(k, z, ld, params, log_joint, restart_[i] if warm > 0 else None)
+            z, infos, used = self._sweep(k, z, ld, params, fns, restart_[i] if warm > 0 else None)
             tunings = [jax.tree.map(lambda a, c: jnp.where(restart_[i], a, c),
                                     t._replace(step_size=e, dual_averaging=dual_averaging.init(e)), t)
                        for t, e in zip(tunings, used)]
@@ -449,7 +453,7 @@ class _GibbsProgram(Method):
             return (z, tunings, draws, stats), None
 
         _, infos0, _ = jax.eval_shape(lambda: self._sweep(key, z0, ld, [(t.step_size, t.inverse_mass_matrix) for t in tunings],
-                                                          log_joint))
+                                                          fns))
         stats0 = jax.tree.map(lambda s: jnp.zeros((o.num_samples,) + s.shape, s.dtype), infos0)
         xs = (jax.random.split(key, total), jnp.arange(total, dtype=jnp.int32))
         (_, tunings, draws, stats), _ = jax.lax.scan(step, (z0, tunings, draws0, stats0), xs)
@@ -465,11 +469,13 @@ class _GibbsProgram(Method):
         z0, ok = _initial_points(ld, keys(k_init), strategy, values)
         # log_joint(...).total, not ld.log_prob: the kernels already read NaN as -inf
         # (safe_value_and_grad), and a NaN-masking `where` around the total makes XLA compile
-        # value_and_grad several times slower on models with many sites. Its data-only terms
-        # are computed once, here (`hoist`); enumeration blocks run the model's trace as is.
-        log_joint = (hoist(lambda z, ld: ld.log_joint(z).total, z0[0], ld) if self._kernel_blocks()
-                     else None)
-        chain = lambda a: self._chain(a[0], a[1], ld, a[2], log_joint)
+        # value_and_grad several times slower on models with many sites. Its data-only terms,
+        # and those of the enumeration blocks' site terms, are computed once, here (`hoist`).
+        kinds = {type(b) for b in self.blocks}
+        log_joint = hoist(lambda z, ld: ld.log_joint(z).total, z0[0], ld) if KernelBlock in kinds else None
+        enumerated = kinds & {enum.EnumerationBlock, enum.ChainBlock}
+        terms_fn = hoist(lambda z, ld: enum.site_terms(ld, z), z0[0], ld) if enumerated else None
+        chain = lambda a: self._chain(a[0], a[1], ld, a[2], (log_joint, terms_fn))
         if self._sequential():
             draws, infos, step_sizes = jax.lax.map(chain, (keys(k_run), z0, chains))
         else:
