@@ -45,8 +45,7 @@ def hoist(f, z, known):
     Returns:
       ``g(z)``; ``f`` itself (with ``known`` bound) when nothing is worth computing ahead.
     """
-    closed = jax.make_jaxpr(f, return_shape=True)(z, known)
-    (closed, out_shape) = closed
+    closed, out_shape = jax.make_jaxpr(f, return_shape=True)(z, known)
     jaxpr = closed.jaxpr
     n_z = len(jax.tree.leaves(z))
     known_vars = set(jaxpr.invars[n_z:]) | set(jaxpr.constvars)
