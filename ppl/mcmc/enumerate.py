@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.model import handlers
+from ppl.model.sites import dist_name
 
 JACOBIAN = "/jacobian"
 _EMPTY: FrozenSet[str] = frozenset()
@@ -374,7 +375,7 @@ class ModelStructure:
 
 def infinite_support_error(name, d) -> ValueError:
     return ValueError(
-        f"gibbs: discrete site '{name}' has a {type(getattr(d, 'base_dist', d)).__name__} "
+        f"gibbs: discrete site '{name}' has a {dist_name(d)} "
         f"distribution, whose support is infinite, so its full conditional cannot be enumerated. "
         f"Truncate it (e.g. a Categorical or Binomial with a bound), marginalise it out of the "
         f"model, or give it your own conditional sampler: ppl.Gibbs(blocks=[ppl.GibbsBlock("

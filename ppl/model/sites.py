@@ -7,6 +7,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 
 from ppl.model import fast_log_prob
 
@@ -88,11 +89,17 @@ class Site:
         return jnp.sum(self.log_prob)
 
 
-def dist_name(d) -> str:
-    """The name of the user's distribution under plate/`expand`/`to_event` wrappers."""
-    while hasattr(d, "base_dist"):
+def user_dist(d):
+    """The user's distribution under the plate/`expand`/`to_event`/`mask` wrappers (not under
+    a transformed distribution's base: a LogNormal stays a LogNormal)."""
+    while isinstance(d, (ExpandedDistribution, Independent, MaskedDistribution)):
         d = d.base_dist
-    return type(d).__name__
+    return d
+
+
+def dist_name(d) -> str:
+    """The name of the user's distribution (see `user_dist`)."""
+    return type(user_dist(d)).__name__
 
 
 def _log_prob_error(site, value, error) -> ValueError:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from numpyro.distributions import Delta, ExpandedDistribution, Independent, MaskedDistribution
+from numpyro.distributions import Delta
 from numpyro.distributions.transforms import biject_to
 
 from ppl.compile import _handlers as H
 from ppl.compile.logdensity import log_joint_of
 from ppl.model import handlers
+from ppl.model.sites import user_dist
 from ppl.model._runtime import Message, Messenger
 from ppl.vi import guides
 from ppl.vi.objectives import Particle
@@ -336,9 +337,6 @@ def point_mass_sites(ld, gtr) -> list:
     continuous = {lat.name for lat in ld.spec.continuous}
     names = []
     for site in gtr.sites("latent"):
-        d = site.dist
-        while isinstance(d, (Independent, ExpandedDistribution, MaskedDistribution)):
-            d = d.base_dist
-        if isinstance(d, Delta) and site.name in continuous:
+        if isinstance(user_dist(site.dist), Delta) and site.name in continuous:
             names.append(site.name)
     return names

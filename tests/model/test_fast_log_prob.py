@@ -118,3 +118,12 @@ def test_observed_values_computed_from_a_latent_are_not_trusted():
     ld = ppl.compile(gap, jnp.array(0.5))
     assert ld.spec.checked_supports == ()
     assert ld.log_prob(jnp.array([2.0])) == -jnp.inf
+
+
+def test_error_messages_name_the_users_distribution():
+    # Wrappers (plates, expand, to_event, mask) are looked through; a transformed
+    # distribution keeps its own name (a LogNormal is not reported as its base Normal).
+    from ppl.model.sites import dist_name
+
+    assert dist_name(nd.LogNormal(0.0, 1.0).expand([3]).to_event(1)) == "LogNormal"
+    assert dist_name(nd.Normal(0.0, 1.0).mask(False)) == "Normal"
