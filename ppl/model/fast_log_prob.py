@@ -48,10 +48,22 @@ def log_prob(d, value):
     return lp
 
 
-def _tangent(*terms):
-    """The sum of the (coefficient, tangent) terms whose tangent is not a symbolic zero."""
-    live = [c * t for c, t in terms if not isinstance(t, SymbolicZero)]
-    return sum(live[1:], live[0]) if live else None
+def _logits_rule(parts):
+    """A log probability differentiated in its first argument (the logits) only: ``parts``
+    gives ``(log p, d log p / d logits)`` together, sharing their transcendental functions."""
+    @jax.custom_jvp
+    def rule(x, *rest):
+        return parts(x, *rest)[0]
+
+    def jvp(primals, tangents):
+        lp, dx = parts(*primals)
+        tx = tangents[0]
+        if isinstance(tx, SymbolicZero):
+            return lp, jnp.zeros_like(lp)
+        return lp, jnp.broadcast_to(dx * tx, jnp.shape(lp)).astype(lp.dtype)
+
+    rule.defjvp(jvp, symbolic_zeros=True)
+    return rule
 
 
 # Bernoulli with logits x: log p(y) = y x - max(x, 0) - log1p(exp(-|x|)); d/dx = y - sigmoid(x).
@@ -64,14 +76,7 @@ def _bernoulli_parts(x, y):
     return lp, jnp.where(one, 1.0, 0.0) - jnp.where(x >= 0, 1.0, t) / (1.0 + t)
 
 
-@jax.custom_jvp
-def _bernoulli_logits(x, y):
-    return _bernoulli_parts(x, y)[0]
-
-
-def _bernoulli_logits_jvp(primals, tangents):
-    lp, dx = _bernoulli_parts(*primals)
-    return lp, _broadcast_tangent(_tangent((dx, tangents[0])), lp)
+_bernoulli_logits = _logits_rule(_bernoulli_parts)
 
 
 # Binomial with n trials and logits x:
@@ -84,22 +89,7 @@ def _binomial_parts(x, n, k):
     return lp, k - n * jnp.where(x >= 0, 1.0, t) / (1.0 + t)
 
 
-@jax.custom_jvp
-def _binomial_logits(x, n, k):
-    return _binomial_parts(x, n, k)[0]
-
-
-def _binomial_logits_jvp(primals, tangents):
-    lp, dx = _binomial_parts(*primals)
-    return lp, _broadcast_tangent(_tangent((dx, tangents[0])), lp)
-
-
-def _broadcast_tangent(t, out):
-    return jnp.zeros_like(out) if t is None else jnp.broadcast_to(t, jnp.shape(out)).astype(out.dtype)
-
-
-_bernoulli_logits.defjvp(_bernoulli_logits_jvp, symbolic_zeros=True)
-_binomial_logits.defjvp(_binomial_logits_jvp, symbolic_zeros=True)
+_binomial_logits = _logits_rule(_binomial_parts)
 
 
 _RULES = {
