@@ -1,13 +1,13 @@
 """Convergence diagnostics per scalar: rank-normalised split R-hat, bulk and tail ESS.
 
-Vectorised over all scalars at once with NumPyro's `split_gelman_rubin` and
-`effective_sample_size`, following Vehtari, Gelman, Simpson, Carpenter and Bürkner (2021),
+Vectorised over all scalars at once with NumPyro's `gelman_rubin` and
+`effective_sample_size` on chains split in halves, following Vehtari, Gelman, Simpson, Carpenter and Bürkner (2021),
 "Rank-normalization, folding, and localization: an improved R-hat", Bayesian Analysis 16(2).
 """
 from __future__ import annotations
 
 import numpy as np
-from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from numpyro.diagnostics import effective_sample_size, gelman_rubin
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
@@ -27,15 +27,25 @@ def _rank_normalise(x):
 
 
 def _ess(x):
+    """ESS of draws ``x`` (chains, draws, K), as Stan and ArviZ compute it.
+
+    NumPyro's estimate is n / tau with the integrated autocorrelation time tau unbounded
+    below: antithetic chains (negative lag-1 autocorrelation, as HMC with a fixed number of
+    steps can give) make tau tiny or negative, hence an ESS huge or negative. Stan bounds tau
+    below by 1 / log10(n), so such chains get n log10(n).
+    """
+    n = x.shape[0] * x.shape[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         ess = np.asarray(effective_sample_size(x), float)
-    # A non-positive estimate (a chain half that barely moves) carries no information.
-    return np.where(ess > 0, ess, np.nan)
+    cap = n * np.log10(n)
+    return np.where(np.isnan(ess), np.nan, np.where((ess > 0) & (ess < cap), ess, cap))
 
 
 def _rhat(x):
+    """R-hat of chains ``x`` already split in halves (NumPyro's `split_gelman_rubin` would
+    halve them again)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(split_gelman_rubin(x), float)
+        return np.asarray(gelman_rubin(x), float)
 
 
 def scalar_diagnostics(x) -> dict:
