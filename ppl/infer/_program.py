@@ -42,6 +42,13 @@ DEFAULT_EVALUATIONS = 10 ** 6
 # Runs expected to evaluate the log density fewer times than the break-even (0.09 s /
 # 0.26 us) use level 1; unknown work keeps level 2.
 QUICK_RUN_EVALUATIONS = 3.5e5
+# XLA's memory-optimised scheduler orders a CPU program's operations so that an elementwise
+# result is rarely written over its own input (when it is, LLVM's runtime alias check sends
+# the loop to its scalar version) and fewer operations are handed to other threads. Measured
+# on NUTS, 1000 + 1000 iterations, 2-core x86 CPU (us per gradient, default -> this one):
+# logistic regression 5000 x 25, one chain 29 -> 20, four chains 12-14 -> 10; eight schools
+# 2.5-3.5 -> 2.2; kidiq 2.5-2.9 -> 2.2. Compile times unchanged.
+CPU_SCHEDULER = "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"
 CACHE_MAX_BYTES = 2 << 30
 _cache_dir: list = []  # [Path or None] once resolved
 
@@ -56,7 +63,7 @@ def _compiler_options(avals, platform_name, evaluations=None):
     `evaluations` times (None: unknown)."""
     if platform_name != "cpu":
         return {}
-    options = {}
+    options = {"xla_cpu_scheduler_type": CPU_SCHEDULER}
     if evaluations is not None and evaluations < QUICK_RUN_EVALUATIONS:
         options["xla_backend_optimization_level"] = 1
     elements = sum(int(np.prod(a.shape)) for a in avals)

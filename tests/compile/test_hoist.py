@@ -79,3 +79,83 @@ def test_nuts_on_a_poisson_regression_matches_the_conjugate_free_reference():
     a, b = 2.0 + float(y.sum()), 1.0 + y.shape[0]
     se = np.sqrt(a) / b / np.sqrt(r.diagnostics["ess"]["rate"])
     assert abs(float(r.samples["rate"].mean()) - a / b) < 5 * se
+
+
+def _products(g, *args):
+    """(operand shapes, dimension numbers) of every dot_general that ``g`` runs."""
+    jaxpr = jax.make_jaxpr(g)(*args).jaxpr
+    return [(tuple(v.aval.shape for v in e.invars), e.params["dimension_numbers"])
+            for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+
+
+def test_tall_known_matrices_are_stored_transposed_and_nothing_else_changes():
+    """A product of a known tall matrix with unknowns reads a copy stored with the long
+    dimension contiguous; values, gradients, Hessians and vmap are those of the original, for
+    the matrix on either side, with and without free dimensions on the unknown side, and with
+    two contracted dimensions."""
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.normal(size=(40, 3)), jnp.float32)
+    T = jnp.asarray(rng.normal(size=(30, 2, 3)), jnp.float32)
+    cases = [
+        (lambda w, X: jnp.sum(jnp.tanh(X @ w)), jnp.array([0.3, -0.2, 0.5]), X),      # lhs, vector
+        (lambda w, X: jnp.sum(jnp.tanh(w @ X.T)), jnp.array([0.3, -0.2, 0.5]), X),    # rhs
+        (lambda w, X: jnp.sum(jnp.tanh(X @ w.reshape(3, 2)) ** 2), jnp.arange(6.0) / 7, X),  # lhs, matrix
+        (lambda w, T: jnp.sum(jnp.sin(jnp.einsum("nij,ij->n", T, w.reshape(2, 3)))), jnp.arange(6.0) / 9, T),
+    ]
+    for f, w, data in cases:
+        g = hoist(f, w, data)
+        (shapes, dims), = _products(g, w)
+        matrix = [s for s in shapes if len(s) >= 2 and max(s) == data.shape[0]][0]
+        assert matrix[-1] == data.shape[0]  # the long dimension is now the contiguous one
+        h = lambda w: f(w, data)
+        np.testing.assert_allclose(g(w), h(w), rtol=1e-5)
+        np.testing.assert_allclose(jax.grad(g)(w), jax.grad(h)(w), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(jax.hessian(g)(w), jax.hessian(h)(w), rtol=1e-4, atol=1e-5)
+        ws = jnp.stack([w, -w, 2 * w])
+        np.testing.assert_allclose(jax.jit(jax.vmap(jax.grad(g)))(ws), jax.vmap(jax.grad(h))(ws),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_wide_and_batched_products_are_left_as_written():
+    """A wide known matrix (fewer rows than columns) is faster as it is; a batched product is
+    replayed as it is; both give the function's values."""
+    rng = np.random.default_rng(1)
+    wide = jnp.asarray(rng.normal(size=(3, 40)), jnp.float32)
+    batched = jnp.asarray(rng.normal(size=(5, 40, 3)), jnp.float32)
+    f_wide = lambda w, A: jnp.sum(jnp.exp(A @ w)) + jnp.sum(jnp.log(jnp.abs(A)))
+    f_batch = lambda w, B: jnp.sum(jnp.exp(jnp.einsum("bnk,bk->bn", B, w.reshape(5, 3)))) + jnp.sum(jnp.log(jnp.abs(B)))
+    for f, w, data in [(f_wide, jnp.linspace(-0.1, 0.1, 40), wide), (f_batch, jnp.linspace(-0.2, 0.2, 15), batched)]:
+        g = hoist(f, w, data)
+        assert [s for s, _ in _products(g, w)] == [s for s, _ in _products(lambda w: f(w, data), w)]
+        np.testing.assert_allclose(g(w), f(w, data), rtol=1e-5)
+        np.testing.assert_allclose(jax.grad(g)(w), jax.grad(lambda w: f(w, data))(w), rtol=1e-5)
+
+
+def test_logistic_regression_with_a_transposed_design_matrix_matches_numpyro_potential():
+    """Through ppl.compile and a hoisted log joint, as the samplers build it: the stored,
+    transposed design matrix gives NumPyro's potential energy and gradient at random points."""
+    import numpyro
+    import numpyro.distributions as nd
+    from numpyro.infer.util import potential_energy
+
+    rng = np.random.default_rng(2)
+    X = jnp.asarray(rng.normal(size=(200, 4)), jnp.float32)
+    y = jnp.asarray(rng.random(200) < 0.4, jnp.float32)
+
+    def model(X, y):
+        w = ppl.sample("w", dist.Normal(0.0, 1.0).expand([4]).to_event(1))
+        with ppl.plate("n", X.shape[0]):
+            ppl.observe("y", dist.Bernoulli(logits=X @ w), y)
+
+    def model_np(X, y):
+        w = numpyro.sample("w", nd.Normal(0.0, 1.0).expand([4]).to_event(1))
+        with numpyro.plate("n", X.shape[0]):
+            numpyro.sample("y", nd.Bernoulli(logits=X @ w), obs=y)
+
+    ld = ppl.compile(model, X, y)
+    g = hoist(lambda z, ld: ld.log_joint(z).total, jnp.zeros(ld.dim), ld)
+    assert [s for s, _ in _products(g, jnp.zeros(ld.dim))][0][1] == (4, 200)
+    for z in rng.normal(size=(3, 4)).astype(np.float32):
+        peer = lambda z: -potential_energy(model_np, (X, y), {}, {"w": z})
+        np.testing.assert_allclose(g(jnp.asarray(z)), peer(z), rtol=1e-5)
+        np.testing.assert_allclose(jax.grad(g)(jnp.asarray(z)), jax.grad(peer)(jnp.asarray(z)), rtol=1e-4, atol=1e-4)

@@ -87,21 +87,22 @@ def test_the_environment_variable_switches_it_off(monkeypatch, tmp_path):
 def test_emitter_choice_follows_expected_work():
     """Short runs on small data compile with XLA's faster-compiling emitters and LLVM level 1;
     long runs over large data get the emitters with faster loops and full LLVM optimisation;
-    other platforms get no options."""
+    every CPU program gets the memory-optimised scheduler; other platforms get no options."""
     data = [jax.ShapeDtypeStruct((5000, 25), jnp.float32), jax.ShapeDtypeStruct((5000,), jnp.float32)]
     short = ppl.NUTS(num_warmup=1000, num_samples=1000, num_chains=1)
     long = ppl.NUTS(num_warmup=1000, num_samples=20000, num_chains=4)
     legacy = {"xla_cpu_use_fusion_emitters": False}
     quick = {"xla_backend_optimization_level": 1}
-    assert _program._compiler_options(data, "cpu", short.expected_evaluations()) == {**legacy, **quick}
-    assert _program._compiler_options(data, "cpu", long.expected_evaluations()) == {}
+    sched = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}  # every CPU program
+    assert _program._compiler_options(data, "cpu", short.expected_evaluations()) == {**sched, **legacy, **quick}
+    assert _program._compiler_options(data, "cpu", long.expected_evaluations()) == sched
     medium = ppl.NUTS(num_warmup=1000, num_samples=5000, num_chains=4)  # 240k x 125k elements
-    assert _program._compiler_options(data, "cpu", medium.expected_evaluations()) == quick
+    assert _program._compiler_options(data, "cpu", medium.expected_evaluations()) == {**sched, **quick}
     assert _program._compiler_options(data, "gpu", short.expected_evaluations()) == {}
     # Unknown work: decided by the data size alone.
     small = [jax.ShapeDtypeStruct((100,), jnp.float32)]
-    assert _program._compiler_options(small, "cpu", None) == legacy
-    assert _program._compiler_options(data, "cpu", None) == {}
+    assert _program._compiler_options(small, "cpu", None) == {**sched, **legacy}
+    assert _program._compiler_options(data, "cpu", None) == sched
     assert ppl.HMC(num_steps=8, num_chains=2).expected_evaluations() == 2 * 2000 * 8
     # Point estimates: one evaluation a step, about three for L-BFGS's line search.
     assert ppl.MAP(optimizer=optax.adam(1e-2), num_steps=2000).expected_evaluations() == 2000
