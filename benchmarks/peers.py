@@ -18,10 +18,12 @@ object, or None; `run_peer(method, model, args, kwargs, ld, key)` runs it and re
 Each peer is timed two ways. `first_call_s`: NumPyro's own driver (`MCMC.run`, `SVI.run`)
 called once, tracing and compilation included: what a user waits for (the driver retraces
 on every call, so it has no cheaper "repeat"). For SVI peers it also counts what `ppl.infer`
-returns beside the fit: the draws (`Predictive`) and, for VI, the bound's estimate. `compile_s` and `run_s`: the same kernel (or
-`svi.update`) run as ONE compiled program, warmup and draws inside `lax.scan` with the
-constrained draws computed inside, exactly as ppl runs: the kernel's floor without the
-driver; the draws, gradient counts and accuracy come from this run. Chains are a vmap axis
+returns beside the fit: the draws (`Predictive`) and, for VI, the bound's estimate.
+`compile_s` and `run_s`: the same kernel (or `svi.update`) run as ONE compiled program,
+warmup and draws inside `lax.scan` with the constrained draws computed inside, exactly as ppl
+runs: the kernel's floor without the driver; the draws, gradient counts and accuracy come
+from this run. An SVI peer's program also draws from the fitted guide and estimates the bound
+after its updates, as ppl's program does. Chains are a vmap axis
 there, as ppl's are (the driver vectorises them too, except DiscreteHMCGibbs, which NumPyro
 runs sequentially). Initial points: NumPyro's default
 `init_to_uniform` (radius 2 in unconstrained space) is ppl's default "uniform".
@@ -163,9 +165,11 @@ def _mcmc(method, model, args, kwargs, ld, key, name) -> PeerRun:
                    sampling_grad_evals=sampling or None, divergences=int(np.sum(diverging)))
 
 
-def _svi(model, guide, loss, optimizer, num_steps, args, kwargs, key):
-    """(params, first_call_s, compile_s, run_s): `SVI.run` once (the driver), then the same
-    updates as ONE compiled `lax.scan` (init time counted as compile time)."""
+def _svi(model, guide, loss, optimizer, num_steps, args, kwargs, key, finish):
+    """(params, finish(params), first_call_s, compile_s, run_s): `SVI.run` once (the driver),
+    then the same updates as ONE compiled `lax.scan` followed by `finish(params)` (jittable:
+    the draws and bound ppl's program returns with the fit), init time counted as compile time.
+    """
     from numpyro.infer import SVI
     from numpyro.optim import optax_to_numpyro
 
@@ -176,19 +180,24 @@ def _svi(model, guide, loss, optimizer, num_steps, args, kwargs, key):
     state = svi.init(jax.random.PRNGKey(key + 1), *args, **kwargs)
 
     def program(s):
-        return jax.lax.scan(lambda c, _: (svi.update(c, *args, **kwargs)[0], None), s, None, length=num_steps)[0]
+        s = jax.lax.scan(lambda c, _: (svi.update(c, *args, **kwargs)[0], None), s, None, length=num_steps)[0]
+        params = svi.get_params(s)
+        return params, finish(params)
 
     compiled = jax.jit(program).lower(state).compile()
     compile_s = time.perf_counter() - t0
-    state, run_s = timed(lambda: compiled(state))
-    return svi.get_params(state), first_call, compile_s, run_s
+    (params, extra), run_s = timed(lambda: compiled(state))
+    return params, extra, first_call, compile_s, run_s
 
 
 def _draws(model, guide, params, n, args, kwargs, key, names) -> dict:
+    """`n` draws of the sites `names` from the fitted guide (jittable; leading chain axis).
+    `return_sites` is needed: by default `Predictive` leaves out the sites the guide draws."""
     from numpyro.infer import Predictive
 
-    out = Predictive(model, guide=guide, params=params, num_samples=n)(jax.random.PRNGKey(key + 2), *args, **kwargs)
-    return {k: np.asarray(v)[None] for k, v in out.items() if k in names}
+    out = Predictive(model, guide=guide, params=params, num_samples=n, return_sites=sorted(names))(
+        jax.random.PRNGKey(key + 2), *args, **kwargs)
+    return {k: v[None] for k, v in out.items() if k in names}
 
 
 def _all_names(ld) -> set:
@@ -201,12 +210,13 @@ def _map(method, model, args, kwargs, ld, key, name) -> PeerRun:
     from numpyro.infer import Trace_ELBO
     from numpyro.infer.autoguide import AutoDelta
 
-    guide = AutoDelta(model)
-    params, first_call, compile_s, run_s = _svi(model, guide, Trace_ELBO(), method.optimizer, method.num_steps,
-                                                args, kwargs, key)
-    samples, draws_s = timed(lambda: _draws(model, guide, params, 1, args, kwargs, key, _all_names(ld)))
-    return PeerRun(peer=name, samples=samples, compile_s=compile_s, run_s=run_s, first_call_s=first_call + draws_s,
-                   grad_evals=method.num_steps)
+    guide, names = AutoDelta(model), _all_names(ld)
+    draws = lambda params: _draws(model, guide, params, 1, args, kwargs, key, names)
+    params, samples, first_call, compile_s, run_s = _svi(model, guide, Trace_ELBO(), method.optimizer,
+                                                         method.num_steps, args, kwargs, key, draws)
+    _, draws_s = timed(lambda: draws(params))  # the driver's user draws after `SVI.run`
+    return PeerRun(peer=name, samples=_numpy(samples), compile_s=compile_s, run_s=run_s,
+                   first_call_s=first_call + draws_s, grad_evals=method.num_steps)
 
 
 def _vi(method, model, args, kwargs, ld, key, name) -> PeerRun:
@@ -220,26 +230,33 @@ def _vi(method, model, args, kwargs, ld, key, name) -> PeerRun:
     else:
         loss, per_step = Trace_ELBO(num_particles=obj.num_particles), obj.num_particles
     optimizer = method.optimizer if method.optimizer is not None else default_optimizer(method.num_steps)
-    params, first_call, compile_s, run_s = _svi(model, guide, loss, optimizer, method.num_steps, args, kwargs, key)
-    samples, draws_s = timed(lambda: _draws(model, guide, params, method.num_draws, args, kwargs, key, _all_names(ld)))
-    bound, bound_s = timed(lambda: _bound(model, guide, params, obj, method.num_eval_particles, args, kwargs, key))
-    return PeerRun(peer=name, samples=samples, compile_s=compile_s, run_s=run_s,
-                   first_call_s=first_call + draws_s + bound_s,
-                   grad_evals=method.num_steps * per_step, log_evidence=bound)
+    names = _all_names(ld)
+
+    def finish(params, jit_groups=False):  # what ppl's program returns with the fit
+        return (_draws(model, guide, params, method.num_draws, args, kwargs, key, names),
+                _bound(model, guide, params, obj, method.num_eval_particles, args, kwargs, key, jit_groups))
+
+    params, (samples, bound), first_call, compile_s, run_s = _svi(
+        model, guide, loss, optimizer, method.num_steps, args, kwargs, key, finish)
+    _, finish_s = timed(lambda: finish(params, jit_groups=True))  # the driver's user, after `SVI.run`
+    return PeerRun(peer=name, samples=_numpy(samples), compile_s=compile_s, run_s=run_s,
+                   first_call_s=first_call + finish_s,
+                   grad_evals=method.num_steps * per_step, log_evidence=float(bound))
 
 
-def _bound(model, guide, params, objective, n, args, kwargs, key) -> float:
-    """The fitted guide's ELBO (or IWAE k-bound, averaged over ceil(n / k) groups), as ppl's."""
+def _bound(model, guide, params, objective, n, args, kwargs, key, jit_groups=False):
+    """The fitted guide's ELBO (or IWAE k-bound, averaged over ceil(n / k) groups), as ppl's
+    (jittable; `jit_groups`: the IWAE groups' vmap jitted, as a user calling it eagerly would)."""
     from numpyro.infer import RenyiELBO, Trace_ELBO
 
     if isinstance(objective, IWAE):
         groups = max(1, -(-n // objective.k))
         loss = RenyiELBO(alpha=0.0, num_particles=objective.k)
         keys = jax.random.split(jax.random.PRNGKey(key + 3), groups)
-        values = jax.jit(jax.vmap(lambda k: loss.loss(k, params, model, guide, *args, **kwargs)))(keys)
-        return float(-np.mean(np.asarray(values)))
+        values = jax.vmap(lambda k: loss.loss(k, params, model, guide, *args, **kwargs))
+        return -jnp.mean((jax.jit(values) if jit_groups else values)(keys))
     loss = Trace_ELBO(num_particles=n)
-    return float(-loss.loss(jax.random.PRNGKey(key + 3), params, model, guide, *args, **kwargs))
+    return -loss.loss(jax.random.PRNGKey(key + 3), params, model, guide, *args, **kwargs)
 
 
 def _numpy(tree):
