@@ -134,28 +134,17 @@ def test_wide_and_batched_products_are_left_as_written():
 def test_logistic_regression_with_a_transposed_design_matrix_matches_numpyro_potential():
     """Through ppl.compile and a hoisted log joint, as the samplers build it: the stored,
     transposed design matrix gives NumPyro's potential energy and gradient at random points."""
-    import numpyro
-    import numpyro.distributions as nd
     from numpyro.infer.util import potential_energy
+
+    from benchmarks._twins import logreg, logreg_np
 
     rng = np.random.default_rng(2)
     X = jnp.asarray(rng.normal(size=(200, 4)), jnp.float32)
     y = jnp.asarray(rng.random(200) < 0.4, jnp.float32)
-
-    def model(X, y):
-        w = ppl.sample("w", dist.Normal(0.0, 1.0).expand([4]).to_event(1))
-        with ppl.plate("n", X.shape[0]):
-            ppl.observe("y", dist.Bernoulli(logits=X @ w), y)
-
-    def model_np(X, y):
-        w = numpyro.sample("w", nd.Normal(0.0, 1.0).expand([4]).to_event(1))
-        with numpyro.plate("n", X.shape[0]):
-            numpyro.sample("y", nd.Bernoulli(logits=X @ w), obs=y)
-
-    ld = ppl.compile(model, X, y)
+    ld = ppl.compile(logreg, X, y)
     g = hoist(lambda z, ld: ld.log_joint(z).total, jnp.zeros(ld.dim), ld)
     assert [s for s, _ in _products(g, jnp.zeros(ld.dim))][0][1] == (4, 200)
-    for z in rng.normal(size=(3, 4)).astype(np.float32):
-        peer = lambda z: -potential_energy(model_np, (X, y), {}, {"w": z})
+    for z in rng.normal(size=(3, 5)).astype(np.float32):
+        peer = lambda z: -potential_energy(logreg_np, (X, y), {}, {"w": z[:4], "b": z[4]})
         np.testing.assert_allclose(g(jnp.asarray(z)), peer(z), rtol=1e-5)
         np.testing.assert_allclose(jax.grad(g)(jnp.asarray(z)), jax.grad(peer)(jnp.asarray(z)), rtol=1e-4, atol=1e-4)
