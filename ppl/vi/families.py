@@ -25,6 +25,7 @@ from numpyro.distributions import Delta
 from numpyro.distributions.transforms import biject_to
 
 from ppl.compile import _handlers as H
+from ppl.compile.hoist import hoist
 from ppl.compile.logdensity import log_joint_of
 from ppl.model import handlers
 from ppl.model.sites import user_dist
@@ -113,6 +114,11 @@ def _nan_to_neg_inf(x):
     return jnp.where(jnp.isnan(x), -jnp.inf, x)
 
 
+def _particle(log_lik, log_prior, log_q) -> Particle:
+    """A reparameterised particle's terms, NaN read as -inf."""
+    return Particle(_nan_to_neg_inf(log_lik), _nan_to_neg_inf(log_prior), log_q, None)
+
+
 def _split(key, keyed):
     """(guide key, model key): the model needs its own only when it subsamples."""
     return tuple(jax.random.split(key)) if keyed else (key, key)
@@ -149,10 +155,31 @@ class AutoFamily:
 
     def __init__(self, guide, ld, keyed: bool):
         self.guide, self.ld, self.keyed = guide, ld, keyed
+        self._terms = None  # (z, model_uparams) -> (log_lik, log_prior), see `hoisted`
 
     def _run_model(self, z, uparams, key):
         extra = (PlateKeys(key),) if self.keyed else ()
         return self.ld.run(z, uparams, extra=extra)
+
+    def _terms_of(self, tr):
+        """(log likelihood, log prior) of a model trace: the prior in unconstrained space
+        (with the Jacobian) unless the guide is a point."""
+        lj = log_joint_of(tr, self.ld.spec.checked_supports)
+        return lj.likelihood, (lj.prior if self.guide.point else lj.prior + lj.jacobian)
+
+    def _log_terms(self, x, ld):
+        """`_terms_of` the model at ``x = (z, model_uparams)`` over the data of ``ld``."""
+        return self._terms_of(ld.run(*x))
+
+    def hoisted(self, state):
+        """Compute the model's data-only work once, here (`ppl.compile.hoist`), for the
+        particles of the fit (not for `particles_values`, which also records site values).
+        Call it at the program's top level, with the initial state; a model that subsamples
+        (its data change from step to step) is left as it is."""
+        if not self.keyed:
+            z0 = jnp.zeros((self.ld.dim,), jnp.result_type(float))
+            self._terms = hoist(self._log_terms, (z0, state[1]), self.ld)
+        return self
 
     def _constraints(self):
         z = jnp.zeros((self.ld.dim,), jnp.result_type(float))
@@ -170,9 +197,7 @@ class AutoFamily:
 
     def _finish(self, z, log_q, model_u, key):
         tr = self._run_model(z, model_u, key)
-        lj = log_joint_of(tr, self.ld.spec.checked_supports)
-        prior = lj.prior if self.guide.point else lj.prior + lj.jacobian
-        return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(prior), log_q, None), _values_of(tr)
+        return _particle(*self._terms_of(tr), log_q), _values_of(tr)
 
     def particle_values(self, state, key, plate=None, batch_key=None):
         """One particle's `Particle` and its site values (latents and deterministic);
@@ -183,7 +208,22 @@ class AutoFamily:
         return self._finish(z, log_q, model_u, k_m if batch_key is None else batch_key)
 
     def particle(self, state, key, plate=None, batch_key=None) -> Particle:
-        return self.particle_values(state, key, plate, batch_key)[0]
+        if self._terms is None or plate is not None:
+            return self.particle_values(state, key, plate, batch_key)[0]
+        phi, model_u = state
+        z, log_q = guides.sample(self.guide, phi, key)
+        return self._particle_from_terms(z, log_q, model_u)
+
+    def particles(self, state, key, n, plate=None, batch_keys=None) -> Particle:
+        """`particles_values` without the site values."""
+        if self._terms is None or plate is not None:
+            return self.particles_values(state, key, n, plate, batch_keys)[0]
+        phi, model_u = state
+        z, log_q = guides.sample(self.guide, phi, key, n)
+        return jax.vmap(lambda zi, lq: self._particle_from_terms(zi, lq, model_u))(z, log_q)
+
+    def _particle_from_terms(self, z, log_q, model_u) -> Particle:
+        return _particle(*self._terms((z, model_u)), log_q)
 
     def particles_values(self, state, key, n, plate=None, batch_keys=None):
         """`n` particles (a leading axis), their noise from one random call; `batch_keys`
@@ -278,6 +318,15 @@ class FunctionFamily:
 
     def particle(self, state, key, plate=None, batch_key=None) -> Particle:
         return self.particle_values(state, key, plate, batch_key)[0]
+
+    def particles(self, state, key, n, plate=None, batch_keys=None) -> Particle:
+        """`particles_values` without the site values."""
+        return self.particles_values(state, key, n, plate, batch_keys)[0]
+
+    def hoisted(self, state):
+        """As `AutoFamily.hoisted`; a guide function's runs are not hoisted (their model runs
+        take the guide's values and plate indices through handlers)."""
+        return self
 
     def particles_values(self, state, key, n, plate=None, batch_keys=None):
         """`n` particles (a leading axis); `batch_keys` (n keys) pick the minibatches."""

@@ -178,6 +178,7 @@ class VI(Method):
         plate = getattr(obj, "plate", None)
         k_init, k_fit, k_out = jax.random.split(key, 3)
         state0, ok = fam.init(k_init)
+        fam = fam.hoisted(state0)  # the model's data-only work: once, here
         opt = self.optimizer if self.optimizer is not None else default_optimizer(self.num_steps)
 
         def loss(state, k, baseline):
@@ -186,7 +187,7 @@ class VI(Method):
                 ps = jax.tree.map(lambda v: v[None], fam.particle(state, k, plate, k_batch))
             else:
                 batch_keys = None if k_batch is None else jnp.broadcast_to(k_batch, (n,) + k_batch.shape)
-                ps = fam.particles_values(state, k, n, plate, batch_keys)[0]
+                ps = fam.particles(state, k, n, plate, batch_keys)
             surrogate, value = obj.surrogate(ps, baseline)
             return -surrogate, value
 
