@@ -22,10 +22,10 @@ returns beside the fit: the draws (`Predictive`) and, for VI, the bound's estima
 `compile_s` and `run_s`: the same kernel (or `svi.update`) run as ONE compiled program,
 warmup and draws inside `lax.scan` with the constrained draws computed inside, exactly as ppl
 runs: the kernel's floor without the driver; the draws, gradient counts and accuracy come
-from this run. An SVI peer's program also draws from the fitted guide and estimates the bound
-after its updates, as ppl's program does. Chains are a vmap axis
-there, as ppl's are (the driver vectorises them too, except DiscreteHMCGibbs, which NumPyro
-runs sequentially). Initial points: NumPyro's default `init_to_uniform` (radius 2 in
+from this run. Chains are a vmap axis there, as ppl's are (the driver vectorises them too,
+except DiscreteHMCGibbs, which NumPyro runs sequentially). An SVI peer's program also draws
+from the fitted guide and estimates the bound after its updates, as ppl's program does.
+Initial points: NumPyro's default `init_to_uniform` (radius 2 in
 unconstrained space) is ppl's default "uniform" for MCMC and MAP; VI peers start their guide
 at 0 in unconstrained space (`init_to_feasible`), as ppl's VI does.
 """
