@@ -127,3 +127,23 @@ def test_gibbs_counts_its_blocks_evaluations():
     ld = ppl.compile(mixture, Y)
     program = _GibbsProgram(g, g.schedule(ld))
     assert program.expected_evaluations() == 3 * 30 * (2 + 10)
+
+
+def test_an_option_this_xla_does_not_know_is_dropped_and_the_others_kept():
+    """`_compile` drops only the options XLA rejects by name, and still compiles."""
+    lowered = jax.jit(lambda x: jnp.sin(x) * 2.0).lower(jnp.ones(3))
+    seen = []
+    real = type(lowered).compile
+
+    def spy(self, compiler_options=None):
+        seen.append(dict(compiler_options or {}))
+        return real(self, compiler_options=compiler_options)
+
+    options = {"xla_backend_optimization_level": 1, "xla_cpu_no_such_option": True}
+    try:
+        type(lowered).compile = spy
+        compiled = _program._compile(lowered, options)
+    finally:
+        type(lowered).compile = real
+    np.testing.assert_allclose(compiled(jnp.ones(3)), 2 * np.sin(np.ones(3)), rtol=1e-6)
+    assert seen[-1] == {"xla_backend_optimization_level": 1}
