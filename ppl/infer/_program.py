@@ -76,15 +76,14 @@ def _compiler_options(avals, platform_name, evaluations=None):
 def _compile(lowered, options):
     """Compile with `options`; an option this XLA does not know is dropped (the others are
     kept), and if that fails too, XLA's defaults are used."""
-    for attempt in range(len(options) + 1):
+    while True:  # each failure drops at least one option
         try:
             return lowered.compile(compiler_options=options or None)
         except Exception as err:  # noqa: BLE001 - XLA names an unknown option in its message
-            unknown = [k for k in options if k in str(err)]
             if not options:
                 raise
-            options = {k: v for k, v in options.items() if k not in unknown} if unknown else {}
-    return lowered.compile()
+            known = {k: v for k, v in options.items() if k not in str(err)}
+            options = known if len(known) < len(options) else {}
 
 
 # ---------------------------------------------------------------------------- disk cache
