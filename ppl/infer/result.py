@@ -47,9 +47,15 @@ class Result:
     def num_draws(self) -> int:
         return int(next(iter(self.samples.values())).shape[1]) if self.samples else 0
 
+    @property
+    def warnings(self) -> list:
+        """The problems this run found (the texts of its warnings; see `ppl.infer.flags`)."""
+        return list(self.diagnostics.get("warnings", []))
+
     def summary(self):
         """A `pandas.DataFrame`, one row per scalar (`theta[0]`, ...), with columns mean,
-        sd, q5, q50, q95, r_hat, ess_bulk, ess_tail."""
+        sd, q5, q50, q95, r_hat, ess_bulk, ess_tail. The run's warnings (see `warnings`)
+        are in the frame's ``attrs["warnings"]`` and printed under it by ``print(r)``."""
         import pandas as pd
 
         rows, index = [], []
@@ -63,7 +69,9 @@ class Result:
             rows.append(cols)
             index.extend(labels)
         data = np.concatenate(rows, 0) if rows else np.zeros((0, len(SUMMARY_COLUMNS)))
-        return pd.DataFrame(data, index=index, columns=list(SUMMARY_COLUMNS))
+        frame = pd.DataFrame(data, index=index, columns=list(SUMMARY_COLUMNS))
+        frame.attrs["warnings"] = self.warnings
+        return frame
 
     def to_arviz(self, log_likelihood: bool = False):
         """An `arviz.InferenceData` with a posterior group (and sample_stats where the
@@ -85,7 +93,10 @@ class Result:
         if self.log_evidence is not None:
             head += f", log_evidence={self.log_evidence:.4f}"
         head += ")"
-        return head + "\n" + self.summary().to_string(float_format=lambda v: f"{v:.4g}")
+        text = head + "\n" + self.summary().to_string(float_format=lambda v: f"{v:.4g}")
+        if self.warnings:
+            text += "\nWarnings:\n" + "\n".join(f"  - {w}" for w in self.warnings)
+        return text
 
     def __repr__(self):
         return self.__str__()

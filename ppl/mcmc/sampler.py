@@ -33,6 +33,7 @@ from ppl.compile.init import first_finite, init_error
 from ppl.infer import progress
 from ppl.infer._program import chain_groups, run_chain_groups
 from ppl.infer.diagnostics import per_site
+from ppl.infer.flags import flag
 from ppl.infer.method import Method, draws_from_flat, require_continuous, to_numpy
 from ppl.infer.result import Result
 from ppl.mcmc import driver, hmc, mh, nuts
@@ -206,7 +207,7 @@ class _MCMC(Method):
                 f"{100 * d['tree_depth_saturation']:.1f}% of transitions hit max_tree_depth="
                 f"{self.max_tree_depth}: raise max_tree_depth or reparameterise")
         for p in problems:
-            warnings.warn(f"{self.name}: {p}.", stacklevel=4)
+            flag(d, self.name, p, stacklevel=4)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,29 @@
+"""Flags: the problems a run found, raised as Python warnings AND kept with its result.
+
+Every method reports numerical trouble (divergences, non-finite gradients, weight collapse,
+an optimiser that has not converged, ...) through :func:`flag`: one ``UserWarning`` per
+problem, whose text names the method, the site where there is one, and what to do; the
+same text goes to ``diagnostics["warnings"]``, which ``Result.summary()`` and ``print(r)``
+show under the table, and the demo in its note column.
+"""
+from __future__ import annotations
+
+import warnings
+
+
+class PplWarning(UserWarning):
+    """A problem with a run's result: the numbers may be wrong; the text says what to do."""
+
+
+def flag(diagnostics: dict, method: str, message: str, stacklevel: int = 3) -> None:
+    """Warn ``"<method>: <message>"`` and append the text to ``diagnostics["warnings"]``.
+
+    Args:
+      diagnostics: the result's diagnostics dict (created lists are kept in it).
+      method: the method's name (``"nuts"``, ``"vi"``, ...), the warning's first word.
+      message: what went wrong, naming the site where there is one, and the fix.
+      stacklevel: as for ``warnings.warn``, counted from the caller of ``flag``.
+    """
+    text = f"{method}: {message.rstrip('.')}."
+    diagnostics.setdefault("warnings", []).append(text)
+    warnings.warn(text, PplWarning, stacklevel=stacklevel + 1)
