@@ -18,14 +18,17 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import tempfile
 import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.extend import core as jex_core
 
 # On CPU, XLA's newer fusion emitters make loops over large arrays faster but compile more
 # slowly. Measured on this project's NUTS program (2-core x86 CPU, benchmarks/bench_mcmc.py):
@@ -127,10 +130,10 @@ def _machine_fingerprint() -> str:
                      os.environ.get("XLA_FLAGS", "")])
 
 
-def _disk_key(lowered, options, device) -> str:
+def _disk_key(text, options, device) -> str:
     h = hashlib.sha256()
     for part in (_machine_fingerprint(), str(device), getattr(device, "device_kind", ""),
-                 repr(sorted(options.items())), lowered.as_text()):
+                 repr(sorted(options.items())), text):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
@@ -179,22 +182,102 @@ def _prune(directory: Path) -> None:
 
 # ---------------------------------------------------------------------------- compiling
 
+# jaxlib's CPU LAPACK kernels (Cholesky, eigh, ... : custom calls named lapack_*) split a
+# batch of matrices into tasks on XLA's intra-op thread pool and then BLOCK the calling thread
+# until those tasks finish (jax 0.10's `ParallelBatchMap`). An XLA:CPU execution migrates onto
+# that pool's threads (an asynchronous loop resumes on whichever worker completed its body),
+# so once as many executions as the pool has threads (one per core) each wait in such a
+# kernel, no thread is left to run the tasks they wait for: the process hangs with an idle
+# CPU. Measured: default NUTS (two groups of chains on a 2-core CPU) on a Gaussian-process
+# model whose deterministic site takes a Cholesky factor hung in the batched factorisation of
+# its draws. One execution at a time cannot starve the pool this way, so a program that
+# makes such a call is never run beside another one (see `run_program_concurrently`).
+_POOL_LOCK = threading.Lock()
+_CUSTOM_CALL = re.compile(r"custom_call @(\w+)\((.*?)\).*?num_batch_dims = \"(\d+)\".*?: \((tensor<[^>]*>)",
+                          re.DOTALL)
+# Custom calls that never wait on XLA's intra-op pool: host callbacks (the progress bar) and
+# sharding annotations.
+_PASSIVE_TARGETS = ("xla_ffi_python_cpu_callback", "xla_python_cpu_callback", "Sharding",
+                    "SPMDFullToShardShape", "SPMDShardToFullShape")
+
+
+def _batch_size(tensor_type: str, num_batch_dims: int) -> int:
+    dims = tensor_type[len("tensor<"):-1].split("x")[:-1]  # the last field is the dtype
+    return int(np.prod([int(d) for d in dims[:num_batch_dims]] or [1]))
+
+
+def blocks_the_pool(text: str) -> bool:
+    """Whether a lowered program (StableHLO text) calls a library kernel that may block a
+    thread of XLA's CPU pool waiting on the pool: a LAPACK kernel over a batch of more than one
+    matrix, or any custom call this module does not know (conservatively). Unbatched LAPACK
+    calls run on the calling thread."""
+    for line in text.splitlines():
+        if "custom_call @" not in line:
+            continue
+        target = line.split("custom_call @", 1)[1].split("(", 1)[0]
+        if target.startswith(_PASSIVE_TARGETS):
+            continue
+        match = _CUSTOM_CALL.search(line)
+        if target.startswith("lapack_") and match is not None \
+                and _batch_size(match.group(4), int(match.group(3))) <= 1:
+            continue
+        return True
+    return False
+
+
+# The linear-algebra primitives that XLA:CPU hands to LAPACK (see `blocks_the_pool`).
+LINALG_PRIMITIVES = frozenset({
+    "cholesky", "eig", "eigh", "lu", "lu_pivots_to_permutation", "qr", "geqrf", "geqp3",
+    "householder_product", "svd", "schur", "hessenberg", "tridiagonal", "tridiagonal_solve",
+    "triangular_solve"})
+
+
+def calls_linalg(fn, *example_args) -> bool:
+    """Whether `fn` (traced at `example_args`) uses a LAPACK-backed primitive; under `vmap`
+    such a call becomes a batched one, which may block XLA's CPU pool."""
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name in LINALG_PRIMITIVES:
+                return True
+            for sub in jex_core.jaxprs_in_params(eqn.params):
+                if walk(sub):
+                    return True
+        return False
+
+    return walk(jax.make_jaxpr(fn)(*example_args).jaxpr)
+
+
+class Executable(NamedTuple):
+    """A compiled program: ``run(*args)``; ``source`` ("compiled", "disk", "memory"); and
+    ``blocking``: it may block a thread of XLA's CPU pool (:func:`blocks_the_pool`), so it
+    is never run beside another execution."""
+
+    run: Any
+    source: str
+    blocking: bool
+
+
 def _build(program, method, args, avals, device):
-    """Trace, lower and compile (or load from the disk cache). Returns (executable, source)."""
+    """Trace, lower and compile (or load from the disk cache).
+
+    Returns ``Executable(run, source, blocking)`` (see :func:`blocks_the_pool`)."""
     lowered = jax.jit(functools.partial(program, method)).lower(*args)
+    text = lowered.as_text()
+    blocking = blocks_the_pool(text)
     options = _compiler_options(avals, getattr(device, "platform", jax.default_backend()),
                                 method.expected_evaluations())
     directory = compile_cache_dir()
     if directory is None:
-        return _compile(lowered, options), "compiled"
-    path = directory / f"{_disk_key(lowered, options, device)}.xla"
+        return Executable(_compile(lowered, options), "compiled", blocking)
+    path = directory / f"{_disk_key(text, options, device)}.xla"
     if path.exists():
         executable = _load(path, lowered)
         if executable is not None:
-            return executable, "disk"
+            return Executable(executable, "disk", blocking)
     executable = _compile(lowered, options)
     _store(path, executable)
-    return executable, "compiled"
+    return Executable(executable, "compiled", blocking)
 
 
 @functools.lru_cache(maxsize=32)
@@ -220,8 +303,8 @@ def prepare(method, *args):
 
     The cache key holds the method object by value (methods are frozen dataclasses), the
     argument tree structure (which holds the model and its static arguments) and shapes.
-    Returns `(executable, compile_s, source)`: `compile_s` is 0 on an in-memory cache hit,
-    and `source` says where the executable came from: "memory", "disk" or "compiled".
+    Returns `(executable, compile_s)`: an :class:`Executable` whose `source` says where it
+    came from ("memory", "disk" or "compiled"), and `compile_s`, 0 on an in-memory hit.
     """
     program = type(method)._program
     leaves, tree = jax.tree.flatten(args)
@@ -235,12 +318,21 @@ def prepare(method, *args):
     device = _device()
     if cacheable:
         hits = _executable.cache_info().hits
-        executable, source = _executable(program, method, tree, avals, device)
+        executable = _executable(program, method, tree, avals, device)
         if _executable.cache_info().hits > hits:
-            source = "memory"
+            executable = executable._replace(source="memory")
     else:
-        executable, source = _build(program, method, args, avals, device)
-    return executable, time.perf_counter() - t0, source
+        executable = _build(program, method, args, avals, device)
+    return executable, time.perf_counter() - t0
+
+
+def _execute(executable: Executable, args):
+    """Run and wait; a pool-blocking program holds the process-wide lock while it runs, so
+    two of them (from ppl's chain groups or from a user's threads) never run at once."""
+    if not executable.blocking:
+        return jax.block_until_ready(executable.run(*args))
+    with _POOL_LOCK:
+        return jax.block_until_ready(executable.run(*args))
 
 
 def run_program(method, *args):
@@ -248,40 +340,46 @@ def run_program(method, *args):
 
     Returns `(outputs, compile_s, run_s, source)`.
     """
-    executable, compile_s, source = prepare(method, *args)
+    executable, compile_s = prepare(method, *args)
     t1 = time.perf_counter()
-    out = jax.block_until_ready(executable(*args))
-    return out, compile_s, time.perf_counter() - t1, source
+    out = _execute(executable, args)
+    return out, compile_s, time.perf_counter() - t1, executable.source
 
 
 def run_program_concurrently(method, arg_sets):
     """Run the method's program once per argument set (all of one structure and shapes),
     each from its own thread, so that on a CPU the runs proceed on different cores at once.
 
-    The program is compiled once. Returns `(list of outputs, compile_s, run_s, source)`,
-    `run_s` being the wall time of all the runs together.
+    The program is compiled once. A program that may block XLA's CPU pool
+    (:func:`blocks_the_pool`) runs the sets one after another instead: run side by side, such
+    programs can wait on each other for ever. Returns `(list of outputs, compile_s, run_s,
+    source)`, `run_s` being the wall time of all the runs together.
     """
-    executable, compile_s, source = prepare(method, *arg_sets[0])
+    executable, compile_s = prepare(method, *arg_sets[0])
     outs = [None] * len(arg_sets)
     errors = []
 
     def run(k):
         try:
-            outs[k] = jax.block_until_ready(executable(*arg_sets[k]))
+            outs[k] = _execute(executable, arg_sets[k])
         except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
             errors.append(e)
 
     t1 = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(1, len(arg_sets))]
-    for t in threads:
-        t.start()
-    run(0)
-    for t in threads:
-        t.join()
+    if executable.blocking:
+        for k in range(len(arg_sets)):
+            run(k)
+    else:
+        threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(1, len(arg_sets))]
+        for t in threads:
+            t.start()
+        run(0)
+        for t in threads:
+            t.join()
     run_s = time.perf_counter() - t1
     if errors:
         raise errors[0]
-    return outs, compile_s, run_s, source
+    return outs, compile_s, run_s, executable.source
 
 
 def _cpu_cores() -> int:
@@ -305,7 +403,8 @@ def run_chain_groups(method, key, ld, num_chains: int, groups: int):
     """Run `method`'s program `program(key, ld, chains)` over the chain indices 0..num_chains-1
     split into `groups` equal groups: one compiled program (for one group's shape), the
     groups at once from their own threads (an XLA executable runs on the calling thread, so
-    on a CPU they use different cores). Outputs must have the chain axis first; they are
+    on a CPU they use different cores), or one after another where that is unsafe (see
+    :func:`run_program_concurrently`). Outputs must have the chain axis first; they are
     joined along it. Returns `(outputs, compile_s, run_s, source)` as `run_program`."""
     ids = np.arange(num_chains, dtype=np.int32).reshape(groups, -1)
     if groups == 1:

@@ -7,6 +7,7 @@ from typing import ClassVar
 import jax
 import numpy as np
 
+from ppl.infer._program import calls_linalg
 from ppl.infer.result import Result
 
 
@@ -55,9 +56,19 @@ def require_proper(method_name: str, ld) -> None:
 
 
 def draws_from_flat(ld, z):
-    """Constrained draws (latents and deterministic sites) from flat `z` of shape (C, S, dim)."""
+    """Constrained draws (latents and deterministic sites) from flat `z` of shape (C, S, dim).
+
+    Batched with `vmap`, except on a CPU when the model's forward pass takes a LAPACK-backed
+    factorisation: one draw at a time then (`lax.map`), since a batched factorisation may
+    block XLA's CPU pool and stop the program from running beside another (see
+    `ppl.infer._program.blocks_the_pool`)."""
     c, s = z.shape[:2]
-    values = jax.vmap(lambda zi: ld.constrain(zi, deterministic=True))(z.reshape((c * s, -1)))
+    flat = z.reshape((c * s, -1))
+    constrain = lambda zi: ld.constrain(zi, deterministic=True)  # noqa: E731
+    if jax.default_backend() == "cpu" and c * s > 1 and calls_linalg(constrain, flat[0]):
+        values = jax.lax.map(constrain, flat)
+    else:
+        values = jax.vmap(constrain)(flat)
     return jax.tree.map(lambda v: v.reshape((c, s) + v.shape[1:]), values)
 
 

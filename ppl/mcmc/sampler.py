@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.compile.hoist import hoist
-from ppl.compile.init import first_finite, init_error
+from ppl.compile.init import check_init_values, first_finite, init_error
 from ppl.infer import progress
-from ppl.infer._program import chain_groups, run_chain_groups
+from ppl.infer._program import calls_linalg, chain_groups, run_chain_groups
 from ppl.infer.diagnostics import per_site
 from ppl.infer.flags import flag
 from ppl.infer.method import Method, draws_from_flat, require_continuous, to_numpy
@@ -100,11 +100,18 @@ class _MCMC(Method):
         if self.chain_method not in ("auto", "vectorized", "sequential"):
             raise ValueError(f"{type(self).__name__}: chain_method must be 'auto', 'vectorized' or "
                              f"'sequential', got {self.chain_method!r}.")
+        check_init_values(ld, self.init)
 
-    def _sequential(self, sharding) -> bool:
+    def _sequential(self, sharding, log_joint, z) -> bool:
+        """Chains one after another in the program? "auto": on a single CPU device, for
+        kernels whose trajectories differ between chains (NUTS) and for models that take a
+        LAPACK-backed factorisation (batched, it would stop the groups of chains from running
+        at once; see `ppl.infer._program.blocks_the_pool`)."""
         if self.chain_method != "auto":
             return self.chain_method == "sequential"
-        return sharding is None and self._varying_trajectories and jax.default_backend() == "cpu"
+        if sharding is not None or jax.default_backend() != "cpu":
+            return False
+        return self._varying_trajectories or calls_linalg(jax.grad(log_joint), z)
 
     def _groups(self) -> int:
         """How many groups of chains run at once, each from its own thread (see `run`)."""
@@ -138,7 +145,7 @@ class _MCMC(Method):
                 chain_index=c, initial_state=state)
             return draws, infos, adaptation, ok, z0
 
-        if self._sequential(sharding):
+        if self._sequential(sharding, log_joint, jnp.zeros(ld.dim, jnp.result_type(float))):
             draws, infos, adaptation, ok, z0 = jax.lax.map(one_chain, chains)
         else:
             draws, infos, adaptation, ok, z0 = jax.vmap(one_chain)(chains)

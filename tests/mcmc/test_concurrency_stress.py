@@ -1,0 +1,157 @@
+"""Chain groups run from threads at once (chain_method="auto" on a CPU): stress tests.
+
+jax 0.10's CPU LAPACK kernels block a thread of XLA's pool while a batch of factorisations
+runs on that same pool; two executions side by side on a 2-core CPU then waited on each other
+for ever (default NUTS on a Gaussian-process model whose deterministic site takes a Cholesky
+factor). These tests run many short runs of models with factorisations in the log density,
+in deterministic sites and nowhere, with every MCMC method, from ppl's chain groups and from
+several user threads at once, in a child process that must finish within its timeout.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.infer import _program
+
+CHILD = textwrap.dedent("""
+    import json, sys, threading
+    import jax, jax.numpy as jnp, numpy as np
+    import ppl
+    from ppl import dist
+    from ppl.infer import _program
+
+    _program._cpu_cores = lambda: 2  # two groups of chains at once, whatever the machine
+
+    x = jnp.arange(-10.0, 11.0, 2.0)
+    k = jnp.asarray(np.array([30, 25, 20, 10, 5, 2, 8, 25, 60, 70, 40], dtype=np.int32))
+
+    def gp(x, k=None):  # a Cholesky factor in a deterministic site (the reported hang)
+        n = x.shape[0]
+        rho = ppl.sample("rho", dist.Gamma(25.0, 4.0))
+        alpha = ppl.sample("alpha", dist.HalfNormal(2.0))
+        with ppl.plate("latent", n):
+            f_tilde = ppl.sample("f_tilde", dist.Normal(0.0, 1.0))
+        K = alpha**2 * jnp.exp(-0.5 * (x[:, None] - x[None, :])**2 / rho**2) + 1e-3 * jnp.eye(n)
+        f = ppl.deterministic("f", jnp.linalg.cholesky(K) @ f_tilde)
+        with ppl.plate("obs", n):
+            ppl.observe("k", dist.Poisson(jnp.exp(f)), k)
+
+    y = jnp.array(np.random.default_rng(0).normal(size=(20, 3)))
+
+    def mvn(y):  # factorisations in the log density itself (batched under vmap)
+        scale = ppl.sample("scale", dist.HalfNormal(2.0).expand([3]).to_event(1))
+        corr = ppl.sample("corr", dist.LKJCholesky(3, 2.0))
+        cov_chol = scale[:, None] * corr
+        cov = cov_chol @ cov_chol.T + 1e-3 * jnp.eye(3)
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.MultivariateNormal(jnp.zeros(3), covariance_matrix=cov), y)
+
+    def normal(y):  # no factorisation: the groups run at once
+        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.Normal(mu, 1.0), y)
+
+    cases = [(gp, (x,), {"k": k}), (mvn, (y,), {}), (normal, (jnp.array([0.3, -0.2, 1.1]),), {})]
+    # Enough draws that the factorisations of a group's draws are one batch large enough for
+    # jaxlib to split it over the pool (2 x 1000 Cholesky factors of 11 x 11 matrices hung
+    # the first MH run, without the fix, every time it was tried; 2 x 200 never did).
+    methods = [ppl.NUTS(num_warmup=100, num_samples=500, num_chains=4, max_tree_depth=4),
+               ppl.HMC(num_warmup=100, num_samples=1000, num_chains=4, num_steps=4),
+               ppl.MH(num_warmup=200, num_samples=1000, num_chains=4)]
+    repeats = int(sys.argv[1])
+    first, runs = {}, 0
+    for model, args, kwargs in cases:
+        for m in methods:
+            for r in range(repeats):
+                out = ppl.infer(model, *args, method=m, key=r % 2, **kwargs)
+                name = f"{model.__name__}/{m.name}/{r % 2}"
+                draws = np.asarray(out.samples[out.log_density.spec.latents[0].name])
+                if name in first:
+                    assert np.array_equal(first[name], draws), name  # one layout: the same draws
+                first[name] = draws
+                runs += 1
+
+    # Users' threads: several ppl.infer calls at once, each with its own chain groups.
+    results, errors = {}, []
+    def user(i):
+        try:
+            model, args, kwargs = cases[i % len(cases)]
+            out = ppl.infer(model, *args, method=methods[0], key=0, **kwargs)
+            results[i] = np.asarray(out.samples[out.log_density.spec.latents[0].name]).tolist()
+        except BaseException as e:
+            errors.append(repr(e))
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors, errors
+    for i in range(6):
+        model = cases[i % len(cases)][0]
+        assert np.array_equal(np.asarray(results[i]), first[f"{model.__name__}/nuts/0"]), i
+    print(json.dumps({"runs": runs + len(results)}))
+""")
+
+
+@pytest.mark.timeout(400)
+def test_chain_groups_and_user_threads_never_hang():
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), PPL_COMPILE_CACHE="0")
+    try:
+        out = subprocess.run([sys.executable, "-X", "faulthandler", "-c", CHILD, "4"], env=env,
+                             capture_output=True, text=True, timeout=360)
+    except subprocess.TimeoutExpired as e:  # a hang: fail with what the child printed
+        pytest.fail(f"the concurrent runs did not finish in 360 s (a deadlock?):\n{(e.stderr or '')[-3000:]}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["runs"] == 3 * 3 * 4 + 6
+
+
+def test_batched_factorisations_are_found_in_a_program():
+    chol = lambda a: jnp.linalg.cholesky(a)  # noqa: E731
+    text = lambda f, *a: jax.jit(f).lower(*a).as_text()  # noqa: E731
+    assert not _program.blocks_the_pool(text(chol, jnp.eye(3)))
+    assert not _program.blocks_the_pool(text(jax.vmap(chol), jnp.ones((1, 3, 3))))
+    assert _program.blocks_the_pool(text(jax.vmap(chol), jnp.ones((4, 3, 3))))
+    assert _program.blocks_the_pool(text(jax.vmap(jnp.linalg.eigh), jnp.ones((2, 3, 3))))
+    assert _program.blocks_the_pool(text(jax.vmap(jnp.linalg.solve), jnp.ones((2, 3, 3)), jnp.ones((2, 3))))
+    assert not _program.blocks_the_pool(text(jnp.sin, jnp.ones(3)))
+    assert not _program.blocks_the_pool(text(lambda v: jax.debug.callback(print, v), jnp.ones(3)))
+    assert _program.calls_linalg(lambda a: jax.lax.cond(a.sum() > 0, lambda: jnp.linalg.slogdet(a)[1],
+                                                        lambda: 0.0), jnp.eye(3))
+    assert not _program.calls_linalg(lambda a: jnp.sin(a).sum(), jnp.eye(3))
+
+
+def _factor_model(x):
+    a = ppl.sample("a", dist.HalfNormal(1.0))
+    K = a * jnp.exp(-((x[:, None] - x[None, :]) ** 2)) + jnp.eye(x.shape[0])
+    ppl.deterministic("L", jnp.linalg.cholesky(K))
+    ppl.observe("x", dist.Normal(0.0, a), x)
+
+
+def test_a_model_with_factorisations_runs_its_groups_at_once_with_the_draws_of_one_program(monkeypatch):
+    # The draws are constrained one at a time (unbatched factorisations), so the two groups'
+    # program does not block the pool and runs from two threads; its draws are those of the
+    # chains in one program (HMC chains are vectorised in either: the log density takes no
+    # factorisation).
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
+    seen = []
+    real = _program.run_program_concurrently
+
+    def spy(method, arg_sets):
+        executable, _ = _program.prepare(method, *arg_sets[0])
+        seen.append(executable.blocking)
+        return real(method, arg_sets)
+
+    monkeypatch.setattr(_program, "run_program_concurrently", spy)
+    x = jnp.linspace(-1.0, 1.0, 5)
+    options = dict(num_warmup=50, num_samples=50, num_chains=4, progress_bar=False)
+    grouped = ppl.infer(_factor_model, x, method=ppl.HMC(**options), key=1)
+    one = ppl.infer(_factor_model, x, method=ppl.HMC(chain_method="vectorized", **options), key=1)
+    assert seen == [False]
+    np.testing.assert_array_equal(grouped.samples["L"], one.samples["L"])
