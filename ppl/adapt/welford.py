@@ -9,6 +9,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ppl.adapt.dual_averaging import quantize
+
 
 class WelfordState(NamedTuple):
     """Sample ``count``, running ``mean`` and sum of squared deviations ``m2`` ((d,) or (d, d))."""
@@ -44,10 +46,12 @@ def covariance(state: WelfordState):
 
 
 def regularized_inverse_mass_matrix(state: WelfordState):
-    """Stan's shrunk estimate (n/(n+5)) S + 1e-3 (5/(n+5)) I, diagonal or dense."""
+    """Stan's shrunk estimate (n/(n+5)) S + 1e-3 (5/(n+5)) I, diagonal or dense, rounded
+    to 20 significant bits in float64 and 10 in float32 (see
+    :func:`ppl.adapt.dual_averaging.quantize`: the same matrix whatever the chain layout)."""
     n = state.count.astype(state.m2.dtype)
     shrink = 1e-3 * (5.0 / (n + 5.0))
     scaled = jax.lax.optimization_barrier((n / (n + 5.0)) * covariance(state))
     if state.m2.ndim == 2:
-        return scaled + shrink * jnp.eye(state.m2.shape[0], dtype=state.m2.dtype)
-    return scaled + shrink
+        return quantize(scaled + shrink * jnp.eye(state.m2.shape[0], dtype=state.m2.dtype))
+    return quantize(scaled + shrink)

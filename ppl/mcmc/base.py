@@ -5,7 +5,13 @@ Every kernel module (``hmc``, ``nuts``, ``mh``) exports ``State``, ``Info``, ``i
 step function ``step(key, state, logdensity_fn, step_size, inverse_mass_matrix, trial=False)``
 and also carries the kernel's ``init`` and ``probe`` so that a driver never special-cases a
 kernel.
-Every ``Info`` starts with the core fields ``acceptance_rate, is_divergent, num_grad_evals``.
+Every ``Info`` starts with the core fields ``acceptance_rate, is_divergent, num_grad_evals,
+is_nonfinite`` and ends with ``nonfinite_position``: ``is_divergent`` is an energy error above
+the threshold; ``is_nonfinite`` a numerical failure of the model (a NaN or +inf log density, or
+a non-finite gradient, at a point the transition computed; see
+``ppl.mcmc.integrators.is_nonfinite``), counted apart because its cause and its fix differ;
+``nonfinite_position`` is such a point (zeros when there is none), so that a driver can name
+the site whose term fails there.
 """
 import dataclasses
 from typing import Callable, Optional
@@ -34,9 +40,10 @@ class Kernel:
         re-initialise the step size by the heuristic and restart dual averaging (Stan's
         HMC/NUTS warmup). False keeps one dual-averaging run over the whole warmup, which
         suits the noisy 0/1-like acceptance of random-walk Metropolis.
-      info_type: the kernel's ``Info`` class, whose ``KINDS`` gives each (scalar) field's
-        dtype, "float" meaning the position's. It lets a driver lay out its records without
-        tracing the kernel an extra time; None: the driver traces it (``jax.eval_shape``).
+      info_type: the kernel's ``Info`` class, whose ``KINDS`` gives each field's dtype,
+        "float" meaning the position's (a scalar), "position" a vector like the position. It
+        lets a driver lay out its records without tracing the kernel an extra time; None: the
+        driver traces it (``jax.eval_shape``).
     """
 
     step: Callable
@@ -51,8 +58,12 @@ class Kernel:
         if self.info_type is None:
             return jax.eval_shape(lambda s, k: self(k, s, logdensity_fn, step_size, inverse_mass_matrix)[1],
                                   state, key)
-        return self.info_type(*(jax.ShapeDtypeStruct((), dtype if kind == "float" else jnp.dtype(kind))
-                                for kind in self.info_type.KINDS))
+        def shape(kind):
+            if kind == "position":
+                return jax.ShapeDtypeStruct(jnp.shape(state.position), dtype)
+            return jax.ShapeDtypeStruct((), dtype if kind == "float" else jnp.dtype(kind))
+
+        return self.info_type(*(shape(kind) for kind in self.info_type.KINDS))
 
     def __call__(self, key, state, logdensity_fn, step_size, inverse_mass_matrix, trial=False):
         return self.step(key, state, logdensity_fn, step_size, inverse_mass_matrix, trial)

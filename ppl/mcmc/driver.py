@@ -34,13 +34,18 @@ class Adaptation(NamedTuple):
 
     Fields: ``step_size``, ``inverse_mass_matrix`` (used for every draw),
     ``num_warmup_grad_evals`` (gradient/log-density evaluations of the warmup transitions;
-    the step-size heuristic's probes excluded) and ``num_warmup_divergences``.
+    the step-size heuristic's probes excluded), ``num_warmup_divergences``,
+    ``num_warmup_nonfinite`` (warmup transitions that met a numerical failure of the model)
+    and ``nonfinite_position`` (the last point, warmup or sampling, where the model failed
+    numerically; zeros if none).
     """
 
     step_size: jax.Array
     inverse_mass_matrix: jax.Array
     num_warmup_grad_evals: jax.Array
     num_warmup_divergences: jax.Array
+    num_warmup_nonfinite: jax.Array
+    nonfinite_position: jax.Array
 
 
 class _Tuning(NamedTuple):
@@ -51,6 +56,8 @@ class _Tuning(NamedTuple):
     last_accept: jax.Array
     num_grad_evals: jax.Array
     num_divergences: jax.Array
+    num_nonfinite: jax.Array
+    nonfinite_position: jax.Array
 
 
 class _Plan(NamedTuple):
@@ -173,9 +180,9 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
 
     Returns:
       ``(draws, infos, adaptation)``: draws of shape (num_samples, d); the kernel's ``Info``
-      with a leading num_samples axis (with thinning: acceptance averaged, divergences
-      any-ed, gradient evaluations summed over the thinned transitions); :class:`Adaptation`
-      ``(step_size, inverse_mass_matrix, num_warmup_grad_evals, num_warmup_divergences)``.
+      with a leading num_samples axis (with thinning: acceptance averaged, divergences and
+      numerical failures any-ed, gradient evaluations summed over the thinned transitions;
+      vector fields such as ``nonfinite_position`` are None); :class:`Adaptation`.
 
     Raises:
       ValueError: on a kernel that is not a ``Kernel``, non-int or negative counts, a
@@ -203,9 +210,13 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
     step_size = jnp.asarray(initial_step_size, dtype)
     zero = jnp.zeros((), jnp.int32)
     tuning = _Tuning(step_size, imm, dual_averaging.init(step_size),
-                     welford.init(dim, dense_mass, dtype), jnp.zeros((), dtype), zero, zero)
+                     welford.init(dim, dense_mass, dtype), jnp.zeros((), dtype), zero, zero, zero,
+                     jnp.zeros((dim,), dtype))
     info_shape = kernel.info_shapes(state, key, logdensity_fn, step_size, imm, dtype)
-    info_fields = len(info_shape)
+    # Scalar fields are recorded per draw; a vector field (the kernel's nonfinite_position)
+    # is kept in the tuning state instead.
+    scalar_fields = [name for name, s in zip(info_shape._fields, info_shape) if s.shape == ()]
+    info_fields = len(scalar_fields)
     # Draws and infos share one (num_samples, d + fields) buffer: one in-place write each
     # iteration (integer and boolean fields are exact in floating point).
     records = jnp.zeros((num_samples, dim + info_fields), dtype)
@@ -254,16 +265,20 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
         t = t._replace(
             last_accept=jnp.asarray(info.acceptance_rate, dtype),
             num_grad_evals=t.num_grad_evals + jnp.where(warm, info.num_grad_evals, 0),
-            num_divergences=t.num_divergences + (warm & info.is_divergent).astype(jnp.int32))
+            num_divergences=t.num_divergences + (warm & info.is_divergent).astype(jnp.int32),
+            num_nonfinite=t.num_nonfinite + (warm & info.is_nonfinite).astype(jnp.int32),
+            nonfinite_position=jnp.where(info.is_nonfinite, info.nonfinite_position, t.nonfinite_position))
         j = jnp.maximum(i - num_warmup, 0)
         restart = (j % thinning) == 0
         acc = jnp.where(restart, 0.0, acc) + jnp.stack([
             jnp.asarray(info.acceptance_rate, dtype), jnp.asarray(info.is_divergent, dtype),
-            jnp.asarray(info.num_grad_evals, dtype)])
-        fields = [jnp.asarray(f, dtype) for f in info]
-        fields[0] = acc[0] / ((j % thinning) + 1).astype(dtype)
-        fields[1] = jnp.minimum(acc[1], 1.0)
-        fields[2] = acc[2]
+            jnp.asarray(info.num_grad_evals, dtype), jnp.asarray(info.is_nonfinite, dtype)])
+        # Over thinned transitions: acceptance averaged, gradient evaluations summed, the
+        # failure flags any-ed; other fields are the last transition's.
+        thinned = {"acceptance_rate": acc[0] / ((j % thinning) + 1).astype(dtype),
+                   "is_divergent": jnp.minimum(acc[1], 1.0), "num_grad_evals": acc[2],
+                   "is_nonfinite": jnp.minimum(acc[3], 1.0)}
+        fields = [thinned.get(name, jnp.asarray(getattr(info, name), dtype)) for name in scalar_fields]
         return t, acc, jnp.concatenate([state.position, jnp.stack(fields)]), j // thinning
 
     def transition(state, t, acc, key, row):
@@ -292,11 +307,14 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
         plan.adapt, plan.add_sample, plan.window_end, plan.heuristic, plan.finish, plan.record)],
         axis=1).astype(np.int32)
     xs = (jax.random.split(key, total), jnp.asarray(rows))
-    carry = (state, tuning, jnp.zeros((3,), dtype), records)
+    carry = (state, tuning, jnp.zeros((4,), dtype), records)
     (state, tuning, _, records), _ = jax.lax.scan(iteration, carry, xs)
 
     draws = records[:, :dim]
-    infos = type(info_shape)(*(records[:, dim + k].astype(s.dtype) for k, s in enumerate(info_shape)))
+    column = {name: dim + k for k, name in enumerate(scalar_fields)}
+    infos = type(info_shape)(*(  # vector fields are not recorded per draw: None
+        records[:, column[name]].astype(s.dtype) if name in column else None
+        for name, s in zip(info_shape._fields, info_shape)))
     adaptation = Adaptation(tuning.step_size, tuning.inverse_mass_matrix, tuning.num_grad_evals,
-                            tuning.num_divergences)
+                            tuning.num_divergences, tuning.num_nonfinite, tuning.nonfinite_position)
     return draws, infos, adaptation

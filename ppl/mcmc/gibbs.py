@@ -38,7 +38,7 @@ import numpy as np
 from ppl._keys import as_key
 from ppl.adapt import dual_averaging, welford, window
 from ppl.compile.hoist import hoist
-from ppl.compile.init import first_finite, init_error
+from ppl.compile.init import check_init_values, first_finite, init_error
 from ppl.infer import progress
 from ppl.infer._program import chain_groups, run_chain_groups
 from ppl.infer.diagnostics import per_site
@@ -232,6 +232,7 @@ class Gibbs(Method):
         if ld.dim == 0:
             raise ValueError("Gibbs: the model has no latent sites to sample.")
         blocks = self._user_blocks(ld)
+        check_init_values(ld, self.init)
         sampled = {s for b in blocks if b.sampler is not None for s in b.sites}
         if any(lat.name not in sampled for lat in ld.spec.discrete):
             tr = (traced or enum.traced_structure(ld))[0]

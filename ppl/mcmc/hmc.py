@@ -24,15 +24,19 @@ class State(NamedTuple):
 
 
 class Info(NamedTuple):
-    """One HMC transition: core fields, then ``energy`` (Hamiltonian at the returned state)."""
+    """One HMC transition: core fields (see ``ppl.mcmc.base``), then ``energy`` (Hamiltonian
+    at the returned state), then ``nonfinite_position`` (the first point of the trajectory
+    where the model failed numerically, zeros if none)."""
 
     acceptance_rate: jax.Array
     is_divergent: jax.Array
     num_grad_evals: jax.Array
+    is_nonfinite: jax.Array
     energy: jax.Array
+    nonfinite_position: jax.Array
 
     # Field dtypes: "float" is the position's dtype (see ``Kernel.info_type``).
-    KINDS = ("float", "bool", "int32", "float")
+    KINDS = ("float", "bool", "int32", "bool", "float", "position")
 
 
 def init(position, logdensity_fn) -> State:
@@ -68,12 +72,24 @@ def probe(key, state, logdensity_fn, step_size, inverse_mass_matrix):
     return -energy_error(h0, h)
 
 
-def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kernel:
+def num_steps_range(num_steps: int, jitter: float):
+    """The (low, high) number of leapfrog steps a transition draws from, inclusive."""
+    low = max(1, int(round(num_steps * (1.0 - jitter))))
+    return low, max(low, int(round(num_steps * (1.0 + jitter))))
+
+
+def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0, jitter: float = 0.0) -> Kernel:
     """Build an HMC transition of ``num_steps`` leapfrog steps.
 
     Args:
       num_steps: number of leapfrog steps per trajectory (a positive Python int).
       max_delta_energy: energy error above which the transition is flagged divergent.
+      jitter: each transition draws its number of steps uniformly from the integers in
+        ``num_steps * [1 - jitter, 1 + jitter]`` (at least 1), so that no trajectory length
+        is used every time: a fixed length can resonate with the target (a Gaussian of
+        period near ``num_steps`` steps returns to its start, and the chain barely moves;
+        Neal 2011, section 3.2, "randomly choosing ... L from some fairly small interval";
+        Mackenzie 1989). 0 keeps the number fixed.
 
     Returns:
       A :class:`ppl.mcmc.base.Kernel`; ``kernel(key, state, logdensity_fn, step_size,
@@ -86,6 +102,9 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
     """
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int; received {num_steps!r}.")
+    if not 0.0 <= jitter < 1.0:
+        raise ValueError(f"jitter must lie in [0, 1); received {jitter!r}.")
+    low, high = num_steps_range(num_steps, jitter)
 
     def transition(words, state: State, step_size, inverse_mass_matrix, trial, logdensity_fn):
         metric = gaussian_euclidean(inverse_mass_matrix)
@@ -94,10 +113,22 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
             _counter_rng.normal(words, _counter_rng.MOMENTUM, state.position.shape, dtype))
         h0 = metric.kinetic_energy(momentum) - state.log_density
         leapfrog = velocity_verlet(logdensity_fn, metric)
-        start = IntegratorState(state.position, momentum, state.log_density, state.grad)
-        steps = jnp.where(trial, 1, num_steps)  # a trial move is one leapfrog step
-        end = jax.lax.fori_loop(
-            0, steps, lambda _, s: _cpu_blocks.nested(leapfrog, s, step_size), start)
+        start = IntegratorState(state.position, momentum, state.log_density, state.grad, jnp.zeros((), bool))
+        if high > low:
+            u = _counter_rng.uniform(words, 0, _counter_rng.LENGTH, dtype)
+            length = low + jnp.minimum(jnp.floor(u * (high - low + 1)), high - low).astype(jnp.int32)
+        else:
+            length = jnp.int32(low)
+        steps = jnp.where(trial, 1, length)  # a trial move is one leapfrog step
+
+        def one_step(_, c):  # the first point where the model fails numerically is kept
+            s, witness = c
+            s_new = _cpu_blocks.nested(leapfrog, s, step_size)
+            first = s_new.nonfinite & ~s.nonfinite
+            return s_new._replace(nonfinite=s.nonfinite | s_new.nonfinite), \
+                jnp.where(first, s_new.position, witness)
+
+        end, witness = jax.lax.fori_loop(0, steps, one_step, (start, jnp.zeros_like(state.position)))
         h = metric.kinetic_energy(end.momentum) - end.log_density
         delta = energy_error(h0, h)
         log_u = jnp.log(_counter_rng.uniform(words, 0, _counter_rng.ACCEPT, dtype))
@@ -109,9 +140,11 @@ def build_kernel(num_steps: int = 10, max_delta_energy: float = 1000.0) -> Kerne
         )
         info = Info(
             acceptance_rate=jnp.minimum(1.0, jnp.exp(-delta)).astype(dtype),
-            is_divergent=delta > max_delta_energy,
+            is_divergent=(delta > max_delta_energy) & ~end.nonfinite,
             num_grad_evals=steps.astype(jnp.int32),
+            is_nonfinite=end.nonfinite,
             energy=jnp.where(accept, h, h0),
+            nonfinite_position=witness,
         )
         return new_state, info
 

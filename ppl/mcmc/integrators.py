@@ -3,7 +3,7 @@
 Reference: Neal (2011), "MCMC using Hamiltonian dynamics", section 2.3, equations
 (2.28)-(2.30); Betancourt (2017), section 5.1.
 """
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,12 +12,26 @@ from ppl.mcmc.metrics import Metric
 
 
 class IntegratorState(NamedTuple):
-    """A point in phase space with the log density and its gradient at ``position``."""
+    """A point in phase space with the log density and its gradient at ``position``;
+    ``nonfinite``: the log density computed there was NaN or +inf, or its gradient was not
+    finite (:func:`is_nonfinite`; the stored ``log_density`` is then -inf)."""
 
     position: jax.Array
     momentum: jax.Array
     log_density: jax.Array
     grad: jax.Array
+    nonfinite: Any = False
+
+
+def is_nonfinite(position, log_density, grad):
+    """A numerical failure of the model at a point, as opposed to a zero density or a
+    runaway trajectory: at a finite position, the log density is NaN or +inf, or it is finite
+    and its gradient is not. (A log density of -inf, e.g. outside a support, is a point of zero
+    density: an ordinary rejection; a position that overflowed is an unstable integration: a
+    divergence.)"""
+    finite_grad = jnp.all(jnp.isfinite(grad))
+    failed = jnp.isnan(log_density) | (log_density == jnp.inf) | (jnp.isfinite(log_density) & ~finite_grad)
+    return failed & jnp.all(jnp.isfinite(position))
 
 
 def sanitize(log_density):
@@ -55,7 +69,8 @@ def velocity_verlet(logdensity_fn: Callable, metric: Metric) -> Callable:
       ``step(state: IntegratorState, step_size) -> IntegratorState``; a negative step size
       integrates backwards in time. Exactly one gradient evaluation per call. A NaN or +inf
       log density is returned as -inf; a non-finite gradient leaves a non-finite momentum,
-      hence a non-finite kinetic energy, which kernels treat as a divergence.
+      hence a non-finite kinetic energy, which ends the trajectory; either is flagged in the
+      new state's ``nonfinite`` (kernels count it apart from divergences).
 
     Reference: Neal (2011), equations (2.28)-(2.30) with U = -log density.
     """
@@ -67,6 +82,6 @@ def velocity_verlet(logdensity_fn: Callable, metric: Metric) -> Callable:
         position = state.position + step_size * metric.velocity(momentum)
         log_density, grad = value_and_grad(position)
         momentum = momentum + half * grad
-        return IntegratorState(position, momentum, sanitize(log_density), grad)
+        return IntegratorState(position, momentum, sanitize(log_density), grad, is_nonfinite(position, log_density, grad))
 
     return step

@@ -26,23 +26,29 @@ class State(NamedTuple):
 class Info(NamedTuple):
     """One MH transition.
 
-    Fields: core ``acceptance_rate`` (min(1, exp(log ratio))), ``is_divergent`` (the proposal's
-    log density was NaN), ``num_grad_evals`` (log-density evaluations: 1); then ``energy``
-    (minus the log density of the returned state).
+    Fields: core ``acceptance_rate`` (min(1, exp(log ratio))), ``is_divergent`` (always False:
+    a random walk has no energy error), ``num_grad_evals`` (log-density evaluations: 1),
+    ``is_nonfinite`` (the proposal's log density was NaN or +inf); then ``energy`` (minus the
+    log density of the returned state) and ``nonfinite_position`` (that proposal, or zeros).
     """
 
     acceptance_rate: jax.Array
     is_divergent: jax.Array
     num_grad_evals: jax.Array
+    is_nonfinite: jax.Array
     energy: jax.Array
+    nonfinite_position: jax.Array
 
     # Field dtypes: "float" is the position's dtype (see ``Kernel.info_type``).
-    KINDS = ("float", "bool", "int32", "float")
+    KINDS = ("float", "bool", "int32", "bool", "float", "position")
 
 
 def _safe_log_density(logdensity_fn, position):
+    """The log density (NaN or +inf read as -inf) and whether it was NaN or +inf at a finite
+    position (a numerical failure of the model)."""
     log_density = logdensity_fn(position)
-    return jnp.where(log_density < jnp.inf, log_density, -jnp.inf), jnp.isnan(log_density)
+    failed = (jnp.isnan(log_density) | (log_density == jnp.inf)) & jnp.all(jnp.isfinite(position))
+    return jnp.where(log_density < jnp.inf, log_density, -jnp.inf), failed
 
 
 def init(position, logdensity_fn) -> State:
@@ -103,9 +109,11 @@ def build_kernel() -> Kernel:
         )
         info = Info(
             acceptance_rate=jnp.minimum(1.0, jnp.exp(ratio)).astype(dtype),
-            is_divergent=is_nan,
+            is_divergent=jnp.zeros((), bool),
             num_grad_evals=jnp.ones((), jnp.int32),
+            is_nonfinite=is_nan,
             energy=-new_state.log_density,
+            nonfinite_position=jnp.where(is_nan, proposal, jnp.zeros_like(proposal)),
         )
         return new_state, info
 

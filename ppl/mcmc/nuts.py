@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from ppl import _counter_rng
 from ppl.mcmc import _cpu_blocks, hmc
 from ppl.mcmc.base import Kernel
-from ppl.mcmc.integrators import safe_value_and_grad, sanitize
+from ppl.mcmc.integrators import is_nonfinite, safe_value_and_grad, sanitize
 from ppl.mcmc.metrics import gaussian_euclidean
 
 
@@ -48,20 +48,24 @@ class Info(NamedTuple):
     """One NUTS transition.
 
     Fields: core ``acceptance_rate`` (Stan's accept_stat: mean of min(1, exp(H0 - H)) over
-    every new point of the trajectory), ``is_divergent``, ``num_grad_evals``; then ``energy``
-    (Hamiltonian of the returned point), ``tree_depth`` (number of doublings merged, as Stan's
-    treedepth__) and ``num_steps`` (leapfrog steps, equal to ``num_grad_evals``).
+    every new point of the trajectory), ``is_divergent``, ``num_grad_evals``,
+    ``is_nonfinite`` (the trajectory ended at a point where the model failed numerically);
+    then ``energy`` (Hamiltonian of the returned point), ``tree_depth`` (number of doublings
+    merged, as Stan's treedepth__), ``num_steps`` (leapfrog steps, equal to
+    ``num_grad_evals``) and ``nonfinite_position`` (that point, or zeros).
     """
 
     acceptance_rate: jax.Array
     is_divergent: jax.Array
     num_grad_evals: jax.Array
+    is_nonfinite: jax.Array
     energy: jax.Array
     tree_depth: jax.Array
     num_steps: jax.Array
+    nonfinite_position: jax.Array
 
     # Field dtypes: "float" is the position's dtype (see ``Kernel.info_type``).
-    KINDS = ("float", "bool", "int32", "float", "int32", "int32")
+    KINDS = ("float", "bool", "int32", "bool", "float", "int32", "int32", "position")
 
 
 class _Carry(NamedTuple):
@@ -72,7 +76,7 @@ class _Carry(NamedTuple):
     12. ``scalars``: log densities of the ends 0-1, trajectory draw (log density, energy)
     2-3, subtree draw 4-5, log sum of weights of the trajectory 6 and of the subtree 7, sum
     of acceptance probabilities 8. ``counters``: doublings merged, leaf index in the current
-    subtree, leapfrog steps, diverging, done. ``stack``: (p_beg, v_beg, p_end, v_end, rho)
+    subtree, leapfrog steps, diverging, done, non-finite (the last point failed numerically). ``stack``: (p_beg, v_beg, p_end, v_end, rho)
     of the pending left tree at each level, shape (5, max_tree_depth, d); level ``depth``
     holds the trajectory (far end first) while a subtree is built.
     """
@@ -86,7 +90,7 @@ class _Carry(NamedTuple):
 _X, _P, _G, _V = range(4)  # rows of an end (backward end: rows 0-3, forward end: 4-7)
 _DRAW, _SUB, _RHO = 8, 10, 12
 _DRAW_LD, _SUB_LD, _LSW, _SUB_LSW, _SUM_ACCEPT = 2, 4, 6, 7, 8
-_DEPTH, _LEAF, _STEPS, _DIVERGING, _DONE = range(5)
+_DEPTH, _LEAF, _STEPS, _DIVERGING, _DONE, _NONFINITE = range(6)
 
 
 def typical_steps(max_tree_depth: int) -> int:
@@ -122,7 +126,7 @@ def _initial_carry(state: State, momentum, velocity, max_tree_depth):
     carry = _Carry(
         vectors=jnp.stack(start + start + draw + draw + [momentum]),
         scalars=jnp.stack([ld, ld, ld, h0, ld, h0, zero, zero - jnp.inf, zero]),
-        counters=jnp.zeros((5,), jnp.int32),
+        counters=jnp.zeros((6,), jnp.int32),
         stack=stack,
     )
     return carry, h0
@@ -184,12 +188,14 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         return near[_X] + eps * metric.velocity(momentum), momentum, eps
 
     def kick(position, momentum, eps, log_density, grad):
-        """Leapfrog, second half: the closing half kick with the new gradient; the energy."""
+        """Leapfrog, second half: the closing half kick with the new gradient; the energy;
+        whether the model failed numerically at the new point (1.0 or 0.0)."""
+        failed = is_nonfinite(position, log_density, grad).astype(dtype)
         log_density = sanitize(log_density)
         momentum = momentum + 0.5 * eps * grad
         v = metric.velocity(momentum)
         h = 0.5 * jnp.sum(momentum * v) - log_density
-        return jnp.stack([position, momentum, grad, v]), jnp.stack([log_density, h])
+        return jnp.stack([position, momentum, grad, v]), jnp.stack([log_density, h, failed])
 
     def bookkeeping(scalars, counters, point_scalars, ok):
         """Energy error, multinomial draws, U-turn verdicts; scalars and counters only."""
@@ -207,7 +213,7 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         # Uniform progressive sampling inside the subtree.
         sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, scalars[_SUB_LSW]), log_weight)
         take = log_u[0] < log_weight - sub_lsw
-        sub_scalars = jnp.where(take, point_scalars, scalars[_SUB_LD:_SUB_LD + 2])
+        sub_scalars = jnp.where(take, point_scalars[:2], scalars[_SUB_LD:_SUB_LD + 2])
 
         # Merges completed at this leaf: levels < t inside the subtree; at the subtree's last
         # leaf, level t = depth is the merge of the trajectory with the subtree.
@@ -229,8 +235,10 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         new_ld = point_scalars[0]
         end_lds = jnp.where(forward, jnp.stack([scalars[0], new_ld]), jnp.stack([new_ld, scalars[1]]))
         scalars = jnp.concatenate([end_lds, draw_scalars, sub_scalars, jnp.stack([lsw, sub_lsw, sum_accept])])
+        failed = point_scalars[2] > 0
         counters = jnp.stack([depth, jnp.where(last, 0, leaf + 1), num_steps,
-                              diverging.astype(jnp.int32), done.astype(jnp.int32)])
+                              (diverging & ~failed).astype(jnp.int32), done.astype(jnp.int32),
+                              failed.astype(jnp.int32)])
         flags = jnp.stack([forward, take, take_sub, merge, last, bit(depth)]).astype(jnp.int32)
         return scalars, counters, jnp.concatenate([flags, t[None]])
 
@@ -281,17 +289,24 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
     return jax.lax.while_loop(lambda c: c.counters[_DONE] == 0, body, carry)
 
 
-def _finish(c: _Carry):
+def _finish(c: _Carry, direction_bits):
     """The transition's new state and info from the final loop carry."""
     num_steps = c.counters[_STEPS]
     new_state = State(c.vectors[_DRAW + _X], c.scalars[_DRAW_LD], c.vectors[_DRAW + 1])
+    failed = c.counters[_NONFINITE] == 1
+    # A failed point ends the trajectory at once (no merge), so it is the far end of the side
+    # being extended, which the direction bit of the current depth gives.
+    forward = ((direction_bits >> c.counters[_DEPTH].astype(jnp.uint32)) & 1) == 1
+    last = jnp.where(forward, c.vectors[4 + _X], c.vectors[_X])
     info = Info(
         acceptance_rate=c.scalars[_SUM_ACCEPT] / num_steps.astype(c.scalars.dtype),
         is_divergent=c.counters[_DIVERGING] == 1,
         num_grad_evals=num_steps,
+        is_nonfinite=failed,
         energy=c.scalars[_DRAW_LD + 1],
         tree_depth=c.counters[_DEPTH],
         num_steps=num_steps,
+        nonfinite_position=jnp.where(failed, last, jnp.zeros_like(last)),
     )
     return new_state, info
 
@@ -311,7 +326,7 @@ def _transition(words, state: State, step_size, inverse_mass_matrix, trial, logd
     depth_limit = jnp.where(trial, 1, max_tree_depth).astype(jnp.int32)
     c = _trajectory(words, state, momentum, direction_bits, logdensity_fn, step_size,
                     inverse_mass_matrix, max_tree_depth, max_delta_energy, depth_limit)
-    return _cpu_blocks.nested(_finish, c)
+    return _cpu_blocks.nested(_finish, c, direction_bits)
 
 
 def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> Kernel:

@@ -121,9 +121,10 @@ def test_gibbs_with_random_walk_inner_kernel_matches_exact_enumeration():
 
 
 @pytest.mark.parametrize("inner", ["nuts", "mh"])
-def test_chain_groups_do_not_change_the_draws(monkeypatch, inner):
+def test_chain_groups_do_not_change_the_draws(monkeypatch, inner, x64):
     # Chain c's keys are folded from the run key and c: running the four chains as two
-    # concurrent groups (two cores) or in one program (one core) gives the same draws.
+    # concurrent groups (two cores) or in one program (one core) gives the same draws, in
+    # float64 to rounding through a whole warmup (adaptation rounds what it feeds back).
     from ppl.infer import _program
 
     y = jnp.array([0.9, 0.1, 1.2, -0.3, 0.7])
@@ -134,11 +135,11 @@ def test_chain_groups_do_not_change_the_draws(monkeypatch, inner):
             z = ppl.sample("z", ppl.dist.Bernoulli(p))
             ppl.observe("y", ppl.dist.Normal(z.astype(y.dtype), 0.5), y)
 
-    method = ppl.Gibbs(num_warmup=50, num_samples=50, num_chains=4, inner=inner, progress_bar=False)
+    method = ppl.Gibbs(num_warmup=300, num_samples=50, num_chains=4, inner=inner, progress_bar=False)
     runs = []
     for cores in (2, 1):
         monkeypatch.setattr(_program, "_cpu_cores", lambda cores=cores: cores)
         runs.append(ppl.infer(model, y, method=method, key=3))
     for site in ("p", "z"):
         assert runs[0].samples[site].shape[:2] == (4, 50)
-        np.testing.assert_allclose(runs[0].samples[site], runs[1].samples[site], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(runs[0].samples[site], runs[1].samples[site], rtol=0, atol=1e-6)

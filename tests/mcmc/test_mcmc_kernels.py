@@ -111,23 +111,30 @@ def test_nuts_tree_depth_capped():
 @pytest.mark.parametrize("kernel", [nuts.build_kernel(), hmc.build_kernel(num_steps=5), mh.build_kernel()],
                          ids=["nuts", "hmc", "mh"])
 def test_non_finite_region_is_rejected_never_propagated(kernel, bad):
-    """Log density NaN (or -inf) for x0 > 1: such points are rejected (and NaN ones counted
-    as divergences); the state stays finite and inside the valid region."""
+    """Log density NaN (or -inf) for x0 > 1: such points are rejected; NaN ones are counted
+    as numerical failures (with the failing point), -inf ones (zero density) as divergences
+    of the trajectory (NUTS, HMC); the state stays finite and inside the valid region."""
     logdensity = lambda x: jnp.where(x[0] > 1.0, bad, -0.5 * jnp.sum(x ** 2))
     step = jax.jit(jax.vmap(lambda k, s: kernel(k, s, logdensity, 1.5, jnp.ones(2))))
     n = 2000
     x = jnp.zeros((n, 2)) + jnp.array([0.9, 0.0])
     state = jax.vmap(lambda z: kernel.init(z, logdensity))(x)
-    divergent = 0
+    divergent = failed = 0
     for t in range(5):
         state, info = step(jax.random.split(jax.random.PRNGKey(t), n), state)
         divergent += int(info.is_divergent.sum())
+        failed += int(info.is_nonfinite.sum())
         assert np.all(np.isfinite(np.asarray(state.position)))
         assert np.all(np.asarray(state.position[:, 0]) <= 1.0)
         assert np.all(np.isfinite(np.asarray(state.log_density)))
         assert np.all(np.isfinite(np.asarray(info.acceptance_rate)))
-    if kernel.name != "mh" or bool(jnp.isnan(bad)):
-        assert divergent > 0
+        where = np.asarray(info.is_nonfinite)
+        assert np.all(np.asarray(info.nonfinite_position)[where, 0] > 1.0)  # the failing points
+        assert not np.any(np.asarray(info.nonfinite_position)[~where])
+    if bool(jnp.isnan(bad)):
+        assert failed > 0 and divergent == 0
+    else:
+        assert failed == 0 and (divergent > 0) == (kernel.name != "mh")
 
 
 @jax.custom_jvp
@@ -141,14 +148,17 @@ def _nan_gradient_below_jvp(primals, tangents):
     return _nan_gradient_below(t), jnp.where(t < -0.5, jnp.nan, 0.0) * dt
 
 
-def test_nan_gradient_is_a_divergence():
-    """A finite log density whose gradient is NaN for x0 < -0.5: a divergence, never a state."""
+def test_nan_gradient_is_a_numerical_failure_never_a_state():
+    """A finite log density whose gradient is NaN for x0 < -0.5: a numerical failure (not a
+    divergence), with the failing point; never a state."""
     logdensity = lambda x: -0.5 * jnp.sum(x ** 2) + _nan_gradient_below(x[0])
     kernel = nuts.build_kernel()
     step = jax.jit(jax.vmap(lambda k, s: kernel(k, s, logdensity, 1.0, jnp.ones(2))))
     state = jax.vmap(lambda z: kernel.init(z, logdensity))(jnp.zeros((500, 2)))
     state, info = step(jax.random.split(jax.random.PRNGKey(3), 500), state)
-    assert int(info.is_divergent.sum()) > 0
+    failed = np.asarray(info.is_nonfinite)
+    assert failed.sum() > 0 and int(info.is_divergent.sum()) == 0
+    assert np.all(np.asarray(info.nonfinite_position)[failed, 0] < -0.5)
     assert np.all(np.isfinite(np.asarray(state.grad))) and np.all(np.asarray(state.position[:, 0]) >= -0.5)
 
 
