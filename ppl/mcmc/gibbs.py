@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from typing import Any, Callable, ClassVar, NamedTuple, Optional, Tuple
 
 import jax
@@ -42,6 +41,7 @@ from ppl.compile.init import check_init_values, first_finite, init_error
 from ppl.infer import progress
 from ppl.infer._program import chain_groups, run_chain_groups
 from ppl.infer.diagnostics import per_site
+from ppl.infer.flags import flag
 from ppl.infer.method import Method, draws_from_flat, to_numpy
 from ppl.infer.result import Result
 from ppl.mcmc import enumerate as enum
@@ -382,7 +382,7 @@ class _GibbsProgram(Method):
                     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
                     state, info, eps = driver.search_then_move(kernel, k, state, fn, eps, imm, restart, zeros)
                 z = z.at[idx].set(state.position)
-                infos.append((info.acceptance_rate, info.is_divergent, info.num_grad_evals + 1))
+                infos.append((info.acceptance_rate, info.is_divergent, info.num_grad_evals + 1, info.is_nonfinite))
                 used.append(eps)
                 j += 1
             elif isinstance(block, SamplerBlock):
@@ -520,9 +520,11 @@ def _result(method, schedule, out, ld, compile_s, run_s, source) -> Result:
         acc = [np.asarray(i[0]) for i in out["infos"]]
         div = [np.asarray(i[1]) for i in out["infos"]]
         grads = [np.asarray(i[2]) for i in out["infos"]]
+        failed = [np.asarray(i[3]) for i in out["infos"]]
         labels = [", ".join(b.names) for b in kblocks]
         diagnostics.update(
             divergences=int(sum(d.sum() for d in div)),
+            nonfinite=int(sum(f.sum() for f in failed)),
             acceptance_rate=float(np.mean([a.mean() for a in acc])),
             acceptance_rate_by_block={l: float(a.mean()) for l, a in zip(labels, acc)},
             step_size={l: np.asarray(s) for l, s in zip(labels, out["step_sizes"])},
@@ -543,15 +545,22 @@ def _result(method, schedule, out, ld, compile_s, run_s, source) -> Result:
 
 
 def _warn(method, d) -> None:
-    """Warn (never raise) about chains that have not mixed and divergent transitions."""
+    """Flag (never raise) chains that have not mixed, divergent transitions and numerical
+    failures of the continuous blocks."""
     worst = {k: float(np.nanmax(v)) for k, v in d["r_hat"].items() if np.size(v) and np.isfinite(v).any()}
     high = sorted((k for k, v in worst.items() if v > 1.01), key=lambda k: -worst[k])
     if high and method.num_chains > 1:
-        warnings.warn(
-            f"gibbs: r_hat > 1.01 for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}: the chains "
-            f"have not mixed; run longer, give the sampler a better schedule (blocks=), or start the "
-            f"chains nearer the posterior (init=).", stacklevel=4)
+        flag(d, "gibbs",
+             f"r_hat > 1.01 for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}: the chains "
+             f"have not mixed; run longer, give the sampler a better schedule (blocks=), or start the "
+             f"chains nearer the posterior (init=)", stacklevel=4)
+    if d.get("nonfinite"):
+        flag(d, "gibbs",
+             f"the model's log density or its gradient was NaN or infinite at {d['nonfinite']} points the "
+             f"continuous blocks reached after warmup; those regions are never visited, so the draws may "
+             f"be biased. Make the computation stable there (float64, jitter before a Cholesky factor, "
+             f"log-space arithmetic); ppl.check(model, ...) reports each site's term and gradient", stacklevel=4)
     if d["divergences"]:
-        warnings.warn(
-            f"gibbs: {d['divergences']} divergent transitions of the continuous blocks after warmup: the "
-            f"draws may be biased; raise target_accept (e.g. 0.95) or reparameterise.", stacklevel=4)
+        flag(d, "gibbs",
+             f"{d['divergences']} divergent transitions of the continuous blocks after warmup: the "
+             f"draws may be biased; raise target_accept (e.g. 0.95) or reparameterise", stacklevel=4)
