@@ -20,6 +20,7 @@ from ppl.mcmc.sampler import HMC, MH, NUTS
 from ppl.optimize.point import MAP, MLE
 from ppl.sampling.importance import Importance
 from ppl.sampling.rejection import Rejection
+from ppl.sbc import SBCResult, sbc
 from ppl import evaluate, vi
 from ppl.evaluate import predictive
 from ppl.vi import ELBO, IWAE, VI
@@ -44,5 +45,6 @@ __all__ = [
     "NUTS", "HMC", "MH", "MLE", "MAP", "Importance",
     "Gibbs", "GibbsBlock", "Rejection",
     "VI", "ELBO", "IWAE", "vi", "evaluate", "predictive",
+    "sbc", "SBCResult",
 ]
 __version__ = "0.1.0"

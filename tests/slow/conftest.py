@@ -1,0 +1,1 @@
+"""Long statistical release gates (every test here is marked `slow`)."""
