@@ -7,6 +7,7 @@ it once into a pure log density over a flat unconstrained vector and runs any me
 """
 from numpyro import distributions as dist
 
+from ppl.check import Report, check
 from ppl.compile.logdensity import LogDensity, LogJoint, compile
 from ppl.compile.spec import ModelSpec
 from ppl.infer.api import METHODS, infer, register
@@ -45,6 +46,6 @@ __all__ = [
     "NUTS", "HMC", "MH", "MLE", "MAP", "Importance",
     "Gibbs", "GibbsBlock", "Rejection",
     "VI", "ELBO", "IWAE", "vi", "evaluate", "predictive",
-    "sbc", "SBCResult",
+    "sbc", "SBCResult", "check", "Report",
 ]
 __version__ = "0.1.0"

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from numpyro.distributions import ImproperUniform
 from numpyro.distributions.transforms import biject_to
 
 from ppl.model._runtime import Message, Messenger
+from ppl.model.sites import user_dist
 
 
 def _structure_error(name: str) -> ValueError:
@@ -81,11 +83,16 @@ class ToFlat(Messenger):
             self.params[msg.name] = jax.tree.map(biject_to(msg.constraint).inv, msg.value)
 
 
+def _improper(d) -> bool:
+    return isinstance(user_dist(d), ImproperUniform)
+
+
 class InitValues(Messenger):
     """Initial values: continuous latents uniform in (-radius, radius) in unconstrained
     space (strategy "uniform") or drawn from the prior ("prior"); given `values` win.
 
-    Discrete latents are drawn from their (conditional) prior in every strategy.
+    Discrete latents are drawn from their (conditional) prior in every strategy; an improper
+    flat prior (`ImproperUniform`), which cannot be drawn from, starts uniform in every one.
     """
 
     def __init__(self, key, strategy="uniform", radius=2.0, values=None):
@@ -105,7 +112,7 @@ class InitValues(Messenger):
         if msg.name in self.values:
             msg.value = jnp.asarray(self.values[msg.name])
             return
-        if msg.dist.is_discrete or self.strategy == "prior":
+        if msg.dist.is_discrete or (self.strategy == "prior" and not _improper(msg.dist)):
             msg.key = sub
             return
         t = biject_to(msg.dist.support)

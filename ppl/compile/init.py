@@ -1,13 +1,19 @@
-"""Initial points: finite starting values in unconstrained space, with retries."""
+"""Initial points: finite starting values in unconstrained space, with retries; and the
+check of user-given initial values (a method's `init=` option)."""
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions.distribution import validation_enabled
 
 from ppl import _counter_rng
 from ppl._keys import as_key
 from ppl.compile import _handlers as H
+from ppl.compile.errors import check_hint
+from ppl.compile.supports import describe_support
 from ppl.model import handlers
 
 
@@ -110,14 +116,131 @@ def init_error(ld, z, num_tries) -> ValueError:
     return ValueError(
         f"no finite starting point found in {num_tries} tries: the log density is not finite "
         f"at site(s) {bad}. Check that the data are valid for those sites, that the priors' "
-        f"supports contain the data-implied values, or give init values{hint}."
+        f"supports contain the data-implied values, or give init values{hint}. {check_hint(ld.model)}"
     )
 
 
 def find_initial(ld, key, num_points, strategy="uniform", radius=2.0, values=None, num_tries=100):
     """Eager wrapper of `initial_points` that raises `init_error` if any point failed."""
+    check_init_values(ld, strategy if values is None else values)
     key = as_key(key)
     z, ok = jax.jit(initial_points, static_argnums=(2, 3, 4, 6))(ld, key, num_points, strategy, radius, values, num_tries)
     if not bool(np.all(ok)):
         raise init_error(ld, z[int(np.argmin(np.asarray(ok)))], num_tries)
     return z
+
+
+# ---------------------------------------------------------------------------- user init values
+
+STRATEGIES = ("uniform", "prior")
+SUPPORT_TRIES = 8  # draws of the other latents under which a given value must fit its support
+
+
+def check_init_values(ld, init) -> None:
+    """Raise unless `init` is a valid `init=` option for the compiled model `ld`.
+
+    `init` is a strategy name (`"uniform"`, `"prior"`) or a dict latent site name ->
+    initial (constrained) value. Each name must be a latent site of the model, each value
+    numeric, of the site's shape, finite and inside the site's support (for a support set by
+    other latents, inside it for at least one of `SUPPORT_TRIES` draws of them).
+    Every method with an `init=` option calls this from its `check`.
+
+    Raises:
+      ValueError: naming the site and what to give instead (an unknown name lists the latent
+        sites; a wrong shape gives the expected one; a value outside the support names it).
+      TypeError: for an `init` that is neither a strategy name nor a dict.
+    """
+    if isinstance(init, str):
+        if init not in STRATEGIES:
+            raise ValueError(
+                f"unknown init strategy {init!r}; use 'uniform' (uniform(-2, 2) in unconstrained "
+                f"space), 'prior' (a draw from the prior), or a dict of initial values, e.g. "
+                f"init={{'{ld.spec.latents[0].name if ld.spec.latents else 'mu'}': 0.5}}.")
+        return
+    if not isinstance(init, Mapping):
+        raise TypeError(
+            f"init must be 'uniform', 'prior' or a dict latent site name -> initial value, got "
+            f"{type(init).__name__} {init!r}.")
+    latents = [lat.name for lat in ld.spec.latents]
+    for name, value in init.items():
+        if name not in ld.spec.latent_index:
+            raise ValueError(
+                f"init names {name!r}, which is not a latent site of the model{_kind_of(ld, name)}; "
+                f"its latent sites are {latents}. Give initial values for those only.")
+        lat = ld.spec.latent(name)
+        try:
+            arr = np.asarray(value)
+        except Exception as e:  # noqa: BLE001 - e.g. a traced value: say what is accepted
+            raise TypeError(f"init value for site '{name}' must be a number or an array, got "
+                            f"{type(value).__name__}.") from e
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"init value for site '{name}' must be numeric, got dtype {arr.dtype} ({value!r}).")
+        if arr.shape != tuple(lat.shape):
+            plates = f" (plates {[p.name for p in lat.plates]})" if lat.plates else ""
+            give = ("a scalar" if not lat.shape else
+                    f"an array of shape {tuple(lat.shape)}, e.g. jnp.full({tuple(lat.shape)}, value)")
+            raise ValueError(
+                f"init value for site '{name}' has shape {arr.shape}, but the site has shape "
+                f"{tuple(lat.shape)}{plates}; give {give}.")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"init value for site '{name}' is not finite ({arr if arr.size <= 4 else '...'}); "
+                             f"give finite values inside the site's support.")
+    if init:
+        _check_init_supports(ld, dict(init))
+
+
+def _kind_of(ld, name) -> str:
+    for kind, names in (("an observed", ld.spec.observed), ("a param", ld.spec.params),
+                        ("a deterministic", ld.spec.deterministic), ("a factor", ld.spec.factors)):
+        if name in names:
+            return f" ({name!r} is {kind} site)"
+    return ""
+
+
+@jax.jit
+def _init_supports(ld, keys, values):
+    """Per given site and key: whether its value lies in its support, the other latents
+    drawn as `InitValues` draws them."""
+    def one(key):
+        args, kwargs = ld.arguments()
+        k_init, k_seed = jax.random.split(key)
+        with handlers.trace() as tr, handlers.substitute(data=ld.params), \
+                H.InitValues(k_init, "uniform", 2.0, values), handlers.seed(rng_seed=k_seed):
+            ld.model(*args, **kwargs)
+        return {n: jnp.all(tr[n].dist.support(tr[n].value)) for n in values}
+
+    return jax.vmap(one)(keys)
+
+
+def _check_init_supports(ld, values) -> None:
+    dtype = jnp.result_type(float)
+    arrays = {}
+    for name, v in values.items():
+        lat = ld.spec.latent(name)
+        arrays[name] = jnp.asarray(v, lat.dtype if lat.is_discrete else dtype)
+    keys = jax.random.split(jax.random.PRNGKey(0), SUPPORT_TRIES)
+    inside = _init_supports(ld, keys, arrays)
+    for name, ok in inside.items():
+        if not np.asarray(ok).any():
+            raise ValueError(
+                f"init value for site '{name}' ({_show(values[name])}) lies outside the site's "
+                f"support {_support_of(ld, name, arrays)}; give a value inside it (initial values "
+                f"are constrained values, as the model's draws).")
+
+
+def _show(value) -> str:
+    arr = np.asarray(value)
+    return np.array2string(arr, precision=4, threshold=6)
+
+
+def _support_of(ld, name, values) -> str:
+    """The site's support as text (eagerly traced; bounds set by other latents say so)."""
+    args, kwargs = ld.arguments()
+    try:
+        with validation_enabled(False), handlers.trace() as tr, handlers.substitute(data=ld.params), \
+                H.InitValues(jax.random.PRNGKey(0), "uniform", 2.0, values), handlers.seed(rng_seed=0):
+            ld.model(*args, **kwargs)
+        support = tr[name].dist.support
+    except Exception:  # noqa: BLE001 - only for the message
+        return "(unknown)"
+    return describe_support(support)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import re
 from typing import Any, NamedTuple
 
 import jax
@@ -12,7 +13,10 @@ import numpy as np
 from numpyro.distributions.distribution import validation_enabled
 
 from ppl.compile import _handlers as H
-from ppl.compile.spec import ModelSpec, check_observed, inspect, latent_dependent_supports, observed_checks
+from ppl.compile.errors import (CONCRETE_VALUE_ERRORS, argument_label, data_argument_error, pointing_to_check,
+                                 traced_value_error)
+from ppl.compile.spec import ModelSpec, check_observed, inspect, latent_dependence, observed_checks
+from ppl.compile.supports import check_parameters, parameter_checks
 from ppl.model import handlers
 
 
@@ -33,23 +37,70 @@ def _is_data(leaf) -> bool:
     return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
 
 
+def _as_data(leaf, path):
+    """The array of a data leaf; an array of strings or objects is an error naming it."""
+    if isinstance(leaf, jax.Array):
+        return leaf
+    value = np.asarray(leaf)
+    if value.dtype.kind not in "biufc":
+        raise data_argument_error(argument_label(path), value)
+    return jnp.asarray(value)
+
+
 def split_arguments(args, kwargs):
-    """Split model arguments into data leaves (arrays) and static leaves (Python values)."""
-    leaves, tree = jax.tree.flatten((args, kwargs))
+    """Split model arguments into data leaves (arrays) and static leaves (Python values).
+
+    Objects that hold an array (a pandas Series or DataFrame of numbers) are data too.
+
+    Raises:
+      TypeError: naming the argument, for an array of strings or objects, or a leaf that is
+        neither an array nor a hashable Python value.
+    """
+    leaves, tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
     data, static = [], []
-    for i, leaf in enumerate(leaves):
-        if _is_data(leaf):
-            data.append(jnp.asarray(leaf))
+    for i, (path, leaf) in enumerate(leaves):
+        if _is_data(leaf) or _holds_array(leaf):
+            data.append(_as_data(leaf, path))
         else:
             try:
                 hash(leaf)
             except TypeError as e:
                 raise TypeError(
-                    f"model argument leaf #{i} of type {type(leaf).__name__} is neither an array "
-                    f"nor a hashable Python value; pass arrays, pytrees of arrays, or scalars/strings."
+                    f"model {argument_label(path)} of type {type(leaf).__name__} is neither an array "
+                    f"nor a hashable Python value; pass arrays, pytrees of arrays (dicts, tuples), or "
+                    f"Python scalars and strings (static)."
                 ) from e
             static.append((i, leaf))
     return tuple(data), tree, tuple(static)
+
+
+def _holds_array(leaf) -> bool:
+    """A pandas/xarray-like container of numbers (it has `__array__` and is no Python scalar)."""
+    return hasattr(leaf, "__array__") and not isinstance(leaf, (str, bytes, int, float, complex, bool))
+
+
+def _list_argument_error(args, kwargs, error):
+    """A TypeError naming a list or tuple of numbers given as an argument, when the model's
+    failure (`error`) is a list or tuple used as an array (`y.shape`); else None."""
+    if not re.search(r"'(list|tuple)' object", str(error)):
+        return None
+    named = [(f"positional argument {i}", a) for i, a in enumerate(args)] + \
+        [(f"keyword argument '{k}'", a) for k, a in kwargs.items()]
+    for label, a in named:
+        if isinstance(a, (list, tuple)) and a and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in a):
+            kind = type(a).__name__
+            return TypeError(
+                f"model {label} is a Python {kind} of numbers, which ppl treats as static Python "
+                f"values, not data, so the model received a {kind} ({type(error).__name__}: {error}). "
+                f"Pass data as an array: jnp.asarray(the_{kind}).")
+    return None
+
+
+def data_labels(args, kwargs) -> list:
+    """The user's names of the data leaves, in order ('positional argument 0', ...)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path((args, kwargs))
+    return [argument_label(path) for path, leaf in leaves if _is_data(leaf) or _holds_array(leaf)]
 
 
 @jax.tree_util.register_pytree_node_class
@@ -186,28 +237,39 @@ def log_joint_of(tr, checked_supports=()) -> LogJoint:
     return LogJoint(prior, lik, jac)
 
 
+class _Facts(NamedTuple):
+    """What one inspection found besides the spec: per observed site the arrays of its data
+    checks (see `observed_checks`), and the parameters fixed by the data with their check
+    arrays (see `ppl.compile.supports.parameter_checks`)."""
+
+    observed: list
+    parameter_meta: tuple
+    parameters: list
+
+
 def _inspect_once(model, tree, static, data):
-    """`(spec, trace, observed checks, initial param values)` of one run of the model."""
+    """`(spec, trace, facts, initial param values)` of one run of the model."""
     args_, kwargs_ = LogDensity(model, None, tree, static, data, {}).arguments()
     spec, tr = inspect(model, args_, kwargs_)
     for site in tr.sites("observed"):  # a value the distribution cannot score fails here, named
         site.log_prob  # noqa: B018 - traced only (the jitted inspection drops it)
-    dependent = latent_dependent_supports(model, args_, kwargs_, tr)
-    checks = observed_checks(tr, dependent)
-    spec = dataclasses.replace(spec, checked_supports=tuple(n for n in spec.observed if n not in dependent))
-    return spec, tr, checks, {s.name: s.value for s in tr.sites("param")}
+    dependence = latent_dependence(model, args_, kwargs_, tr)
+    checks = observed_checks(tr, dependence.supports)
+    meta, arrays = parameter_checks(tr, dependence.parameters)
+    spec = dataclasses.replace(spec, checked_supports=tuple(n for n in spec.observed if n not in dependence.supports))
+    return spec, tr, _Facts(checks, meta, arrays), {s.name: s.value for s in tr.sites("param")}
 
 
 @functools.lru_cache(maxsize=64)
 def _inspector(model, tree, static):
     """A jitted inspection of `model` for this argument structure, and the box where each
-    trace (one per data shapes) leaves its `ModelSpec` and `Trace`."""
+    trace (one per data shapes) leaves its `ModelSpec`, `Trace` and static facts."""
     box = {}
 
     def run(data):
-        spec, tr, checks, params = _inspect_once(model, tree, static, data)
-        box[_shapes(data)] = spec, tr
-        return checks, params
+        spec, tr, facts, params = _inspect_once(model, tree, static, data)
+        box[_shapes(data)] = spec, tr, facts.parameter_meta
+        return (facts.observed, facts.parameters), params
 
     return jax.jit(run), box
 
@@ -217,21 +279,59 @@ def _shapes(data):
 
 
 def _inspect(model, tree, static, data):
-    """`inspect` the model and compute its observed-data checks and initial param values.
+    """`inspect` the model and compute its data checks and initial param values.
 
     As ONE jitted program: run eagerly, every operation of a new model compiles a small XLA
     program of its own (some 15 for a model of a few lines, ~0.5 s on a CPU). Only static
     facts (names, shapes, supports, plates) are read from the traced `Trace`; the arrays come
     out of the program, which new data of the same shapes reuse. A model whose Python code
-    needs concrete values (e.g. `if y.sum() > 0`) is inspected eagerly instead.
+    needs concrete values (e.g. `if y.sum() > 0`) is inspected eagerly instead; the last
+    element of the result says so (True when the jitted inspection worked).
     """
     try:
         run, box = _inspector(model, tree, tuple(static))
-        checks, params = run(data)
-        spec, tr = box[_shapes(data)]
-        return spec, tr, checks, params
-    except TypeError:  # concrete values needed (jax.errors.JAXTypeError), or an unhashable model
-        return _inspect_once(model, tree, static, data)
+        (observed, parameters), params = run(data)
+        spec, tr, meta = box[_shapes(data)]
+        return spec, tr, _Facts(observed, meta, parameters), params, True
+    except (TypeError, ValueError) as e:
+        # TypeError: concrete values needed (jax.errors.JAXTypeError), or an unhashable model.
+        # ValueError: NumPyro's own check of a constant parameter, which names no site.
+        if isinstance(e, ValueError) and not _NUMPYRO_INVALID.search(str(e)):
+            raise
+        # Eagerly, NumPyro would validate concrete parameters itself and raise without naming
+        # the site; ppl's checks (`check_parameters`) report them instead.
+        with validation_enabled(False):
+            return _inspect_once(model, tree, static, data) + (False,)
+
+
+_NUMPYRO_INVALID = re.compile(r"distribution got invalid \w+ parameter")
+
+
+def check_traceable(model, tree, static, data, spec, params, labels=()) -> None:
+    """Raise a clear error if the model cannot be traced with abstract data and latents (a
+    Python `if`, `float()`, `int()`, ... on a value that every method traces).
+
+    Called when the jitted inspection failed and the model was inspected eagerly: the
+    methods trace it all the same, so such a model would fail inside every method's program
+    with a raw JAX error. JAX's error names the traced argument the value depends on
+    (`latents['mu']` or `data[i]`), which gives the site or argument to name.
+    """
+    latents = {lat.name: jax.ShapeDtypeStruct(lat.shape, jnp.dtype(lat.dtype)) for lat in spec.latents}
+    reached = []
+
+    def run(data, latents):
+        args_, kwargs_ = LogDensity(model, None, tree, static, data, {}).arguments()
+        with handlers.trace() as tr, handlers.substitute(data={**params, **latents}), handlers.seed(rng_seed=0):
+            try:
+                model(*args_, **kwargs_)
+            finally:
+                reached[:] = list(tr)
+        return jnp.zeros(())
+
+    try:
+        jax.eval_shape(run, tuple(data), latents)
+    except CONCRETE_VALUE_ERRORS as e:
+        raise traced_value_error(model, e, labels, reached[-1] if reached else None) from e
 
 
 def compile(model, *args, **kwargs) -> LogDensity:
@@ -242,7 +342,11 @@ def compile(model, *args, **kwargs) -> LogDensity:
 
     Raises:
       ValueError: for invalid observed data (NaN, outside the support, shape vs plate),
+        a distribution parameter fixed by the data outside its constraint (a negative scale),
         duplicate site names, and other model errors, naming the site.
+      TypeError: for arguments that cannot be data (arrays of strings), Python control flow
+        on a traced value, or NumPyro primitives inside the model, naming the site or argument.
+      Every error about the model ends with a pointer to `ppl.check`, the model doctor.
 
     Example:
       >>> ld = ppl.compile(model, x, y=y)
@@ -250,9 +354,19 @@ def compile(model, *args, **kwargs) -> LogDensity:
     """
     if not callable(model):
         raise TypeError(f"ppl.compile expected a model function, got {type(model).__name__}.")
-    data, tree, static = split_arguments(args, kwargs)
-    spec, tr, checks, params = _inspect(model, tree, static, data)
-    check_observed(tr, checks)
+    with pointing_to_check(model):
+        data, tree, static = split_arguments(args, kwargs)
+        try:
+            spec, tr, facts, params, jitted = _inspect(model, tree, static, data)
+        except (AttributeError, TypeError) as e:
+            hint = _list_argument_error(args, kwargs, e)
+            if hint is None:
+                raise
+            raise hint from e
+        check_observed(tr, facts.observed)
+        check_parameters(facts.parameter_meta, facts.parameters)
+        if not jitted:
+            check_traceable(model, tree, static, data, spec, params, data_labels(args, kwargs))
     ld = LogDensity(model, spec, tree, static, data, params)
     ld.module_statics = {s.name: s.infer["module_static"] for s in tr.sites("param") if "module_static" in s.infer}
     return ld

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +12,10 @@ import numpy as np
 from numpyro.distributions import ImproperUniform
 
 from ppl.compile._handlers import InitValues, ToFlat
+from ppl.compile.errors import NumPyroGuard
+from ppl.compile.supports import distribution_parameters
 from ppl.model import handlers
-from ppl.model.sites import Plate, Trace, dist_name
+from ppl.model.sites import Plate, Trace, dist_name, user_dist
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +79,7 @@ def inspect(model, args, kwargs, key=0):
     ``ModelSpec.params``).
     """
     recorder, init = ToFlat(), InitValues(jax.random.PRNGKey(key))
-    with handlers.trace() as tr, recorder, init, handlers.seed(rng_seed=key):
+    with handlers.trace() as tr, recorder, init, handlers.seed(rng_seed=key), NumPyroGuard():
         model(*args, **kwargs)
     latents, offset = [], 0
     for site in tr.sites("latent"):
@@ -94,7 +96,7 @@ def inspect(model, args, kwargs, key=0):
                 size=size,
                 is_discrete=site.is_discrete,
                 dtype=str(jnp.asarray(site.value).dtype),
-                improper=isinstance(site.dist, ImproperUniform),
+                improper=isinstance(user_dist(site.dist), ImproperUniform),
                 plates=site.plates,
                 event_dim=len(site.dist.event_shape),
             )
@@ -112,35 +114,60 @@ def inspect(model, args, kwargs, key=0):
     return spec, tr
 
 
-def latent_dependent_supports(model, args, kwargs, tr: Trace) -> frozenset:
-    """Names of the observed sites whose support depends on a latent or a param value
-    (``y ~ Uniform(0, a)`` with ``a`` latent): data outside such a support at one latent
-    value is not an error in the data, only a zero density there.
+class Dependence(NamedTuple):
+    """What moves with the latent and param values: the observed sites whose support does
+    (`supports`), and the distribution parameters that do (`parameters`, `(site, arg)`)."""
 
-    Found by tracing the support checks as a function of the latent and param values and
-    following the dependencies through the jaxpr (conservatively: an equation with a
-    dependent input makes every output dependent).
+    supports: frozenset
+    parameters: frozenset
+
+
+def latent_dependence(model, args, kwargs, tr: Trace) -> Dependence:
+    """Which supports and distribution parameters depend on a latent or a param value.
+
+    An observed site whose support so depends (``y ~ Uniform(0, a)`` with ``a`` latent) can
+    hold data outside that support at some latent values: that is a zero density there, not
+    an error in the data. A parameter that so depends can leave its constraint at some
+    points (a divergence, not a data error); one that does not is checked once (see
+    :mod:`ppl.compile.supports`).
+
+    Found by tracing the support checks and the parameters as functions of the latent and
+    param values and following the dependencies through the jaxpr (conservatively: an
+    equation with a dependent input makes every output dependent). A model that cannot be
+    re-traced so is taken to depend on them everywhere for its parameters (nothing checked)
+    and nowhere for its supports (every support checked), as before.
     """
-    names = [s.name for s in tr.sites("observed")]
+    observed = [s.name for s in tr.sites("observed")]
+    params = [(s.name, name) for s in tr.sites("latent", "observed") for name, _, _ in distribution_parameters(s.dist)]
     values = {s.name: s.value for s in tr.values() if s.kind in ("latent", "param")}
-    if not names or not values:
-        return frozenset()
+    if not values or not (observed or params):
+        return Dependence(frozenset(), frozenset())
 
-    def in_support(values):
+    def outputs(values):
         with handlers.trace() as t, handlers.substitute(data=values), handlers.seed(rng_seed=0):
             model(*args, **kwargs)
-        return [t[n].dist.support(t[n].value) for n in names]
+        supports = [t[n].dist.support(t[n].value) for n in observed]
+        stored = {(s.name, name): v for s in t.sites("latent", "observed")
+                  for name, v, _ in distribution_parameters(s.dist)}
+        return supports + [jnp.asarray(stored[p]) for p in params]
 
     try:
-        closed = jax.make_jaxpr(in_support)(values)
+        closed = jax.make_jaxpr(outputs)(values)
     except Exception:  # noqa: BLE001 - a model that cannot be re-traced: check every support
-        return frozenset()
+        return Dependence(frozenset(), frozenset(params))
     dependent = set(closed.jaxpr.invars)
     for eqn in closed.jaxpr.eqns:
         if any(not isinstance(v, jex_core.Literal) and v in dependent for v in eqn.invars):
             dependent.update(eqn.outvars)
-    return frozenset(n for n, v in zip(names, closed.jaxpr.outvars)
-                     if not isinstance(v, jex_core.Literal) and v in dependent)
+    moves = [not isinstance(v, jex_core.Literal) and v in dependent for v in closed.jaxpr.outvars]
+    return Dependence(frozenset(n for n, m in zip(observed, moves) if m),
+                      frozenset(p for p, m in zip(params, moves[len(observed):]) if m))
+
+
+def latent_dependent_supports(model, args, kwargs, tr: Trace) -> frozenset:
+    """Names of the observed sites whose support depends on a latent or a param value
+    (see :func:`latent_dependence`)."""
+    return latent_dependence(model, args, kwargs, tr).supports
 
 
 def observed_checks(tr: Trace, skip_support=frozenset()):
@@ -155,11 +182,13 @@ def observed_checks(tr: Trace, skip_support=frozenset()):
             for site in tr.sites("observed")]
 
 
-def check_observed(tr: Trace, checks=None) -> None:
-    """Raise if observed data contain NaN or lie outside their distribution's support.
+def observed_problems(tr: Trace, checks=None) -> list:
+    """`(site name, message)` for each observed site whose data contain NaN or lie outside
+    the distribution's support (masked-out elements excepted).
 
     ``checks``: what :func:`observed_checks` gave for ``tr`` (computed now when None)."""
     checks = observed_checks(tr) if checks is None else checks
+    out = []
     for site, (value, mask, ok) in zip(tr.sites("observed"), checks):
         value = np.asarray(value)
         if mask is None:
@@ -168,19 +197,31 @@ def check_observed(tr: Trace, checks=None) -> None:
             mask = np.asarray(mask)
             where = np.broadcast_to(mask.reshape(mask.shape + (1,) * len(site.dist.event_shape)), value.shape)
         if np.issubdtype(value.dtype, np.floating) and np.isnan(value[where]).any():
-            raise ValueError(
+            out.append((site.name,
                 f"observed site '{site.name}' contains NaN at {int(np.isnan(value[where]).sum())} "
                 f"position(s); remove them, impute them as latent sites, or mask them with "
                 f"ppl.handlers.mask."
-            )
+            ))
+            continue
         ok = np.asarray(ok)
         event_dim = site.dist.support.event_dim
         mask_b = where if event_dim == 0 else where.reshape(where.shape[: where.ndim - event_dim] + (-1,)).all(-1)
         ok = np.broadcast_to(ok, mask_b.shape) if ok.shape != mask_b.shape else ok
         if not ok[mask_b].all():
             bad = np.argwhere(~ok & mask_b)[:3].tolist()
-            raise ValueError(
+            out.append((site.name,
                 f"observed site '{site.name}' has values outside the support {site.dist.support} "
                 f"of {dist_name(site.dist)} (first bad indices {bad}); fix the data or choose "
                 f"a distribution whose support contains them."
-            )
+            ))
+    return out
+
+
+def check_observed(tr: Trace, checks=None) -> None:
+    """Raise if observed data contain NaN or lie outside their distribution's support (the
+    first of :func:`observed_problems`, a ValueError naming the site).
+
+    ``checks``: what :func:`observed_checks` gave for ``tr`` (computed now when None)."""
+    problems = observed_problems(tr, checks)
+    if problems:
+        raise ValueError(problems[0][1])

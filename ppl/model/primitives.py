@@ -18,7 +18,11 @@ from ppl.model.sites import Plate, dist_name
 def _default(msg: Message) -> None:
     """Bottom of the stack: draw, initialise or check whatever no handler settled."""
     if msg.kind == "observed":
-        _check_observed_shape(msg)
+        try:
+            _check_observed_shape(msg)
+        except ValueError as e:
+            if not _audited(msg.name, e):
+                raise
         return
     if msg.value is not None:
         return
@@ -57,6 +61,28 @@ def _default(msg: Message) -> None:
         msg.value = jax.random.permutation(msg.key, size)[:m]
 
 
+class ShapeAudit(Messenger):
+    """Record shape problems (observed data vs plates, parameters vs plates) instead of
+    raising them, so that one run of a model finds them all (the model doctor, `ppl.check`).
+
+    `problems` holds `(site name, error)` in the order met. The model then runs on with the
+    data or distribution as given, which may fail later; the caller decides what to do.
+    """
+
+    def __init__(self):
+        super().__init__(None)
+        self.problems = []
+
+
+def _audited(name, error) -> bool:
+    """Hand a shape problem to an active `ShapeAudit` (True), or say there is none (False)."""
+    audit = next((h for h in reversed(active_handlers()) if isinstance(h, ShapeAudit)), None)
+    if audit is None:
+        return False
+    audit.problems.append((name, error))
+    return True
+
+
 def has_initialiser(msg: Message) -> bool:
     """Whether a param's `init` is an initialiser `init(key)` (a module's arrays, though
     callable as an Equinox module, are values)."""
@@ -70,10 +96,15 @@ def _check_observed_shape(msg: Message) -> None:
     batch = shape[: len(shape) - event_dim] if event_dim else shape
     for p in msg.plates:
         if -p.dim <= len(batch) and batch[p.dim] not in (1, p.subsample_size):
+            fix = "check the data or the plate's size and dim"
+            if p.subsample_size < p.size and batch[p.dim] == p.size:
+                fix = (f"the plate subsamples {p.subsample_size} of {p.size} elements: index the data "
+                       f"with its indices, `with ppl.plate('{p.name}', {p.size}, subsample_size="
+                       f"{p.subsample_size}) as idx: ppl.observe('{msg.name}', ..., y[idx])`")
             raise ValueError(
                 f"observed site '{msg.name}': its value has shape {tuple(shape)}, whose dim "
                 f"{p.dim} (size {batch[p.dim]}) should match plate '{p.name}' of size "
-                f"{p.subsample_size}; check the data or the plate's size and dim."
+                f"{p.subsample_size}; {fix}."
             )
     dist_shape = tuple(msg.dist.shape())  # batch (plates included) + event shape
     try:
@@ -83,6 +114,8 @@ def _check_observed_shape(msg: Message) -> None:
     if full != tuple(shape):
         problem = ("does not broadcast with it" if full is None else
                    "would be broadcast to it, each datum counted several times")
+        if len(shape) > len(dist_shape) and shape[-1] == 1 and full is not None:
+            problem += " (a trailing dimension of size 1? use jnp.squeeze(y, -1))"
         raise ValueError(
             f"observed site '{msg.name}': its value has shape {tuple(shape)} but its distribution "
             f"({dist_name(msg.dist)}, with the enclosing plates) has shape {dist_shape} (batch "
@@ -93,13 +126,21 @@ def _check_observed_shape(msg: Message) -> None:
 
 
 def _check_dist(name, d):
+    if isinstance(name, Distribution) and isinstance(d, str):
+        raise TypeError(
+            f"site '{d}': the arguments are swapped; the name comes first: "
+            f"ppl.sample('{d}', {type(name).__name__}(...)).")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a site name must be a non-empty string, got {name!r}.")
+    if isinstance(d, type) and issubclass(d, Distribution):
+        raise TypeError(
+            f"site '{name}': got the distribution class {d.__name__}, not a distribution; create "
+            f"one with its parameters, e.g. dist.{d.__name__}(...).")
     if not isinstance(d, Distribution):
         raise TypeError(
             f"site '{name}': expected a distribution from ppl.dist (numpyro.distributions), "
             f"got {type(d).__name__}."
         )
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"a site name must be a non-empty string, got {name!r}")
 
 
 def sample(name: str, d: Distribution, obs=None):
@@ -131,7 +172,21 @@ def observe(name: str, d: Distribution, value):
 
 
 def deterministic(name: str, value):
-    """Record a derived quantity `value` under `name` (reported with the draws); returns it."""
+    """Record a derived quantity `value` under `name` (reported with the draws); returns it.
+
+    Raises:
+      TypeError: if `value` (or a leaf of it) is not numeric (a string, an object).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a site name must be a non-empty string, got {name!r}.")
+    for leaf in jax.tree.leaves(value):
+        kind = getattr(getattr(leaf, "dtype", None), "kind", None)
+        if isinstance(leaf, (str, bytes)) or (kind is not None and kind not in "biufc") or \
+                (kind is None and not isinstance(leaf, (int, float, complex, bool, jax.Array))):
+            raise TypeError(
+                f"deterministic site '{name}': its value must be numeric (an array, a number or a "
+                f"pytree of them), got {type(leaf).__name__} {leaf!r:.60}; record numbers only, and "
+                f"keep labels outside the model.")
     return apply_stack(Message(name=name, kind="deterministic", value=value), _default).value
 
 
@@ -178,10 +233,12 @@ class plate(Messenger):
     sites' log densities are then scaled by size / subsample_size). Sample sites inside are
     broadcast to the plate size; observed values must match it. Nested plates take dims -1,
     -2, ... from the outermost unless `dim` is given, and need distinct names; plates side by
-    side may reuse a name (one plate entered twice), as in NumPyro.
+    side may reuse a name (one plate entered twice), as in NumPyro. A plate of size 0 (an
+    empty data set) holds no elements: its sites add nothing to the log density.
 
     Raises:
-      ValueError: on a bad size, dim or subsample_size, a dim already used by an enclosing
+      TypeError: for a size that is not a Python int (an array, a float).
+      ValueError: on a negative size, a bad dim or subsample_size, a dim already used by an enclosing
         plate, or a name already used by an enclosing plate.
     """
 
@@ -189,8 +246,8 @@ class plate(Messenger):
         super().__init__(None)
         if isinstance(size, (np.integer,)):
             size = int(size)
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"plate '{name}': size must be a positive Python int, got {size!r}.")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise _size_error(name, size)
         if dim is not None and (not isinstance(dim, int) or dim >= 0):
             raise ValueError(f"plate '{name}': dim must be a negative int (e.g. -1), got {dim!r}.")
         if subsample_size is not None and not (isinstance(subsample_size, int) and 1 <= subsample_size <= size):
@@ -235,7 +292,22 @@ class plate(Messenger):
             ratio = self.size / self.subsample_size
             msg.scale = ratio if msg.scale is None else msg.scale * ratio
         if msg.dist is not None:
-            msg.dist = _expand_to_plate(msg.name, msg.dist, self.frame)
+            try:
+                msg.dist = _expand_to_plate(msg.name, msg.dist, self.frame)
+            except ValueError as e:
+                if not _audited(msg.name, e):
+                    raise
+
+
+def _size_error(name, size) -> Exception:
+    """A plate size that is not a Python int >= 0: say where it should come from."""
+    if hasattr(size, "shape"):
+        return TypeError(
+            f"plate '{name}': size must be a Python int, got an array ({size!r}); use a shape, "
+            f"e.g. plate('{name}', y.shape[0]), or pass the size as a Python int (static).")
+    if isinstance(size, float) and size.is_integer():
+        return TypeError(f"plate '{name}': size must be a Python int, got the float {size!r}; use int({size!r}).")
+    return ValueError(f"plate '{name}': size must be a Python int >= 0, got {size!r}.")
 
 
 def _expand_to_plate(name, d, frame: Plate):

@@ -74,8 +74,8 @@ def test_no_finite_start_names_the_site():
     assert "'a'" in str(e.value)  # the suggested init names a latent site
 
 
-def test_init_value_outside_the_support_names_the_site(ld):
-    with pytest.raises(ValueError, match=r"not finite.*'s'"):
+def test_init_value_outside_the_support_names_the_site_and_support(ld):
+    with pytest.raises(ValueError, match=r"init value for site 's' \(-1\.\) lies outside the site's support Positive"):
         ld.init(0, values={"s": -1.0}, num_tries=3)
 
 

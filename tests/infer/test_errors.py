@@ -136,3 +136,31 @@ def test_importance_with_no_finite_weight_warns_naming_the_site():
     with pytest.warns(UserWarning, match=r"none of the 500 particles.*\['bobs'\]"):
         r = ppl.infer(zero_density, jnp.array([0.2, 1.0, 0.3]), method=ppl.Importance(num_particles=500), key=0)
     assert r.diagnostics["num_finite_weights"] == 0 and r.log_evidence == float("-inf")
+
+
+def test_errors_about_the_model_point_to_the_doctor():
+    """Compile-time and start-up errors end with the pointer to ppl.check (the model's name)."""
+    hint = r".* Run ppl\.check\({}, \*args, \*\*kwargs\) for a report on every site\."
+    with pytest.raises(ValueError, match=r"'y'.*plate 'n'" + hint.format("model")):
+        ppl.infer(model, jnp.ones(3), method="map")
+
+    def hopeless(y):
+        a = ppl.sample("a", dist.Normal(0.0, 1.0))
+        ppl.factor("f", -jnp.inf)
+
+    with pytest.raises(ValueError, match=r"no finite starting point.*'f'" + hint.format("hopeless")):
+        ppl.infer(hopeless, Y, method="map")
+
+
+def test_method_errors_about_the_model_point_to_the_doctor_and_option_errors_do_not():
+    """Needs ppl.infer to run `method.check` and `method.run` inside
+    `ppl.compile.errors.pointing_to_check(model, sites_only=True)`."""
+    def mixture(y):
+        k = ppl.sample("k", dist.Bernoulli(0.5))
+        ppl.observe("y", dist.Normal(2.0 * k, 1.0), y)
+
+    with pytest.raises(ValueError, match=r"'k' is discrete.*Run ppl\.check\(mixture, \*args, \*\*kwargs\)"):
+        ppl.infer(mixture, Y, method="nuts")
+    with pytest.raises(ValueError, match=r"num_samples must be a positive int, got 0\.") as e:
+        ppl.infer(model, Y, method=ppl.NUTS(num_samples=0))
+    assert "ppl.check" not in str(e.value)

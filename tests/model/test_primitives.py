@@ -126,12 +126,29 @@ def test_plate_without_subsample_yields_all_indices():
 
 
 def test_plate_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="plate 'n'"):
-        ppl.plate("n", 0)
+    with pytest.raises(ValueError, match=r"plate 'n'.*int >= 0.*-1"):
+        ppl.plate("n", -1)
+    with pytest.raises(TypeError, match=r"plate 'n'.*float 3.0.*int\(3.0\)"):
+        ppl.plate("n", 3.0)
+    with pytest.raises(TypeError, match=r"plate 'n'.*array.*y.shape\[0\]"):
+        ppl.plate("n", jnp.array(3))
     with pytest.raises(ValueError, match="plate 'n'"):
         ppl.plate("n", 3, dim=0)
     with pytest.raises(ValueError, match="plate 'n'"):
         ppl.plate("n", 3, subsample_size=5)
+
+
+def test_an_empty_plate_holds_no_elements():
+    """A plate of size 0 (an empty data set): its sites have no elements and add 0."""
+    def model(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        with ppl.plate("n", y.shape[0]) as idx:
+            ppl.observe("y", dist.Normal(mu, 1.0), y)
+        return idx
+
+    tr = ppl.handlers.trace(ppl.handlers.seed(model, 0)).get_trace(jnp.zeros(0))
+    assert tr["y"].log_prob.shape == (0,) and float(tr["y"].log_prob_sum()) == 0.0
+    assert ppl.handlers.seed(model, 0)(jnp.zeros(0)).shape == (0,)
 
 
 @pytest.mark.parametrize("inner_size", [4, 3])

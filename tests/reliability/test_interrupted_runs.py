@@ -1,0 +1,49 @@
+"""A run interrupted with Ctrl-C (SIGINT) ends promptly: the process exits within the
+timeout (with KeyboardInterrupt, or with the result of the draws so far), never hangs."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+CHILD = r"""
+import sys
+import jax.numpy as jnp
+import ppl
+from ppl import dist
+
+def model(y):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    with ppl.plate("n", y.shape[0]):
+        ppl.observe("y", dist.Normal(mu, 1.0), y)
+
+y = jnp.linspace(-1.0, 1.0, 50)
+print("ready", flush=True)
+try:
+    # Hours of sampling unless interrupted.
+    r = ppl.infer(model, y, method=ppl.NUTS(num_warmup=500, num_samples=50_000_000, num_chains=2), key=0)
+    print("returned", r.diagnostics.get("interrupted"), flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.timeout(150)
+def test_sigint_ends_a_long_run_within_the_timeout():
+    env = dict(os.environ, PPL_COMPILE_CACHE="0")
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(4)  # compiling or sampling by now: either must end on SIGINT
+        assert child.poll() is None, "the run ended before it was interrupted"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail("the run did not end within 90 s of SIGINT")
+    assert "interrupted" in out or "returned True" in out, (out, err[-2000:])
