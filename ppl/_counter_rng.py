@@ -18,7 +18,7 @@ import jax.numpy as jnp
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
 # Streams: the second counter word, so that draws for different purposes never collide.
-LEAF, MERGE, MOMENTUM, DIRECTION, ACCEPT, PROPOSAL, INIT, STEP_SIZE, LENGTH = range(9)
+LEAF, MERGE, MOMENTUM, DIRECTION, ACCEPT, PROPOSAL, INIT, STEP_SIZE, LENGTH, ITERATION = range(10)
 
 
 def _rotl(x, r):

@@ -60,7 +60,7 @@ import numpy as np
 from ppl import _uniformity
 from ppl._keys import as_key
 from ppl.compile.logdensity import LogDensity, compile as compile_model, split_arguments
-from ppl.infer import progress
+from ppl.runtime import progress
 from ppl.infer._program import run_program
 from ppl.infer.diagnostics import scalar_diagnostics
 from ppl.infer.flags import flag
@@ -484,8 +484,9 @@ class _Outcome:
 class _Vectorised(Method):
     """A method's compiled program vmapped over simulated data sets and keys.
 
-    `kind` says how to call the inner program and read its outputs: "mcmc" (NUTS, HMC, MH:
-    `_program(key, ld, chains)`), "gibbs" (a `_GibbsProgram`), "importance", "vi"."""
+    `kind` says how to call the inner program and read its outputs: "mcmc" (NUTS, HMC, MH)
+    and "gibbs" (a `_GibbsProgram`): the whole run as one chunk (`ChainMethod._whole`);
+    "importance", "vi": their `_program(key, ld)`."""
 
     inner: Any
     kind: str
@@ -502,13 +503,8 @@ class _Vectorised(Method):
         ld = _with_observations(ld0, observations)
         program = type(self.inner)._program
         if self.kind in ("mcmc", "gibbs"):
-            out = program(self.inner, key, ld, jnp.arange(self.num_chains, dtype=jnp.int32))
-            if self.kind == "mcmc":
-                divergences = jnp.sum(out["infos"].is_divergent.astype(jnp.int32))
-            else:
-                divergences = sum((jnp.sum(i[1].astype(jnp.int32)) for i in out["infos"]), jnp.int32(0))
-            stats = dict(ok=jnp.all(out["ok"]), divergences=divergences)
-            samples = out["samples"]
+            samples, divergences, ok = self.inner._whole(key, ld, jnp.arange(self.num_chains, dtype=jnp.int32))
+            stats = dict(ok=ok, divergences=divergences)
         elif self.kind == "importance":
             out = program(self.inner, key, ld)
             stats = dict(ess=out["ess"], finite=jnp.sum(jnp.isfinite(out["log_weights"])))

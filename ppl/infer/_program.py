@@ -326,7 +326,7 @@ def prepare(method, *args):
     return executable, time.perf_counter() - t0
 
 
-def _execute(executable: Executable, args):
+def execute(executable: Executable, args):
     """Run and wait; a pool-blocking program holds the process-wide lock while it runs, so
     two of them (from ppl's chain groups or from a user's threads) never run at once."""
     if not executable.blocking:
@@ -342,7 +342,7 @@ def run_program(method, *args):
     """
     executable, compile_s = prepare(method, *args)
     t1 = time.perf_counter()
-    out = _execute(executable, args)
+    out = execute(executable, args)
     return out, compile_s, time.perf_counter() - t1, executable.source
 
 
@@ -361,7 +361,7 @@ def run_program_concurrently(method, arg_sets):
 
     def run(k):
         try:
-            outs[k] = _execute(executable, arg_sets[k])
+            outs[k] = execute(executable, arg_sets[k])
         except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
             errors.append(e)
 

@@ -5,6 +5,7 @@ import time
 from typing import Callable, Dict
 
 from ppl._keys import as_key
+from ppl.compile.errors import pointing_to_check
 from ppl.compile.logdensity import compile as compile_model
 from ppl.infer.method import Method
 from ppl.infer.result import Result
@@ -33,7 +34,7 @@ def resolve_method(method) -> Method:
     raise TypeError(f"method must be a name from ppl.METHODS or a method object, got {method!r}.")
 
 
-def infer(model, *args, method="nuts", key=0, **kwargs) -> Result:
+def infer(model, *args, method="nuts", key=0, checkpoint=None, **kwargs) -> Result:
     """Run inference on `model(*args, **kwargs)` with `method`.
 
     Args:
@@ -41,6 +42,11 @@ def infer(model, *args, method="nuts", key=0, **kwargs) -> Result:
       *args, **kwargs: the model's arguments (arrays are data; Python scalars are static).
       method: a name from `ppl.METHODS` or a method object carrying its options.
       key: an int, a `jax.random.PRNGKey` or a typed `jax.random.key`.
+      checkpoint: a directory (MCMC, VI, MLE, MAP): the run's state and draws are written
+        there after each chunk; the same call again resumes from the last complete chunk
+        (in a new process too), returns a finished run at once, or extends it when asked for
+        more draws; a checkpoint of another run is refused, naming what differs. Ctrl-C
+        returns what was done, flagged `diagnostics["interrupted"]`.
 
     Returns:
       a `Result` (samples, params, log_evidence, diagnostics, timing, ...).
@@ -50,12 +56,16 @@ def infer(model, *args, method="nuts", key=0, **kwargs) -> Result:
       >>> r.samples["mu"].shape  # (num_chains, num_draws)
     """
     m = resolve_method(method)
+    if checkpoint is not None and not m.checkpoints:
+        raise ValueError(f"method '{m.name}' does not write checkpoints; drop checkpoint= or use one of the "
+                         f"MCMC, VI, MLE or MAP methods.")
     key = as_key(key)
     t0 = time.perf_counter()
     ld = compile_model(model, *args, **kwargs)
     inspect_s = time.perf_counter() - t0
-    m.check(ld)
-    result = m.run(key, ld)
+    with pointing_to_check(model, sites_only=True):  # errors about the model point to ppl.check
+        m.check(ld)
+        result = m.run(key, ld) if checkpoint is None else m.run(key, ld, checkpoint=checkpoint)
     result.timing["inspect_s"] = inspect_s
     result.timing["compile_s"] = result.timing.get("compile_s", 0.0) + inspect_s
     return result

@@ -8,23 +8,64 @@ import jax
 import numpy as np
 
 from ppl.infer._program import calls_linalg
+from ppl.infer.flags import flag
 from ppl.infer.result import Result
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """Base of all methods: a frozen record of options with `run(key, log_density)`.
+    """Base of all methods: a frozen record of options (hashable: a compile-cache key).
 
-    A subclass sets `name`, implements `run`, and may override `check` to reject models
-    it cannot handle (raised before anything is compiled).
+    Every method runs the same way (:meth:`run`): `check` the model and options, `_execute`
+    the method's compiled program (one call, or chunk after chunk through
+    `ppl.runtime.chunks`), `_assemble` the `Result` (diagnostics, flags), then the timing
+    and, if Ctrl-C ended the run early, `diagnostics["interrupted"]` and its warning.
+
+    A subclass sets `name` and implements:
+
+    - `_program(self, *args)`: the pure function compiled into the method's program
+      (`ppl.infer._program.prepare(method, *args)` traces `type(method)._program`); its
+      arguments are the key, the `LogDensity` and, for chunked methods, the run state and the
+      chunk's plan;
+    - `_execute(self, key, ld, checkpoint) -> execution`: runs the program; the execution
+      record has `compile_s`, `run_s`, `source`, `interrupted` and `iterations`;
+    - `_assemble(self, ld, execution) -> Result`;
+
+    and may override `check` to reject models it cannot handle (raised before compiling).
     """
 
     name: ClassVar[str] = ""
+    # The method can write and resume checkpoints (`ppl.infer(..., checkpoint=path)`).
+    checkpoints: ClassVar[bool] = False
 
     def check(self, ld) -> None:
         """Raise a clear error if this method cannot run on the compiled model `ld`."""
 
-    def run(self, key, ld) -> Result:  # pragma: no cover - abstract
+    def run(self, key, ld, checkpoint=None) -> Result:
+        """Check, execute, assemble: the `Result` of this method on the compiled model `ld`."""
+        self.check(ld)
+        if checkpoint is not None and not self.checkpoints:
+            raise ValueError(f"method '{self.name}' does not write checkpoints; drop checkpoint= or use one "
+                             f"of the MCMC, VI, MLE or MAP methods.")
+        execution = self._execute(key, ld, checkpoint)
+        result = self._assemble(ld, execution)
+        result.timing.update(compile_s=execution.compile_s, run_s=execution.run_s,
+                             compile_source=execution.source)
+        if execution.interrupted:
+            result.diagnostics["interrupted"] = True
+            flag(result.diagnostics, self.name,
+                 f"interrupted (Ctrl-C) after {execution.iterations} iterations; the result holds what "
+                 f"was done by then" + (" (run the same call again to resume from the checkpoint)"
+                                        if checkpoint is not None else ""), stacklevel=3)
+        return result
+
+    def _program(self, *args):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _execute(self, key, ld, checkpoint):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _assemble(self, ld, execution) -> Result:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def expected_evaluations(self):

@@ -67,3 +67,38 @@ class Kernel:
 
     def __call__(self, key, state, logdensity_fn, step_size, inverse_mass_matrix, trial=False):
         return self.step(key, state, logdensity_fn, step_size, inverse_mass_matrix, trial)
+
+
+@dataclasses.dataclass(frozen=True)
+class Move:
+    """What the chain driver (``ppl.mcmc.driver``) advances: one transition of a chain made of
+    one or more ADAPTED BLOCKS, each moved with its own step size and inverse mass matrix
+    (NUTS, HMC, MH: one block of every coordinate, ``driver.single(kernel)``; Gibbs: one block
+    per continuous kernel block of its sweep, the discrete updates in between).
+
+    Fields:
+      blocks: per adapted block, the indices (a numpy int array) of the flat coordinates its
+        mass matrix covers, or None for all of them.
+      init: ``(z, logdensity_fn) -> state``.
+      step: ``(key, state, logdensity_fn, params, search) -> (state, infos, step_sizes)``:
+        ``params`` holds ``(step_size, inverse_mass_matrix)`` per block; with ``search`` (a
+        traced bool) each block first re-runs the initial step-size heuristic from its step
+        size; returns each block's ``Info`` and the step size it used.
+      position: ``state -> z``, the flat vector (for adaptation and the record).
+      info_shapes: ``(state, logdensity_fn, params, dtype) -> tuple of Info`` of
+        ``jax.ShapeDtypeStruct`` per block.
+      name: a short label.
+      restart_at_windows: re-run the step-size heuristic and restart dual averaging when a
+        slow window changes the mass matrix (Stan's HMC/NUTS warmup; not for random walks).
+      target_accept: per block, a dual-averaging target fixed by the move (None: the
+        method's option for every block).
+    """
+
+    blocks: tuple
+    init: Callable
+    step: Callable
+    position: Callable
+    info_shapes: Callable
+    name: str
+    restart_at_windows: bool = True
+    target_accept: Optional[float] = None

@@ -1,22 +1,29 @@
-"""Run one chain: Stan-style windowed warmup, then sampling, all under one ``lax.scan``.
+"""The chain driver: Stan-style windowed warmup and sampling, a chunk of iterations at a time.
 
-Warmup follows Stan's ``adapt_diag_e_nuts`` / ``adapt_dense_e_nuts``: after every
-transition the step size is updated by dual averaging; draws inside a slow window enter a
-Welford estimate; at the end of a slow window the inverse mass matrix is set to the
-regularised estimate, the step size is re-initialised by the doubling/halving heuristic and
-dual averaging restarts at mu = log(10 eps). Sampling uses the final averaged step size.
+Every MCMC method (NUTS, HMC, MH, and Gibbs, whose sweep is a `Move` of several adapted
+blocks) runs through :func:`advance`: a pure function that takes a chain's
+:class:`ChainState` and the plan rows of a chunk of iterations (:class:`Rows`, from
+:func:`plan`) and returns the new state and a :class:`Record` of each iteration (the position
+and the scalar fields of each block's ``Info``). The method compiles ONE program around it
+and calls it chunk after chunk (``ppl.runtime.chunks``); Python regains control between
+chunks, so a run can be interrupted, checkpointed, resumed, extended and watched. The
+draws do not depend on where the chunks end: the plan is a function of the iteration
+index alone, and the random key of iteration ``i`` is derived from the chain's key and ``i``.
 
-Iteration ``i`` of the single scan first applies the adaptation owed to transition ``i-1``
-(all decisions are functions of ``i`` alone, precomputed from the schedule, so under
-``vmap`` they stay real branches), then runs transition ``i`` and records it if ``i`` is a
-sampling iteration. The kernel is therefore traced and compiled once. The whole function is
-pure: ``jax.jit(jax.vmap(partial(run_chain, logdensity_fn=..., kernel=..., ...)))`` over keys
-and initial positions runs many chains in one compiled program.
+Warmup follows Stan's ``adapt_diag_e_nuts`` / ``adapt_dense_e_nuts``, per adapted block:
+after every transition the step size is updated by dual averaging; draws inside a slow
+window enter a Welford estimate; at the end of a slow window the inverse mass matrix is set to
+the regularised estimate, the step size is re-initialised by the doubling/halving heuristic
+and dual averaging restarts at mu = log(10 eps). Sampling uses the final averaged step size.
+Iteration ``i`` first applies the adaptation owed to transition ``i-1`` (all decisions are
+functions of ``i`` alone), then runs transition ``i``.
 
 Reference: Stan Reference Manual, "HMC algorithm parameters" (automatic parameter tuning);
 Hoffman & Gelman (2014), section 3.2.
 """
-from typing import Callable, NamedTuple, Optional
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -26,87 +33,173 @@ from ppl import _counter_rng
 from ppl.adapt import dual_averaging, welford, window
 from ppl.adapt import initial_step_size as step_search
 from ppl.mcmc import _cpu_blocks
-from ppl.mcmc.base import Kernel
+from ppl.mcmc.base import Kernel, Move
 
 
-class Adaptation(NamedTuple):
-    """The tuned values used for sampling, and what warmup cost.
+# ------------------------------------------------------------------------------- the plan
 
-    Fields: ``step_size``, ``inverse_mass_matrix`` (used for every draw),
-    ``num_warmup_grad_evals`` (gradient/log-density evaluations of the warmup transitions;
-    the step-size heuristic's probes excluded), ``num_warmup_divergences``,
-    ``num_warmup_nonfinite`` (warmup transitions that met a numerical failure of the model)
-    and ``nonfinite_position`` (the last point, warmup or sampling, where the model failed
-    numerically; zeros if none).
+class Rows(NamedTuple):
+    """The plan of a chunk: per iteration (int32 arrays of the chunk's static length), its
+    index ``i`` and flags. Flags about adaptation concern the PREVIOUS transition (i - 1):
+
+    active: the iteration runs (rows past the chunk's end are padding);
+    adapt: apply dual averaging and counters for transition i-1 (a warmup one);
+    add_sample: the state after transition i-1 enters the Welford estimate;
+    window_end: transition i-1 closed a slow window: update the mass matrix;
+    search: re-initialise the step size by the heuristic (and restart dual averaging)
+      before transition i;
+    finish: transition i-1 was the last warmup one: fix the step size;
+    warmup: transition i is a warmup one;
+    record: transition i ends a thinned group of sampling transitions: record it.
     """
 
-    step_size: jax.Array
-    inverse_mass_matrix: jax.Array
-    num_warmup_grad_evals: jax.Array
-    num_warmup_divergences: jax.Array
-    num_warmup_nonfinite: jax.Array
-    nonfinite_position: jax.Array
+    i: Any
+    active: Any
+    adapt: Any
+    add_sample: Any
+    window_end: Any
+    search: Any
+    finish: Any
+    warmup: Any
+    record: Any
 
 
-class _Tuning(NamedTuple):
+def plan(start: int, n: int, length: int, num_warmup: int, thinning: int = 1, adapt_mass: bool = True,
+         adapt_step_size: bool = True, restart_at_windows: bool = True) -> Rows:
+    """The rows of iterations ``start .. start + n - 1``, padded to ``length`` (numpy).
+
+    The same whatever the number of sampling iterations, so a finished run can be extended.
+    """
+    if not 0 <= n <= length:
+        raise ValueError(f"a chunk of {n} iterations does not fit {length} rows.")
+    schedule = window.build_schedule(num_warmup)
+    i = start + np.arange(length)
+    active = np.arange(length) < n
+    prev = i - 1
+    warm_prev = (prev >= 0) & (prev < num_warmup)
+    in_window = np.zeros(length, bool)
+    window_end = np.zeros(length, bool)
+    if adapt_mass and schedule.windows:
+        in_window[warm_prev] = schedule.in_window[prev[warm_prev]]
+        window_end[warm_prev] = schedule.window_end[prev[warm_prev]]
+    search = window_end & restart_at_windows & adapt_step_size
+    search |= (i == 0) & (num_warmup > 0) & adapt_step_size
+    finish = (prev == num_warmup - 1) & (num_warmup > 0) & adapt_step_size
+    j = i - num_warmup
+    record = (j >= 0) & (j % thinning == thinning - 1)
+    columns = [i, active, warm_prev, in_window, window_end, search, finish, i < num_warmup, record]
+    return Rows(*(np.where(active, c, 0).astype(np.int32) if k else c.astype(np.int32)
+                  for k, c in enumerate(columns)))
+
+
+# ------------------------------------------------------------------------------- the state
+
+class Tuning(NamedTuple):
+    """One adapted block's step size, inverse mass matrix and their estimators."""
+
     step_size: jax.Array
     inverse_mass_matrix: jax.Array
     dual_averaging: dual_averaging.DualAveragingState
     welford: welford.WelfordState
     last_accept: jax.Array
-    num_grad_evals: jax.Array
-    num_divergences: jax.Array
-    num_nonfinite: jax.Array
+
+
+class Tally(NamedTuple):
+    """Running diagnostics: warmup gradient evaluations, divergences and numerical failures,
+    and the last point (warmup or sampling) where the model failed numerically."""
+
+    warmup_grad_evals: jax.Array
+    warmup_divergences: jax.Array
+    warmup_nonfinite: jax.Array
     nonfinite_position: jax.Array
 
 
-class _Plan(NamedTuple):
-    """Per-iteration decisions (numpy, shape (num_iterations,)), functions of i alone."""
+class Thinned(NamedTuple):
+    """Per block, over the transitions of the current thinned group: their ``count``, the
+    summed acceptance and gradient evaluations, and whether any diverged or failed
+    numerically."""
 
-    adapt: np.ndarray  # apply dual averaging / counters for transition i-1 (a warmup one)
-    add_sample: np.ndarray  # the state after transition i-1 enters the Welford estimate
-    window_end: np.ndarray  # transition i-1 closed a slow window: update the mass matrix
-    heuristic: np.ndarray  # re-initialise the step size (and restart dual averaging)
-    finish: np.ndarray  # transition i-1 was the last warmup one: fix the step size
-    record: np.ndarray  # transition i is a sampling one
-
-
-def _check(kernel, num_warmup, num_samples, thinning, target_accept, progress_every):
-    if not isinstance(kernel, Kernel):
-        raise ValueError(
-            "kernel must be what a build_kernel(...) returns (ppl.mcmc.base.Kernel, e.g. "
-            f"ppl.mcmc.nuts.build_kernel()); received {type(kernel).__name__}."
-        )
-    for name, value, low in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1),
-                             ("thinning", thinning, 1), ("progress_every", progress_every, 1)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}; received {value!r}.")
-    if not 0.0 < float(target_accept) < 1.0:
-        raise ValueError(f"target_accept must lie in (0, 1); received {target_accept!r}.")
+    count: jax.Array
+    acceptance_rate: jax.Array
+    is_divergent: jax.Array
+    num_grad_evals: jax.Array
+    is_nonfinite: jax.Array
 
 
-def _plan(num_warmup, num_samples, thinning, adapt_mass, adapt_step_size, restart_at_windows):
-    total = num_warmup + num_samples * thinning
-    schedule = window.build_schedule(num_warmup)
-    prev = np.zeros(total, bool)  # "iteration i-1 was a warmup transition"
-    prev[1:num_warmup + 1] = True
+class ChainState(NamedTuple):
+    """Everything a chain carries from one chunk to the next (serialisable: arrays only).
 
-    def shifted(flags):
-        out = np.zeros(total, bool)
-        out[1:num_warmup + 1] = flags
-        return out
+    Fields: ``move`` (the move's state, e.g. a NUTS ``State``), ``tuning`` (one
+    :class:`Tuning` per adapted block), ``tally`` (:class:`Tally`), ``thinned``
+    (:class:`Thinned`), ``started`` (initialised) and ``ok`` (its initial point was finite).
+    """
 
-    in_window = shifted(schedule.in_window) if adapt_mass else np.zeros(total, bool)
-    window_end = shifted(schedule.window_end) if adapt_mass else np.zeros(total, bool)
-    heuristic = window_end & restart_at_windows & adapt_step_size
-    heuristic[0] = num_warmup > 0 and adapt_step_size
-    finish = np.zeros(total, bool)
-    if num_warmup > 0 and adapt_step_size:
-        finish[num_warmup] = True
-    record = np.zeros(total, bool)
-    record[num_warmup:] = True
-    return _Plan(prev, in_window, window_end, heuristic, finish, record)
+    move: Any
+    tuning: Tuple[Tuning, ...]
+    tally: Tally
+    thinned: Thinned
+    started: jax.Array
+    ok: jax.Array
 
+
+class Record(NamedTuple):
+    """A chunk's output per iteration: ``position`` (length, d) and ``infos``, one per block,
+    each the block's ``Info`` with its scalar fields as (length,) arrays (the vector field
+    ``nonfinite_position`` is None: the state's tally keeps it)."""
+
+    position: jax.Array
+    infos: Tuple[Any, ...]
+
+
+class Settings(NamedTuple):
+    """The driver's static options."""
+
+    target_accept: float = 0.8
+    dense_mass: bool = False
+    adapt_mass: bool = True
+    adapt_step_size: bool = True
+    initial_step_size: float = 1.0
+
+
+def _block_dims(move: Move, dim: int):
+    return [dim if idx is None else len(idx) for idx in move.blocks]
+
+
+def new_chain_state(move: Move, z0, logdensity_fn, settings: Settings = Settings(), move_state=None, ok=True,
+                  inverse_mass_matrix=None) -> ChainState:
+    """The state of a chain starting at ``z0`` (its move's state there, unless given)."""
+    z0 = jnp.asarray(z0)
+    dtype, dim = z0.dtype, z0.shape[0]
+    move_state = move.init(z0, logdensity_fn) if move_state is None else move_state
+    step_size = jnp.asarray(settings.initial_step_size, dtype)
+    tunings = []
+    for d in _block_dims(move, dim):
+        if inverse_mass_matrix is not None and len(move.blocks) == 1:
+            imm = jnp.asarray(inverse_mass_matrix, dtype)
+        else:
+            imm = jnp.eye(d, dtype=dtype) if settings.dense_mass else jnp.ones((d,), dtype)
+        tunings.append(Tuning(step_size, imm, dual_averaging.init(step_size),
+                              welford.init(d, settings.dense_mass, dtype), jnp.zeros((), dtype)))
+    zero = jnp.zeros((), jnp.int32)
+    nb = len(move.blocks)
+    thinned = Thinned(zero, jnp.zeros((nb,), dtype), jnp.zeros((nb,), bool), jnp.zeros((nb,), jnp.int32),
+                      jnp.zeros((nb,), bool))
+    return ChainState(move_state, tuple(tunings), Tally(zero, zero, zero, jnp.zeros((dim,), dtype)),
+                      thinned, jnp.asarray(True), jnp.asarray(ok))
+
+
+def record_template(move: Move, state: ChainState, logdensity_fn, length: int):
+    """Zeros shaped as the :class:`Record` of a chunk of ``length`` iterations."""
+    dtype = state.tally.nonfinite_position.dtype
+    dim = state.tally.nonfinite_position.shape[0]
+    shapes = move.info_shapes(state.move, logdensity_fn, [(t.step_size, t.inverse_mass_matrix) for t in state.tuning],
+                              dtype)
+    infos = tuple(type(s)(*(None if f.shape != () else jnp.zeros((length,), f.dtype) for f in s))
+                  for s in shapes)
+    return Record(jnp.zeros((length, dim), dtype), infos)
+
+
+# ------------------------------------------------------------------------------- one chunk
 
 def search_then_move(kernel: Kernel, key, state, logdensity_fn, step_size, inverse_mass_matrix,
                      heuristic, info_zeros):
@@ -136,33 +229,150 @@ def search_then_move(kernel: Kernel, key, state, logdensity_fn, step_size, inver
     return state, info, search.step_size
 
 
-def _progress(progress_fn, every, chain_index, iteration):
-    """Call ``progress_fn(chain_index, iteration)`` on the host when iteration % every == 0."""
-    if progress_fn is None:
-        return
+def single(kernel: Kernel) -> Move:
+    """The :class:`Move` of one kernel over every coordinate (NUTS, HMC, MH): its step-size
+    searches run through the kernel's own trial moves (:func:`search_then_move`)."""
 
-    def report():
-        if chain_index is None:
-            jax.debug.callback(lambda i: progress_fn(None, int(i)), iteration)
-        else:
-            jax.debug.callback(lambda c, i: progress_fn(int(c), int(i)), chain_index, iteration)
+    def shapes(state, logdensity_fn, params, dtype):
+        (eps, imm), = params
+        return (kernel.info_shapes(state, jnp.zeros((2,), jnp.uint32), logdensity_fn, eps, imm, dtype),)
 
-    jax.lax.cond(iteration % every == 0, report, lambda: None)
+    def step(key, state, logdensity_fn, params, search):
+        (eps, imm), = params
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes(state, logdensity_fn, params, eps.dtype)[0])
+        state, info, used = search_then_move(kernel, key, state, logdensity_fn, eps, imm, search, zeros)
+        return state, (info,), (used,)
+
+    return Move(blocks=(None,), init=kernel.init, step=step, position=lambda s: s.position,
+                info_shapes=shapes, name=kernel.name, restart_at_windows=kernel.restart_at_windows)
 
 
-def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: int = 1000,
+def _adapt(t: Tuning, x, accept, row: Rows, settings: Settings, target_accept, dense: bool):
+    """The adaptation of one block owed to the previous transition (``row.adapt`` set)."""
+    dtype = t.step_size.dtype
+    if settings.adapt_step_size:
+        da = dual_averaging.update(t.dual_averaging, accept, target_accept)
+        t = t._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
+    if settings.adapt_mass:
+        wf = jax.lax.cond(row.add_sample == 1, lambda w: welford.update(w, x), lambda w: w, t.welford)
+
+        def close_window(t):
+            return t._replace(inverse_mass_matrix=welford.regularized_inverse_mass_matrix(t.welford),
+                              welford=welford.init(x.shape[0], dense, dtype))
+
+        t = jax.lax.cond(row.window_end == 1, close_window, lambda t: t, t._replace(welford=wf))
+    if settings.adapt_step_size:
+        t = t._replace(step_size=jnp.where(row.finish == 1, dual_averaging.final_step_size(t.dual_averaging),
+                                           t.step_size))
+    return t
+
+
+def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, settings: Settings = Settings()):
+    """Run the active iterations of ``rows`` on one chain; pure and jittable (vmap over chains).
+
+    Args:
+      words: the chain's raw ``uint32[2]`` key (``_counter_rng.key_words``); iteration ``i``
+        uses ``_counter_rng.subkey(words, i, ITERATION)``.
+      state: the chain's :class:`ChainState`.
+      rows: the chunk's :class:`Rows` (from :func:`plan`).
+      move: the :class:`ppl.mcmc.base.Move` (``single(kernel)`` for NUTS/HMC/MH).
+      logdensity_fn: ``z -> scalar`` over the flat vector.
+      settings: :class:`Settings`.
+
+    Returns:
+      ``(state, record)``: the state after the chunk and its :class:`Record` (rows past the
+      active ones are zeros).
+    """
+    length = rows.i.shape[0]
+    targets = move.target_accept if move.target_accept is not None else (settings.target_accept,) * len(move.blocks)
+    record0 = record_template(move, state, logdensity_fn, length)
+    indices = [None if idx is None else jnp.asarray(idx, jnp.int32) for idx in move.blocks]
+    names = [[n for n, v in zip(info._fields, info) if v is not None] for info in record0.infos]
+
+    def prepare(tuning, z, row):
+        """The adaptation owed to the previous transition, per block."""
+        adapted = []
+        for t, idx, target in zip(tuning, indices, targets):
+            x = z if idx is None else z[idx]
+            adapted.append(jax.lax.cond(
+                row.adapt == 1,
+                lambda t, x, target=target: _adapt(t, x, t.last_accept, row, settings, target, settings.dense_mass),
+                lambda t, x: t, t, x))
+        return tuple(adapted)
+
+    def bookkeeping(s: ChainState, tuning, infos, row):
+        """The accept statistics for the next adaptation, the warmup tally, the thinning sums
+        and the fields to record (over a thinned group: acceptance averaged, divergence and
+        failure any-ed, gradient evaluations summed; other fields the last transition's)."""
+        dtype = s.tally.nonfinite_position.dtype
+        warm = row.warmup == 1
+
+        def stack(values, kind):  # per block (a move may have no adapted block: Gibbs on discrete sites)
+            return jnp.stack([jnp.asarray(v, kind) for v in values]) if values else jnp.zeros((0,), kind)
+
+        accept = stack([i.acceptance_rate for i in infos], dtype)
+        div = stack([i.is_divergent for i in infos], bool)
+        bad = stack([i.is_nonfinite for i in infos], bool)
+        grads = stack([i.num_grad_evals for i in infos], jnp.int32)
+        tuning = tuple(t._replace(last_accept=a) for t, a in zip(tuning, accept))
+        witness = s.tally.nonfinite_position
+        for i in infos:
+            witness = jnp.where(i.is_nonfinite, i.nonfinite_position, witness)
+        tally = Tally(s.tally.warmup_grad_evals + jnp.where(warm, grads.sum(dtype=jnp.int32), 0),
+                      s.tally.warmup_divergences + (warm & div.any()).astype(jnp.int32),
+                      s.tally.warmup_nonfinite + (warm & bad.any()).astype(jnp.int32), witness)
+        th = s.thinned
+        th = Thinned(th.count + 1, th.acceptance_rate + accept, th.is_divergent | div,
+                     th.num_grad_evals + grads, th.is_nonfinite | bad)
+        fields = []
+        for b, (info, keep) in enumerate(zip(infos, names)):
+            summary = {"acceptance_rate": th.acceptance_rate[b] / th.count.astype(dtype),
+                       "is_divergent": th.is_divergent[b], "num_grad_evals": th.num_grad_evals[b],
+                       "is_nonfinite": th.is_nonfinite[b]}
+            fields.append(tuple(summary[n] if n in summary else getattr(info, n) for n in keep))
+        # Warmup transitions and recorded groups leave nothing behind for the next group.
+        th = jax.tree.map(lambda a: jnp.where(warm | (row.record == 1), jnp.zeros_like(a), a), th)
+        return s._replace(tuning=tuning, tally=tally, thinned=th), tuple(fields)
+
+    def iteration(carry, k):
+        s, record = carry
+        row = Rows(*(r[k] for r in rows))
+        tuning = _cpu_blocks.nested(prepare, s.tuning, move.position(s.move), row)
+        key = _counter_rng.subkey(words, row.i, _counter_rng.ITERATION)
+        params = tuple((t.step_size, t.inverse_mass_matrix) for t in tuning)
+        move_state, infos, used = move.step(key, s.move, logdensity_fn, params, row.search == 1)
+        restarted = tuple(t._replace(step_size=e, dual_averaging=dual_averaging.init(e))
+                          for t, e in zip(tuning, used))
+        tuning = jax.tree.map(lambda a, b: jnp.where(row.search == 1, a, b), restarted, tuning)
+        s, fields = _cpu_blocks.nested(bookkeeping, s._replace(move=move_state), tuning, infos, row)
+        infos_out = []
+        for rec, keep, values in zip(record.infos, names, fields):
+            columns = dict(zip(keep, values))
+            infos_out.append(type(rec)(*(None if getattr(rec, n) is None
+                                         else getattr(rec, n).at[k].set(columns[n].astype(getattr(rec, n).dtype))
+                                         for n in rec._fields)))
+        return s, Record(record.position.at[k].set(move.position(move_state)), tuple(infos_out))
+
+    def body(k, carry):
+        return _cpu_blocks.nested_update(iteration, carry, k)
+
+    return jax.lax.fori_loop(0, jnp.sum(rows.active), body, (state, record0))
+
+
+def run_chain(key, logdensity_fn: Callable, z0, *, kernel, num_warmup: int = 1000,
               num_samples: int = 1000, target_accept: float = 0.8, dense_mass: bool = False,
               adapt_mass: bool = True, adapt_step_size: bool = True, thinning: int = 1,
-              initial_step_size: float = 1.0, inverse_mass_matrix=None,
-              progress_fn: Optional[Callable] = None, progress_every: int = 100,
-              chain_index=None, initial_state=None):
-    """Warm up and sample one chain.
+              initial_step_size: float = 1.0, inverse_mass_matrix=None, initial_state=None):
+    """Warm up and sample one chain in one call (one chunk of every iteration): a
+    convenience for users writing their own programs; ppl's samplers call :func:`advance`
+    chunk by chunk.
 
     Args:
       key: a PRNG key (raw ``PRNGKey`` or typed ``jax.random.key``).
       logdensity_fn: ``z -> scalar`` log density over the flat unconstrained vector.
       z0: initial position, shape (d,); its dtype is the computation's dtype.
-      kernel: a :class:`ppl.mcmc.base.Kernel` from ``hmc/nuts/mh.build_kernel``.
+      kernel: a :class:`ppl.mcmc.base.Kernel` (``hmc/nuts/mh.build_kernel``) or a
+        :class:`ppl.mcmc.base.Move`.
       num_warmup, num_samples: iteration counts (Python ints). Sampling runs
         ``num_samples * thinning`` transitions and keeps every ``thinning``-th.
       target_accept: dual-averaging target (0.8 for NUTS/HMC as Stan; about 0.234 for MH).
@@ -170,151 +380,78 @@ def run_chain(key, logdensity_fn: Callable, z0, *, kernel: Kernel, num_warmup: i
       adapt_mass, adapt_step_size: switch either adaptation off.
       initial_step_size: starting step size (then refined by the heuristic when adapting).
       inverse_mass_matrix: starting inverse mass matrix; identity when None.
-      progress_fn: optional host callable ``(chain_index_or_None, iteration)``, invoked through
-        ``jax.debug.callback`` when ``iteration % progress_every == 0`` (iterations count
-        warmup then sampling transitions from 0).
-      chain_index: optional integer (pass ``jnp.arange(num_chains)`` as a vmapped argument)
-        forwarded to ``progress_fn``.
-      initial_state: the kernel's state at ``z0`` when the caller has it already (e.g. from
-        ``ppl.compile.init.first_finite(..., evaluate=kernel.init)``); else ``kernel.init``.
+      initial_state: the kernel's state at ``z0`` when the caller has it already.
 
     Returns:
       ``(draws, infos, adaptation)``: draws of shape (num_samples, d); the kernel's ``Info``
       with a leading num_samples axis (with thinning: acceptance averaged, divergences and
       numerical failures any-ed, gradient evaluations summed over the thinned transitions;
-      vector fields such as ``nonfinite_position`` are None); :class:`Adaptation`.
+      the vector field ``nonfinite_position`` is None); :class:`Adaptation`.
 
     Raises:
       ValueError: on a kernel that is not a ``Kernel``, non-int or negative counts, a
         target_accept outside (0, 1), or arrays of the wrong shape.
     """
-    _check(kernel, num_warmup, num_samples, thinning, target_accept, progress_every)
+    _check(kernel, num_warmup, num_samples, thinning, target_accept)
+    move = kernel if isinstance(kernel, Move) else single(kernel)
     z0 = jnp.asarray(z0)
     if z0.ndim != 1:
         raise ValueError(f"z0 must be a flat vector of shape (d,); received shape {z0.shape}.")
-    dtype, dim = z0.dtype, z0.shape[0]
-    if inverse_mass_matrix is None:
-        imm = jnp.eye(dim, dtype=dtype) if dense_mass else jnp.ones((dim,), dtype)
-    else:
-        imm = jnp.asarray(inverse_mass_matrix, dtype)
-        if imm.shape != ((dim, dim) if dense_mass else (dim,)):
+    dim = z0.shape[0]
+    if inverse_mass_matrix is not None:
+        shape = (dim, dim) if dense_mass else (dim,)
+        if jnp.shape(inverse_mass_matrix) != shape:
             raise ValueError(
-                f"inverse_mass_matrix has shape {imm.shape}; with dense_mass={dense_mass} and "
-                f"dim={dim} it must have shape {(dim, dim) if dense_mass else (dim,)}."
-            )
-    plan = _plan(num_warmup, num_samples, thinning, adapt_mass, adapt_step_size,
-                 kernel.restart_at_windows)
-    total = len(plan.record)
+                f"inverse_mass_matrix has shape {jnp.shape(inverse_mass_matrix)}; with dense_mass={dense_mass} "
+                f"and dim={dim} it must have shape {shape}.")
+    settings = Settings(target_accept, dense_mass, adapt_mass, adapt_step_size, initial_step_size)
+    state = new_chain_state(move, z0, logdensity_fn, settings, initial_state, True, inverse_mass_matrix)
+    total = num_warmup + num_samples * thinning
+    rows = jax.tree.map(jnp.asarray, plan(0, total, total, num_warmup, thinning, adapt_mass, adapt_step_size,
+                                          move.restart_at_windows))
+    state, record = advance(_counter_rng.key_words(key), state, rows, move, logdensity_fn, settings)
+    keep = np.flatnonzero(np.asarray(plan(0, total, total, num_warmup, thinning).record))
+    infos = record.infos[0]
+    infos = type(infos)(*(None if v is None else v[keep] for v in infos))
+    return record.position[keep], infos, adaptation_of(state)
 
-    state = kernel.init(z0, logdensity_fn) if initial_state is None else initial_state
-    step_size = jnp.asarray(initial_step_size, dtype)
-    zero = jnp.zeros((), jnp.int32)
-    tuning = _Tuning(step_size, imm, dual_averaging.init(step_size),
-                     welford.init(dim, dense_mass, dtype), jnp.zeros((), dtype), zero, zero, zero,
-                     jnp.zeros((dim,), dtype))
-    info_shape = kernel.info_shapes(state, key, logdensity_fn, step_size, imm, dtype)
-    # Scalar fields are recorded per draw; a vector field (the kernel's nonfinite_position)
-    # is kept in the tuning state instead.
-    scalar_fields = [name for name, s in zip(info_shape._fields, info_shape) if s.shape == ()]
-    info_fields = len(scalar_fields)
-    # Draws and infos share one (num_samples, d + fields) buffer: one in-place write each
-    # iteration (integer and boolean fields are exact in floating point).
-    records = jnp.zeros((num_samples, dim + info_fields), dtype)
 
-    def adapt(t: _Tuning, state, info_accept, flags):
-        add_sample, window_end, finish = flags
-        if adapt_step_size:
-            da = dual_averaging.update(t.dual_averaging, info_accept, target_accept)
-            t = t._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
-        if plan.window_end.any():
-            wf = jax.lax.cond(add_sample, lambda w: welford.update(w, state.position), lambda w: w,
-                              t.welford)
-            t = t._replace(welford=wf)
+class Adaptation(NamedTuple):
+    """A chain's tuned values and what its warmup cost (first adapted block's step size and
+    mass matrix; :func:`adaptation_of`).
 
-            def close_window(t):
-                return t._replace(
-                    inverse_mass_matrix=welford.regularized_inverse_mass_matrix(t.welford),
-                    welford=welford.init(dim, dense_mass, dtype))
+    Fields: ``step_size``, ``inverse_mass_matrix`` (used for every draw),
+    ``num_warmup_grad_evals`` (gradient/log-density evaluations of the warmup transitions;
+    the step-size heuristic's probes excluded), ``num_warmup_divergences``,
+    ``num_warmup_nonfinite`` (warmup transitions that met a numerical failure of the model)
+    and ``nonfinite_position`` (the last point where the model failed numerically; zeros if
+    none).
+    """
 
-            t = jax.lax.cond(window_end, close_window, lambda t: t, t)
-        if adapt_step_size:
-            t = t._replace(step_size=jnp.where(
-                finish, dual_averaging.final_step_size(t.dual_averaging), t.step_size))
-        return t
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+    num_warmup_grad_evals: jax.Array
+    num_warmup_divergences: jax.Array
+    num_warmup_nonfinite: jax.Array
+    nonfinite_position: jax.Array
 
-    def prepare(t: _Tuning, state, flags):
-        """The adaptation owed to the previous transition."""
-        adapt_flag, add_sample, window_end, finish = (flags[k] == 1 for k in (0, 1, 2, 4))
-        if num_warmup > 0:
-            t = jax.lax.cond(adapt_flag, adapt, lambda t, *_: t, t, state, t.last_accept,
-                             (add_sample, window_end, finish))
-        return t
 
-    info_zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape)
+def adaptation_of(state: ChainState) -> Adaptation:
+    """The :class:`Adaptation` of a chain state (its first block's tuned values)."""
+    t, tally = state.tuning[0], state.tally
+    return Adaptation(t.step_size, t.inverse_mass_matrix, tally.warmup_grad_evals, tally.warmup_divergences,
+                      tally.warmup_nonfinite, tally.nonfinite_position)
 
-    def search_and_restart(state, t: _Tuning, key, heuristic):
-        state, info, eps = search_then_move(kernel, key, state, logdensity_fn, t.step_size,
-                                            t.inverse_mass_matrix, heuristic, info_zeros)
-        restarted = t._replace(step_size=eps, dual_averaging=dual_averaging.init(eps))
-        t = jax.tree.map(lambda a, b: jnp.where(heuristic, a, b), restarted, t)
-        return state, info, t
 
-    def bookkeeping(t: _Tuning, acc, state, info, i, record):
-        """Warmup counters; thinning accumulators; the row (draw, info) to record."""
-        warm = ~record
-        t = t._replace(
-            last_accept=jnp.asarray(info.acceptance_rate, dtype),
-            num_grad_evals=t.num_grad_evals + jnp.where(warm, info.num_grad_evals, 0),
-            num_divergences=t.num_divergences + (warm & info.is_divergent).astype(jnp.int32),
-            num_nonfinite=t.num_nonfinite + (warm & info.is_nonfinite).astype(jnp.int32),
-            nonfinite_position=jnp.where(info.is_nonfinite, info.nonfinite_position, t.nonfinite_position))
-        j = jnp.maximum(i - num_warmup, 0)
-        restart = (j % thinning) == 0
-        acc = jnp.where(restart, 0.0, acc) + jnp.stack([
-            jnp.asarray(info.acceptance_rate, dtype), jnp.asarray(info.is_divergent, dtype),
-            jnp.asarray(info.num_grad_evals, dtype), jnp.asarray(info.is_nonfinite, dtype)])
-        # Over thinned transitions: acceptance averaged, gradient evaluations summed, the
-        # failure flags any-ed; other fields are the last transition's.
-        thinned = {"acceptance_rate": acc[0] / ((j % thinning) + 1).astype(dtype),
-                   "is_divergent": jnp.minimum(acc[1], 1.0), "num_grad_evals": acc[2],
-                   "is_nonfinite": jnp.minimum(acc[3], 1.0)}
-        fields = [thinned.get(name, jnp.asarray(getattr(info, name), dtype)) for name in scalar_fields]
-        return t, acc, jnp.concatenate([state.position, jnp.stack(fields)]), j // thinning
-
-    def transition(state, t, acc, key, row):
-        i, flags, record = row[0], row[1:6], row[6] == 1
-        t = _cpu_blocks.nested(prepare, t, state, flags)
-        if plan.heuristic.any():
-            state, info, t = search_and_restart(state, t, key, flags[3] == 1)
-        else:
-            state, info = kernel(key, state, logdensity_fn, t.step_size, t.inverse_mass_matrix)
-        t, acc, new_row, slot = _cpu_blocks.nested(bookkeeping, t, acc, state, info, i, record)
-        return state, t, acc, new_row, slot
-
-    def full_iteration(carry, key, row):
-        state, t, acc, records = carry
-        state, t, acc, new_row, slot = transition(state, t, acc, key, row)
-        records = jax.lax.dynamic_update_slice(records, new_row[None], (slot, jnp.zeros_like(slot)))
-        _progress(progress_fn, progress_every, chain_index, row[0])
-        return state, t, acc, records
-
-    def iteration(carry, xs):
-        key, row = xs
-        return _cpu_blocks.nested_update(full_iteration, carry, key, row), None
-
-    # One int32 row per iteration: i, then the plan's flags (one slice per iteration).
-    rows = np.stack([np.arange(total)] + [np.asarray(a, np.int32) for a in (
-        plan.adapt, plan.add_sample, plan.window_end, plan.heuristic, plan.finish, plan.record)],
-        axis=1).astype(np.int32)
-    xs = (jax.random.split(key, total), jnp.asarray(rows))
-    carry = (state, tuning, jnp.zeros((4,), dtype), records)
-    (state, tuning, _, records), _ = jax.lax.scan(iteration, carry, xs)
-
-    draws = records[:, :dim]
-    column = {name: dim + k for k, name in enumerate(scalar_fields)}
-    infos = type(info_shape)(*(  # vector fields are not recorded per draw: None
-        records[:, column[name]].astype(s.dtype) if name in column else None
-        for name, s in zip(info_shape._fields, info_shape)))
-    adaptation = Adaptation(tuning.step_size, tuning.inverse_mass_matrix, tuning.num_grad_evals,
-                            tuning.num_divergences, tuning.num_nonfinite, tuning.nonfinite_position)
-    return draws, infos, adaptation
+def _check(kernel, num_warmup, num_samples, thinning, target_accept):
+    if not isinstance(kernel, (Kernel, Move)):
+        raise ValueError(
+            "kernel must be what a build_kernel(...) returns (ppl.mcmc.base.Kernel, e.g. "
+            f"ppl.mcmc.nuts.build_kernel()) or a ppl.mcmc.base.Move; received {type(kernel).__name__}."
+        )
+    for name, value, low in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1),
+                             ("thinning", thinning, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}; received {value!r}.")
+    if not 0.0 < float(target_accept) < 1.0:
+        raise ValueError(f"target_accept must lie in (0, 1); received {target_accept!r}.")

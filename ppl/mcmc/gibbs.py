@@ -28,27 +28,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, ClassVar, NamedTuple, Optional, Tuple
+from typing import Any, Callable, ClassVar, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ppl._keys import as_key
-from ppl.adapt import dual_averaging, welford, window
 from ppl.compile.hoist import hoist
-from ppl.compile.init import check_init_values, first_finite, init_error
-from ppl.infer import progress
-from ppl.infer._program import chain_groups, run_chain_groups
+from ppl.compile.init import check_init_values
 from ppl.infer.diagnostics import per_site
 from ppl.infer.flags import flag
-from ppl.infer.method import Method, draws_from_flat, to_numpy
+from ppl.infer.method import Method
 from ppl.infer.result import Result
 from ppl.mcmc import enumerate as enum
 from ppl.mcmc import driver, hmc, mh, nuts
+from ppl.mcmc.chains import ChainMethod
 
 INNER_KERNELS = ("nuts", "hmc", "mh")
-PROGRESS_EVERY = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,13 +119,6 @@ class SamplerBlock:
         return f"user sampler {getattr(self.sampler, '__name__', 'sampler')} on {{{', '.join(self.names)}}}"
 
 
-class _Tuning(NamedTuple):
-    step_size: jax.Array
-    inverse_mass_matrix: jax.Array
-    dual_averaging: dual_averaging.DualAveragingState
-    welford: welford.WelfordState
-
-
 @dataclasses.dataclass(frozen=True)
 class Gibbs(Method):
     """Gibbs sampling with exact enumeration of discrete sites and an inner MCMC kernel for the
@@ -150,6 +140,8 @@ class Gibbs(Method):
         prior), or a dict of initial values.
       check_plates: verify declared plate independence numerically on a random state.
       progress_bar: None (on in a terminal), True or False.
+      thinning, chain_method, chunk_size: as `ppl.NUTS` (the same chain driver runs the
+        sweeps: chunks, checkpoints, Ctrl-C).
 
     Structure exploited (detected once per model, before compiling; see `ppl.mcmc.enumerate`):
     which log-density terms depend on which discrete site is read from the traced program
@@ -192,7 +184,11 @@ class Gibbs(Method):
     init: Any = "uniform"
     check_plates: bool = True
     progress_bar: Any = None
+    thinning: int = 1
+    chain_method: str = "auto"
+    chunk_size: Optional[int] = None
     name: ClassVar[str] = "gibbs"
+    checkpoints: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.blocks is not None and not isinstance(self.blocks, tuple):
@@ -210,6 +206,13 @@ class Gibbs(Method):
             raise ValueError(f"Gibbs: inner must be one of {INNER_KERNELS}, got {self.inner!r}.")
         if self.target_accept is not None and not 0 < float(self.target_accept) < 1:
             raise ValueError(f"Gibbs: target_accept must lie in (0, 1), got {self.target_accept!r}.")
+        if not isinstance(self.thinning, int) or isinstance(self.thinning, bool) or self.thinning < 1:
+            raise ValueError(f"Gibbs: thinning must be a positive int, got {self.thinning!r}.")
+        if self.chain_method not in ("auto", "vectorized", "sequential"):
+            raise ValueError(f"Gibbs: chain_method must be 'auto', 'vectorized' or 'sequential', got "
+                             f"{self.chain_method!r}.")
+        if self.chunk_size is not None and (not isinstance(self.chunk_size, int) or self.chunk_size < 1):
+            raise ValueError(f"Gibbs: chunk_size must be a positive int or None, got {self.chunk_size!r}.")
 
     def _user_blocks(self, ld):
         blocks = [] if self.blocks is None else [_as_block(b) for b in self.blocks]
@@ -294,26 +297,49 @@ class Gibbs(Method):
         return [b.describe() for b in self.schedule(ld)]
 
     # ------------------------------------------------------------------ run
-    def run(self, key, ld) -> Result:
+    def run(self, key, ld, checkpoint=None) -> Result:
+        """The schedule is fixed first (it shapes the program); then the sweeps run through
+        the one chain driver (`ppl.mcmc.chains.ChainMethod`), as every MCMC method's."""
         key = as_key(key)
         schedule = self.schedule(ld, key=jax.random.fold_in(key, 7))
-        program = _GibbsProgram(self, schedule)
-        with progress.bar(self.num_warmup + self.num_samples, self.name, progress.enabled(self.progress_bar)):
-            out, compile_s, run_s, source = run_chain_groups(program, key, ld, self.num_chains,
-                                                             chain_groups(self.num_chains))
-        if not bool(np.all(out["ok"])):
-            bad = int(np.argmin(np.asarray(out["ok"])))
-            raise init_error(ld, out["z0"][bad], 100)
-        out = to_numpy(out)
-        return _result(self, schedule, out, ld, compile_s, run_s, source)
+        result = _GibbsProgram(self, schedule).run(key, ld, checkpoint)
+        result.method = self
+        return result
+
+
+def _option(name):
+    return property(lambda self: getattr(self.options, name))
 
 
 @dataclasses.dataclass(frozen=True)
-class _GibbsProgram(Method):
-    """The compiled program of a `Gibbs` run with its schedule fixed (hashable: the cache key)."""
+class _GibbsProgram(ChainMethod):
+    """A `Gibbs` run with its schedule fixed (hashable: the compile-cache key): its sweep is a
+    `Move` of one adapted block per continuous kernel block, run by the one chain driver."""
 
     options: Gibbs
     blocks: Tuple
+    name: ClassVar[str] = "gibbs"
+
+    num_warmup = _option("num_warmup")
+    num_samples = _option("num_samples")
+    num_chains = _option("num_chains")
+    thinning = _option("thinning")
+    init = _option("init")
+    progress_bar = _option("progress_bar")
+    chain_method = _option("chain_method")
+    chunk_size = _option("chunk_size")
+    dense_mass = _option("dense_mass")
+    target_accept = _option("target_accept")
+
+    def check(self, ld) -> None:  # the options were checked by `Gibbs.schedule`
+        self._check_counts(ld)
+
+    @property
+    def _varying_trajectories(self) -> bool:
+        """NUTS blocks: on a CPU chains run one after another (under `vmap` they would all
+        wait for the longest trajectory; measured on a 5-component mixture, 4 chains: 3.8 s
+        vectorised, 1.9 s sequential)."""
+        return any(b.inner == "nuts" for b in self._kernel_blocks())
 
     def _kernel(self, inner):
         o = self.options
@@ -328,15 +354,11 @@ class _GibbsProgram(Method):
             return float(self.options.target_accept)
         return 0.234 if inner == "mh" else 0.8
 
-    def _sequential(self) -> bool:
-        """Chains one after another within the program: on a CPU when a block runs NUTS
-        (under `vmap` its chains would all wait for the longest trajectory; measured on a
-        5-component mixture, 4 chains: 3.8 s vectorised, 1.9 s sequential)."""
-        nuts_blocks = any(b.inner == "nuts" for b in self._kernel_blocks())
-        return nuts_blocks and jax.default_backend() == "cpu"
-
     def _kernel_blocks(self):
         return [b for b in self.blocks if isinstance(b, KernelBlock)]
+
+    def _settings(self):
+        return driver.Settings(0.8, self.options.dense_mass)
 
     def _block_evaluations(self, block) -> int:
         """Rough count of log-density (or local factor) evaluations of one update of `block`."""
@@ -350,146 +372,71 @@ class _GibbsProgram(Method):
             return len(block.sites) * block.sites[0].num_values
         return 1  # a user's update or a sampler block
 
-    def expected_evaluations(self):
-        o = self.options
-        sweeps = o.num_warmup + o.num_samples
-        return o.num_chains * sweeps * sum(self._block_evaluations(b) for b in self.blocks)
+    def _evaluations_per_transition(self) -> int:
+        return sum(self._block_evaluations(b) for b in self.blocks)
+
+    def _log_density(self, ld, z):
+        # log_joint(...).total, not ld.log_prob: the kernels already read NaN as -inf; its
+        # data-only terms are computed once per program (`hoist`).
+        if not self._kernel_blocks():
+            return lambda x: ld.log_joint(x).total
+        return hoist(lambda x, ld: ld.log_joint(x).total, z, ld)
 
     def _conditional(self, log_joint, z, block):
         idx = jnp.asarray(block.index, jnp.int32)
         return (lambda zc: log_joint(z.at[idx].set(zc))), idx
 
-    def _sweep(self, key, z, ld, params, fns, restart=None):
-        """One pass over the schedule; `params` = [(step_size, imm)] per kernel block;
-        `fns = (log_joint, terms_fn)`: the full log joint the kernel blocks condition and the
-        site terms the enumeration blocks read (hoisted, see `_program`).
-
-        With `restart` (a traced bool) True, each kernel block first re-runs the step-size
-        heuristic from its conditional state. Returns `(z, infos, step_sizes_used)`.
-        """
-        log_joint, terms_fn = fns
-        infos, used, j = [], [], 0
-        for block, k in zip(self.blocks, jax.random.split(key, len(self.blocks))):
-            if isinstance(block, KernelBlock):
-                kernel = self._kernel(block.inner)
-                fn, idx = self._conditional(log_joint, z, block)
-                state = kernel.init(z[idx], fn)
-                eps, imm = params[j]
-                if restart is None:
-                    state, info = kernel(k, state, fn, eps, imm)
-                else:  # the step-size search's trials and the move: one kernel call site
-                    shapes = kernel.info_shapes(state, k, fn, eps, imm, z.dtype)
-                    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-                    state, info, eps = driver.search_then_move(kernel, k, state, fn, eps, imm, restart, zeros)
-                z = z.at[idx].set(state.position)
-                infos.append((info.acceptance_rate, info.is_divergent, info.num_grad_evals + 1, info.is_nonfinite))
-                used.append(eps)
-                j += 1
-            elif isinstance(block, SamplerBlock):
-                z = _apply_sampler(block, k, z, ld)
-            elif isinstance(block, (enum.EnumerationBlock, enum.ChainBlock)):
-                z = block.update(k, z, ld, terms_fn)
-            else:
-                z = block.update(k, z, ld)
-        return z, tuple(infos), used
-
-    def _chain(self, key, z0, ld, chain_index, fns):
-        """Warmup then sampling as ONE `lax.scan` (one copy of each kernel in the program):
-        adaptation is switched off after warmup, draws are written into a buffer."""
-        o = self.options
+    def _move(self, ld, log_density):
+        """The sweep as a `Move`: state `z` (discrete values as floats); one adapted block per
+        kernel block, whose search (when asked) runs inside the sweep on its conditional."""
         kblocks = self._kernel_blocks()
-        dtype = z0.dtype
-        warm, total = o.num_warmup, o.num_warmup + o.num_samples
-        sched = window.build_schedule(warm)
-        # restart[i]: run the step-size heuristic (and restart dual averaging) before sweep i.
-        restart = np.zeros(total, bool)
-        in_window = np.zeros(total, bool)
-        window_end = np.zeros(total, bool)
-        if warm > 0:
-            restart[0] = True
-            in_window[:warm], window_end[:warm] = sched.in_window, sched.window_end
-            restart[1:warm] = sched.window_end[: warm - 1]
-        tunings = []
-        for b in kblocks:
-            d = len(b.index)
-            imm = jnp.eye(d, dtype=dtype) if o.dense_mass else jnp.ones((d,), dtype)
-            eps = jnp.ones((), dtype)
-            tunings.append(_Tuning(eps, imm, dual_averaging.init(eps), welford.init(d, o.dense_mass, dtype)))
-        draws0 = jnp.zeros((o.num_samples,) + z0.shape, dtype)
-        report = progress.report if progress.enabled(o.progress_bar) else None
+        enumerated = {type(b) for b in self.blocks} & {enum.EnumerationBlock, enum.ChainBlock}
+        terms_fn = hoist(lambda z, ld: enum.site_terms(ld, z), jnp.zeros(ld.dim, jnp.result_type(float)), ld) \
+            if enumerated else None
 
-        def adapt(i, z, t, b, info):
-            da = dual_averaging.update(t.dual_averaging, info[0], self._target(b.inner))
-            t = t._replace(dual_averaging=da, step_size=jnp.exp(da.log_step_size))
-            if sched.windows:
-                x = z[jnp.asarray(b.index, jnp.int32)]
-                wf = jax.lax.cond(in_window_[i], lambda w: welford.update(w, x), lambda w: w, t.welford)
-                end = window_end_[i]
-                imm = jnp.where(end, welford.regularized_inverse_mass_matrix(wf), t.inverse_mass_matrix)
-                wf = jax.tree.map(lambda a, c: jnp.where(end, a, c), welford.init(len(b.index), o.dense_mass, dtype), wf)
-                t = t._replace(welford=wf, inverse_mass_matrix=imm)
-            last = i == warm - 1
-            return t._replace(step_size=jnp.where(last, dual_averaging.final_step_size(t.dual_averaging), t.step_size))
+        def sweep(key, z, fn, params, search):
+            infos, used, j = [], [], 0
+            for block, k in zip(self.blocks, jax.random.split(key, len(self.blocks))):
+                if isinstance(block, KernelBlock):
+                    kernel = self._kernel(block.inner)
+                    cond_fn, idx = self._conditional(fn, z, block)
+                    state = kernel.init(z[idx], cond_fn)
+                    eps, imm = params[j]
+                    shapes = kernel.info_shapes(state, k, cond_fn, eps, imm, z.dtype)
+                    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                    state, info, eps = driver.search_then_move(kernel, k, state, cond_fn, eps, imm, search, zeros)
+                    # the block's failing point, placed in the whole vector
+                    info = info._replace(nonfinite_position=jnp.where(
+                        info.is_nonfinite, z.at[idx].set(info.nonfinite_position), jnp.zeros_like(z)))
+                    z = z.at[idx].set(state.position)
+                    infos.append(info)
+                    used.append(eps)
+                    j += 1
+                elif isinstance(block, SamplerBlock):
+                    z = _apply_sampler(block, k, z, ld)
+                elif isinstance(block, (enum.EnumerationBlock, enum.ChainBlock)):
+                    z = block.update(k, z, ld, terms_fn)
+                else:
+                    z = block.update(k, z, ld)
+            return z, tuple(infos), tuple(used)
 
-        restart_, in_window_, window_end_ = jnp.asarray(restart), jnp.asarray(in_window), jnp.asarray(window_end)
+        def info_shapes(z, fn, params, dtype):
+            out = []
+            for block, (eps, imm) in zip(kblocks, params):
+                kernel = self._kernel(block.inner)
+                cond_fn, idx = self._conditional(fn, z, block)
+                shapes = kernel.info_shapes(kernel.init(z[idx], cond_fn), jnp.zeros((2,), jnp.uint32), cond_fn,
+                                            eps, imm, dtype)
+                out.append(shapes._replace(nonfinite_position=jax.ShapeDtypeStruct(z.shape, dtype)))
+            return tuple(out)
 
-        def step(carry, xs):
-            z, tunings, draws, stats = carry
-            k, i = xs
-            params = [(t.step_size, t.inverse_mass_matrix) for t in tunings]
-            z, infos, used = self._sweep(k, z, ld, params, fns, restart_[i] if warm > 0 else None)
-            tunings = [jax.tree.map(lambda a, c: jnp.where(restart_[i], a, c),
-                                    t._replace(step_size=e, dual_averaging=dual_averaging.init(e)), t)
-                       for t, e in zip(tunings, used)]
-            if warm > 0:
-                tunings = [jax.tree.map(lambda a, c: jnp.where(i < warm, a, c), adapt(i, z, t, b, info), t)
-                           for b, t, info in zip(kblocks, tunings, infos)]
-            j = jnp.where(i >= warm, i - warm, o.num_samples)
-            draws = draws.at[j].set(z, mode="drop")
-            stats = jax.tree.map(lambda buf, v: buf.at[j].set(v, mode="drop"), stats, infos)
-            if report is not None:
-                jax.lax.cond(i % PROGRESS_EVERY == 0,
-                             lambda: jax.debug.callback(lambda c, it: report(int(c), int(it)), chain_index, i),
-                             lambda: None)
-            return (z, tunings, draws, stats), None
+        return driver.Move(blocks=tuple(np.asarray(b.index, np.int64) for b in kblocks), init=lambda z, fn: z,
+                           step=sweep, position=lambda z: z, info_shapes=info_shapes, name="gibbs",
+                           restart_at_windows=True,
+                           target_accept=tuple(self._target(b.inner) for b in kblocks))
 
-        _, infos0, _ = jax.eval_shape(lambda: self._sweep(key, z0, ld, [(t.step_size, t.inverse_mass_matrix) for t in tunings],
-                                                          fns))
-        stats0 = jax.tree.map(lambda s: jnp.zeros((o.num_samples,) + s.shape, s.dtype), infos0)
-        xs = (jax.random.split(key, total), jnp.arange(total, dtype=jnp.int32))
-        (_, tunings, draws, stats), _ = jax.lax.scan(step, (z0, tunings, draws0, stats0), xs)
-        return draws, stats, tuple(t.step_size for t in tunings)
-
-    def _program(self, key, ld, chains):
-        """Chains `chains` (their indices: chain c's keys are folded from `key` and c, so a
-        chain's draws do not depend on which other chains share the program)."""
-        o = self.options
-        k_init, k_run = jax.random.split(key)
-        strategy, values = (o.init, None) if isinstance(o.init, str) else ("uniform", dict(o.init))
-        keys = lambda k: jax.vmap(lambda c: jax.random.fold_in(k, c))(chains)
-        z0, ok = _initial_points(ld, keys(k_init), strategy, values)
-        # log_joint(...).total, not ld.log_prob: the kernels already read NaN as -inf
-        # (safe_value_and_grad), and a NaN-masking `where` around the total makes XLA compile
-        # value_and_grad several times slower on models with many sites. Its data-only terms,
-        # and those of the enumeration blocks' site terms, are computed once, here (`hoist`).
-        kinds = {type(b) for b in self.blocks}
-        log_joint = hoist(lambda z, ld: ld.log_joint(z).total, z0[0], ld) if KernelBlock in kinds else None
-        enumerated = kinds & {enum.EnumerationBlock, enum.ChainBlock}
-        terms_fn = hoist(lambda z, ld: enum.site_terms(ld, z), z0[0], ld) if enumerated else None
-        chain = lambda a: self._chain(a[0], a[1], ld, a[2], (log_joint, terms_fn))
-        if self._sequential():
-            draws, infos, step_sizes = jax.lax.map(chain, (keys(k_run), z0, chains))
-        else:
-            draws, infos, step_sizes = jax.vmap(chain)((keys(k_run), z0, chains))
-        samples = draws_from_flat(ld, draws)
-        return dict(samples=samples, infos=infos, step_sizes=step_sizes, ok=ok, z0=z0)
-
-
-def _initial_points(ld, keys, strategy, values):
-    """`first_finite` per key, checking only the log density (no gradient: one copy of the
-    model fewer in the program; a kernel treats a non-finite gradient as a divergence)."""
-    finite = lambda z: (jnp.isfinite(ld.log_prob(z)), None)
-    return jax.vmap(lambda k: first_finite(ld, k, finite, strategy, 2.0, values)[:2])(keys)
+    def _assemble(self, ld, run) -> Result:
+        return _result(self.options, self.blocks, run, ld)
 
 
 def _apply_sampler(block, key, z, ld):
@@ -505,8 +452,8 @@ def _apply_sampler(block, key, z, ld):
     return ld.unconstrain(merged).astype(z.dtype)
 
 
-def _result(method, schedule, out, ld, compile_s, run_s, source) -> Result:
-    samples = out["samples"]
+def _result(method, schedule, run, ld) -> Result:
+    samples = run.samples
     diag = per_site(samples)
     kblocks = [b for b in schedule if isinstance(b, KernelBlock)]
     diagnostics = {
@@ -515,33 +462,28 @@ def _result(method, schedule, out, ld, compile_s, run_s, source) -> Result:
         "ess_tail": {k: v["ess_tail"] for k, v in diag.items()},
         "schedule": [b.describe() for b in schedule],
         "divergences": 0,
+        "nonfinite": 0,
     }
     if kblocks:
-        acc = [np.asarray(i[0]) for i in out["infos"]]
-        div = [np.asarray(i[1]) for i in out["infos"]]
-        grads = [np.asarray(i[2]) for i in out["infos"]]
-        failed = [np.asarray(i[3]) for i in out["infos"]]
+        stats = {k: np.asarray(v) for k, v in run.stats.items()}
+        suffixes = ["" if b == 0 else f"_{b}" for b in range(len(kblocks))]
         labels = [", ".join(b.names) for b in kblocks]
+        acc = [stats["acceptance_rate" + x] for x in suffixes]
+        div = [stats["diverging" + x] for x in suffixes]
         diagnostics.update(
             divergences=int(sum(d.sum() for d in div)),
-            nonfinite=int(sum(f.sum() for f in failed)),
-            acceptance_rate=float(np.mean([a.mean() for a in acc])),
-            acceptance_rate_by_block={l: float(a.mean()) for l, a in zip(labels, acc)},
-            step_size={l: np.asarray(s) for l, s in zip(labels, out["step_sizes"])},
-            num_grad_evals=int(sum(g.sum() for g in grads)),
+            nonfinite=int(sum(stats["nonfinite" + x].sum() for x in suffixes)),
+            acceptance_rate=float(np.mean([a.mean() for a in acc])) if acc[0].size else float("nan"),
+            acceptance_rate_by_block={l: float(a.mean()) if a.size else float("nan") for l, a in zip(labels, acc)},
+            step_size={l: np.asarray(run.states.tuning[b].step_size) for b, l in enumerate(labels)},
+            num_grad_evals=int(sum(stats["n_steps" + x].sum() for x in suffixes)),
             sample_stats={
                 "diverging": np.any(np.stack(div), axis=0),
                 "acceptance_rate": np.mean(np.stack(acc), axis=0),
             },
         )
     _warn(method, diagnostics)
-    return Result(
-        method=method,
-        samples=samples,
-        diagnostics=diagnostics,
-        timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
-        log_density=ld,
-    )
+    return Result(method=method, samples=samples, diagnostics=diagnostics, log_density=ld)
 
 
 def _warn(method, d) -> None:

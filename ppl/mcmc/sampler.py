@@ -1,8 +1,9 @@
 """The MCMC methods of `ppl.infer`: `NUTS`, `HMC` and `MH`.
 
-Each method runs its chains in compiled programs (initialisation, Stan-style warmup and
-sampling, then the constrained draws and deterministic sites); inside a program, chains are
-one `vmap` axis or, with `chain_method="sequential"`, run one after another (`lax.map`).
+Each method's chains run through the one chain driver a chunk at a time (`ppl.mcmc.chains`:
+initialisation, Stan-style warmup and sampling, the constrained draws and deterministic
+sites; one compiled program for every chunk); inside it, chains are one `vmap` axis or, with
+`chain_method="sequential"`, run one after another (`lax.map`).
 Chain c's random keys are `fold_in(key_init, c)` and `fold_in(key_run, c)`, so the same key
 gives the same draws (up to floating-point rounding) whether chains run vectorised,
 sequentially, in concurrent groups or sharded. With several devices the chain axis is
@@ -28,44 +29,21 @@ warning and advice.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ppl.compile.hoist import hoist
-from ppl.compile.init import check_init_values, first_finite, init_error
 from ppl.compile.terms import nonfinite_terms
-from ppl.infer import progress
-from ppl.infer._program import calls_linalg, chain_groups, run_chain_groups
 from ppl.infer.diagnostics import per_site
 from ppl.infer.flags import flag
-from ppl.infer.method import Method, draws_from_flat, require_continuous, to_numpy
 from ppl.infer.result import Result
 from ppl.mcmc import driver, hmc, mh, nuts
-
-PROGRESS_EVERY = 200
-
-
-def _chain_sharding(num_chains):
-    """A NamedSharding of the chain axis over all devices, or None on one device."""
-    devices = jax.devices()
-    if len(devices) < 2 or num_chains % len(devices):
-        return None
-    mesh = jax.sharding.Mesh(np.array(devices), ("chain",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain"))
-
-
-def _shard(tree, sharding):
-    if sharding is None:
-        return tree
-    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+from ppl.mcmc.chains import ChainMethod
 
 
 @dataclasses.dataclass(frozen=True)
-class _MCMC(Method):
-    """Shared options and driver of the gradient-free and gradient-based samplers."""
+class _MCMC(ChainMethod):
+    """Shared options of the gradient-free and gradient-based samplers."""
 
     num_warmup: int = 1000
     num_samples: int = 1000
@@ -76,136 +54,48 @@ class _MCMC(Method):
     init: Any = "uniform"
     progress_bar: Any = None
     chain_method: str = "auto"
-
-    # Trajectory lengths differ between chains (NUTS): "auto" runs chains one after another
-    # on a single CPU device.
-    _varying_trajectories: ClassVar[bool] = False
-
-    def _evaluations_per_transition(self) -> int:
-        return 1
-
-    def expected_evaluations(self):
-        total = self.num_warmup + self.num_samples * self.thinning
-        return self.num_chains * total * self._evaluations_per_transition()
+    chunk_size: Optional[int] = None
 
     def _kernel(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def check(self, ld) -> None:
-        # Every kernel here moves in the continuous flat space (MH's random walk too).
-        require_continuous(self.name, ld)
-        for field in ("num_samples", "num_chains", "thinning"):
-            v = getattr(self, field)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{type(self).__name__}: {field} must be a positive int, got {v!r}.")
-        if not isinstance(self.num_warmup, int) or self.num_warmup < 0:
-            raise ValueError(f"{type(self).__name__}: num_warmup must be an int >= 0, got {self.num_warmup!r}.")
-        if not 0.0 < self.target_accept < 1.0:
-            raise ValueError(f"{type(self).__name__}: target_accept must be in (0, 1), got {self.target_accept!r}.")
-        if ld.dim == 0:
-            raise ValueError(f"{type(self).__name__}: the model has no latent sites to sample.")
-        if self.chain_method not in ("auto", "vectorized", "sequential"):
-            raise ValueError(f"{type(self).__name__}: chain_method must be 'auto', 'vectorized' or "
-                             f"'sequential', got {self.chain_method!r}.")
-        check_init_values(ld, self.init)
+    def _move(self, ld, log_density):
+        return driver.single(self._kernel())
 
-    def _sequential(self, sharding, log_joint, z) -> bool:
-        """Chains one after another in the program? "auto": on a single CPU device, for
-        kernels whose trajectories differ between chains (NUTS) and for models that take a
-        LAPACK-backed factorisation (batched, it would stop the groups of chains from running
-        at once; see `ppl.infer._program.blocks_the_pool`)."""
-        if self.chain_method != "auto":
-            return self.chain_method == "sequential"
-        if sharding is not None or jax.default_backend() != "cpu":
-            return False
-        return self._varying_trajectories or calls_linalg(jax.grad(log_joint), z)
+    def _restart_at_windows(self) -> bool:
+        return self._kernel().restart_at_windows
 
-    def _groups(self) -> int:
-        """How many groups of chains run at once, each from its own thread (see `run`)."""
-        return chain_groups(self.num_chains) if self.chain_method == "auto" else 1
-
-    def _program(self, key, ld, chains):
-        k_init, k_run = jax.random.split(key)
-        strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
-        sharding = _chain_sharding(chains.shape[0])
-        chains = _shard(chains, sharding)
-        report = progress.report if progress.enabled(self.progress_bar) else None
-
-        # The raw log joint, not ld.log_prob: the kernels read NaN as -inf themselves, and the
-        # extra NaN guard makes XLA compile the gradient several times slower. Its data-only
-        # terms are computed once, here, outside every loop (`hoist`).
-        log_joint = hoist(lambda z, ld: ld.log_joint(z).total, jnp.zeros(ld.dim, jnp.result_type(float)), ld)
-
-        kernel = self._kernel()
-
-        def start(z):  # the kernel's state at z: usable when its log density is finite
-            state = kernel.init(z, log_joint)  # (a non-finite gradient reads as -inf)
-            return jnp.isfinite(state.log_density), state
-
-        def one_chain(c):
-            z0, ok, state = first_finite(ld, jax.random.fold_in(k_init, c), start, strategy, 2.0, values)
-            draws, infos, adaptation = driver.run_chain(
-                jax.random.fold_in(k_run, c), log_joint, z0, kernel=kernel,
-                num_warmup=self.num_warmup, num_samples=self.num_samples,
-                target_accept=self.target_accept, dense_mass=self.dense_mass,
-                thinning=self.thinning, progress_fn=report, progress_every=PROGRESS_EVERY,
-                chain_index=c, initial_state=state)
-            return draws, infos, adaptation, ok, z0
-
-        if self._sequential(sharding, log_joint, jnp.zeros(ld.dim, jnp.result_type(float))):
-            draws, infos, adaptation, ok, z0 = jax.lax.map(one_chain, chains)
-        else:
-            draws, infos, adaptation, ok, z0 = jax.vmap(one_chain)(chains)
-        samples = draws_from_flat(ld, draws)
-        return dict(samples=samples, infos=infos, adaptation=adaptation, ok=ok, z0=z0)
-
-    def run(self, key, ld) -> Result:
-        self.check(ld)
-        total = self.num_warmup + self.num_samples * self.thinning
-        with progress.bar(total, self.name, progress.enabled(self.progress_bar)):
-            out, compile_s, run_s, source = run_chain_groups(self, key, ld, self.num_chains, self._groups())
-        if not np.all(np.asarray(out["ok"])):
-            bad = int(np.argmin(np.asarray(out["ok"])))
-            raise init_error(ld, out["z0"][bad], 100)
-        out = to_numpy(out)
-        samples = out["samples"]
-        diagnostics = self._diagnostics(samples, out["infos"], out["adaptation"])
-        if diagnostics["nonfinite"] + diagnostics["warmup_nonfinite"]:
-            diagnostics["nonfinite_sites"] = _failing_sites(ld, out["adaptation"])
-        result = Result(method=self, samples=samples, diagnostics=diagnostics,
-                        timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source}, log_density=ld)
+    def _assemble(self, ld, run) -> Result:
+        samples = run.samples
+        diagnostics = self._diagnostics(samples, run.stats, run.states)
+        if diagnostics["nonfinite"]:
+            diagnostics["nonfinite_sites"] = _failing_sites(ld, run.states)
+        result = Result(method=self, samples=samples, diagnostics=diagnostics, log_density=ld)
         self._warn(diagnostics)
         return result
 
-    def _diagnostics(self, samples, infos, adaptation):
+    def _diagnostics(self, samples, stats, states):
         sites = per_site(samples)
-        c, s = infos.acceptance_rate.shape
-        stats = {
-            "diverging": infos.is_divergent.astype(bool),
-            "nonfinite": infos.is_nonfinite.astype(bool),
-            "acceptance_rate": infos.acceptance_rate,
-            "energy": infos.energy,
-            "n_steps": infos.num_grad_evals,
-            "step_size": np.broadcast_to(adaptation.step_size[:, None], (c, s)),
-        }
+        tally, tuning = states.tally, states.tuning[0]
+        stats = {k: np.asarray(v) for k, v in stats.items()}
         d = {
             "r_hat": {k: v["r_hat"] for k, v in sites.items()},
             "ess": {k: v["ess_bulk"] for k, v in sites.items()},
             "ess_tail": {k: v["ess_tail"] for k, v in sites.items()},
-            "divergences": int(infos.is_divergent.sum()),
-            "warmup_divergences": int(np.sum(adaptation.num_warmup_divergences)),
-            "nonfinite": int(infos.is_nonfinite.sum()),
-            "warmup_nonfinite": int(np.sum(adaptation.num_warmup_nonfinite)),
-            "acceptance_rate": float(infos.acceptance_rate.mean()),
-            "step_size": adaptation.step_size,
-            "inverse_mass_matrix": adaptation.inverse_mass_matrix,
-            "num_grad_evals": int(infos.num_grad_evals.sum()),
-            "num_warmup_grad_evals": int(np.sum(adaptation.num_warmup_grad_evals)),
+            "divergences": int(stats["diverging"].sum()),
+            "warmup_divergences": int(np.sum(tally.warmup_divergences)),
+            "nonfinite": int(stats["nonfinite"].sum()),
+            "warmup_nonfinite": int(np.sum(tally.warmup_nonfinite)),
+            "acceptance_rate": float(stats["acceptance_rate"].mean()) if stats["acceptance_rate"].size else float("nan"),
+            "step_size": np.asarray(tuning.step_size),
+            "inverse_mass_matrix": np.asarray(tuning.inverse_mass_matrix),
+            "num_grad_evals": int(stats["n_steps"].sum()),
+            "num_warmup_grad_evals": int(np.sum(tally.warmup_grad_evals)),
         }
-        if hasattr(infos, "tree_depth"):
-            stats["tree_depth"] = infos.tree_depth
-            d["tree_depth_mean"] = float(infos.tree_depth.mean())
-            d["tree_depth_saturation"] = float(np.mean(infos.tree_depth >= self.max_tree_depth))
+        if "tree_depth" in stats:
+            d["tree_depth_mean"] = float(stats["tree_depth"].mean()) if stats["tree_depth"].size else float("nan")
+            d["tree_depth_saturation"] = float(np.mean(stats["tree_depth"] >= self.max_tree_depth)) \
+                if stats["tree_depth"].size else 0.0
         d["sample_stats"] = stats
         return d
 
@@ -217,8 +107,9 @@ class _MCMC(Method):
             problems.append(
                 f"r_hat > 1.01 for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}: the chains have not "
                 f"mixed; run longer (num_warmup/num_samples), or reparameterise the model")
-        failed = d["nonfinite"] + d["warmup_nonfinite"]
-        if failed:
+        # Warmup's early, far too large steps can reach absurd points (a scale underflowing to
+        # 0); only failures while sampling say that the draws avoid a region of the posterior.
+        if d["nonfinite"]:
             where = ", ".join(f"'{n}'" for n in d.get("nonfinite_sites", [])) or "no single site (the sum overflowed)"
             problems.append(
                 f"the model's log density or its gradient was NaN or infinite at points the sampler "
@@ -241,10 +132,10 @@ class _MCMC(Method):
             flag(d, self.name, p, stacklevel=4)
 
 
-def _failing_sites(ld, adaptation) -> list:
+def _failing_sites(ld, states) -> list:
     """The sites whose log-density term (or its gradient) fails at a point where a chain met
     a numerical failure (the first such chain's last one)."""
-    positions = np.asarray(adaptation.nonfinite_position)
+    positions = np.asarray(states.tally.nonfinite_position)
     hit = np.flatnonzero(np.any(positions != 0, axis=-1))
     if not hit.size:
         return []
@@ -285,6 +176,12 @@ class NUTS(_MCMC):
     max_tree_depth: int = 10
     name: ClassVar[str] = "nuts"
     _varying_trajectories: ClassVar[bool] = True
+
+    def check(self, ld) -> None:
+        super().check(ld)
+        if not isinstance(self.max_tree_depth, int) or isinstance(self.max_tree_depth, bool) \
+                or not 1 <= self.max_tree_depth <= 30:
+            raise ValueError(f"NUTS: max_tree_depth must be an int in [1, 30], got {self.max_tree_depth!r}.")
 
     def _kernel(self):
         return nuts.build_kernel(max_tree_depth=self.max_tree_depth)

@@ -21,6 +21,7 @@ import pytest
 import ppl
 from ppl import dist
 from ppl.infer import _program
+from ppl.runtime import chunks
 
 CHILD = textwrap.dedent("""
     import json, sys, threading
@@ -141,17 +142,16 @@ def test_a_model_with_factorisations_runs_its_groups_at_once_with_the_draws_of_o
     # factorisation).
     monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
     seen = []
-    real = _program.run_program_concurrently
+    real = chunks.run
 
-    def spy(method, arg_sets):
-        executable, _ = _program.prepare(method, *arg_sets[0])
-        seen.append(executable.blocking)
-        return real(method, arg_sets)
+    def spy(*args, concurrent, **kwargs):
+        seen.append(concurrent)
+        return real(*args, concurrent=concurrent, **kwargs)
 
-    monkeypatch.setattr(_program, "run_program_concurrently", spy)
+    monkeypatch.setattr(chunks, "run", spy)
     x = jnp.linspace(-1.0, 1.0, 5)
     options = dict(num_warmup=50, num_samples=50, num_chains=4, progress_bar=False)
     grouped = ppl.infer(_factor_model, x, method=ppl.HMC(**options), key=1)
     one = ppl.infer(_factor_model, x, method=ppl.HMC(chain_method="vectorized", **options), key=1)
-    assert seen == [False]
+    assert seen == [True, False]  # two groups at once; then one vectorised group
     np.testing.assert_array_equal(grouped.samples["L"], one.samples["L"])

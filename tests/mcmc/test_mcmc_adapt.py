@@ -75,7 +75,18 @@ def test_welford_matches_numpy(dense):
     np.testing.assert_allclose(welford.covariance(state), expected, rtol=1e-4)
     n = 500
     reg = n / (n + 5.0) * expected + 1e-3 * 5 / (n + 5.0) * (np.eye(3) if dense else 1.0)
-    np.testing.assert_allclose(welford.regularized_inverse_mass_matrix(state), reg, rtol=1e-4)
+    # rounded to 20 significant bits in float64, 10 in float32 (dual_averaging.quantize)
+    bits = 20 if jax.config.jax_enable_x64 else 10
+    np.testing.assert_allclose(welford.regularized_inverse_mass_matrix(state), reg, rtol=2.0 ** -bits + 1e-4)
+
+
+def test_quantize_rounds_to_the_given_significant_bits():
+    x = jnp.asarray([1.0, 1.0 + 2.0 ** -12, 3.14159, -0.0123, 0.0], jnp.float32)
+    q = np.asarray(dual_averaging.quantize(x, bits=10))
+    np.testing.assert_array_equal(q[[0, 1, 4]], [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(q[2:4], [3.14159, -0.0123], rtol=2.0 ** -10)
+    mantissa, _ = np.frexp(q)
+    assert np.all(mantissa * 2 ** 10 == np.round(mantissa * 2 ** 10))
 
 
 def test_heuristic_doubles_and_halves_to_the_crossing():

@@ -101,30 +101,59 @@ def test_hmc_float64_end_to_end():
         assert int(adaptation.num_warmup_grad_evals) == 300 * 8
 
 
-def test_vmap_equals_sequential_and_progress():
+def test_vmap_equals_sequential():
     """Same random numbers, same decisions (tree depths), same draws up to float rounding:
     XLA may evaluate exp/log of a batch with other instructions than one value at a time."""
     logdensity = lambda z: -0.5 * jnp.sum((z - 1.0) ** 2 / jnp.array([1.0, 4.0, 0.25]))
     kernel = nuts.build_kernel()
-    calls = []
-    progress = lambda chain, i: calls.append((chain, i))
 
-    def run(key, z0, chain):
-        return driver.run_chain(key, logdensity, z0, kernel=kernel, num_warmup=60, num_samples=40,
-                                progress_fn=progress, progress_every=25, chain_index=chain)
+    def run(key, z0):
+        return driver.run_chain(key, logdensity, z0, kernel=kernel, num_warmup=60, num_samples=40)
 
     keys = jax.random.split(jax.random.PRNGKey(3), 3)
     z0 = jax.random.normal(jax.random.PRNGKey(4), (3, 3))
-    chains = jnp.arange(3)
-    batched = jax.jit(jax.vmap(run))(keys, z0, chains)
-    jax.effects_barrier()
-    assert sorted(calls) == sorted((c, i) for c in range(3) for i in (0, 25, 50, 75))
+    batched = jax.jit(jax.vmap(run))(keys, z0)
     single = jax.jit(run)
     for c in range(3):
-        one = single(keys[c], z0[c], chains[c])
+        one = single(keys[c], z0[c])
         np.testing.assert_array_equal(np.asarray(one[1].tree_depth), np.asarray(batched[1].tree_depth)[c])
         for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(batched)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b)[c], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", [nuts.build_kernel(), hmc.build_kernel(num_steps=6, jitter=0.5),
+                                    mh.build_kernel()], ids=["nuts", "hmc", "mh"])
+def test_chunks_give_the_draws_of_one_call(kernel):
+    """The plan and the keys are functions of the iteration index alone, so advancing a chain
+    in chunks of any lengths (one compiled program for all of them) gives the very same
+    state and records as one call over every iteration."""
+    logdensity = lambda z: -0.5 * jnp.sum((z - 1.0) ** 2 / jnp.array([1.0, 4.0, 0.25]))
+    move = driver.single(kernel)
+    settings = driver.Settings()
+    num_warmup, num_samples, thinning, length = 150, 60, 2, 64
+    total = num_warmup + num_samples * thinning
+    words = jnp.array([7, 11], jnp.uint32)
+    state0 = driver.new_chain_state(move, jnp.zeros(3), logdensity, settings)
+    step = jax.jit(lambda s, r: driver.advance(words, s, r, move, logdensity, settings))
+
+    def run(sizes):
+        state, start, records = state0, 0, []
+        for n in sizes:
+            rows = driver.plan(start, n, length, num_warmup, thinning)
+            state, record = step(state, jax.tree.map(jnp.asarray, rows))
+            keep = np.flatnonzero(rows.record[:n])
+            records.append(np.asarray(record.position)[keep])
+            start += n
+        assert start == total
+        return state, np.concatenate(records)
+
+    one_state, one = run([64, 64, 64, 64, 14])
+    for sizes in ([1, 63, 64, 2, 60, 64, 16], [30] * 9):
+        state, draws = run(sizes)
+        np.testing.assert_array_equal(draws, one)
+        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(one_state)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert one.shape == (num_samples, 3)
 
 
 def test_divergences_counted_and_never_in_draws():

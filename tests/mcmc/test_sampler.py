@@ -12,7 +12,7 @@ import pytest
 import ppl
 from ppl import dist
 from ppl.infer import _program
-from ppl.infer import progress
+from ppl.runtime import progress
 
 FAST = dict(num_warmup=100, num_samples=100, num_chains=4, progress_bar=False)
 
@@ -117,29 +117,27 @@ def test_concurrent_chain_groups_give_the_draws_of_one_program(monkeypatch, meth
         np.testing.assert_allclose(grouped.diagnostics[field], single.diagnostics[field], rtol=1e-5)
 
 
-def test_progress_callback_reports_iterations(monkeypatch):
+def test_progress_bars_follow_each_group_between_chunks(monkeypatch):
+    # No host callback: the bars are updated from Python after each chunk, one per group of
+    # chains, with the divergences so far and the step size.
     seen = []
 
-    class Bar:
-        n = 0
+    class Bars(progress.Bars):
+        def __init__(self, on, descriptions, totals, initial=None):
+            super().__init__(False, descriptions, totals, initial)
+            self.descriptions, self.totals = descriptions, totals
 
-        def update(self, k):
-            self.n += k
-            seen.append(self.n)
+        def update(self, group, n, **postfix):
+            seen.append((group, n, postfix))
 
-        def close(self):
-            pass
-
-    monkeypatch.setattr(progress, "_ACTIVE", type("L", (), {"bar": None})())
-
-    class Opened(progress.bar):
-        def __enter__(self):
-            progress._ACTIVE.bar = Bar()
-            return self
-
-    monkeypatch.setattr(progress, "bar", Opened)
-    ppl.infer(normal_model, Y, method=ppl.NUTS(num_warmup=200, num_samples=200, num_chains=2, progress_bar=True), key=0)
-    assert seen and max(seen) >= 200, seen
+    monkeypatch.setattr(progress, "Bars", Bars)
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
+    ppl.infer(normal_model, Y, method=ppl.NUTS(num_warmup=200, num_samples=200, num_chains=4, progress_bar=True,
+                                              chunk_size=50), key=0)
+    for group in (0, 1):
+        steps = [n for g, n, _ in seen if g == group]
+        assert sum(steps) == 400 and max(steps) <= 50
+    assert all({"divergences", "step_size"} <= set(p) for _, _, p in seen)
 
 
 def test_progress_is_off_under_tests_by_default():

@@ -1,0 +1,369 @@
+"""Chains of any MCMC method, run by the one driver a chunk at a time.
+
+:class:`ChainMethod` is the base of every MCMC method (`NUTS`, `HMC`, `MH`, and Gibbs's
+program): a subclass says what its move is (`_move`) and what it samples (`_log_density`);
+this class compiles ONE program that advances a group of chains by a chunk of iterations
+(`ppl.mcmc.driver.advance`, chains a `vmap` axis or one after another), runs it chunk after
+chunk through `ppl.runtime.chunks` (groups of chains at once on a CPU's cores), keeps the
+draws (in memory, or streamed to a checkpoint directory), saves the chains' state after every
+chunk when asked, and assembles the draws, sample statistics and tuned values.
+
+Layouts: chain c's keys are `fold_in(key_init, c)` and `fold_in(key_run, c)`, so the same
+key gives the same draws whether chains run vectorised, one after another, in concurrent
+groups, sharded over devices, or in chunks of any length.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl import _counter_rng
+from ppl.compile.init import check_init_values, first_finite, init_error
+from ppl.infer._program import (calls_linalg, chain_groups, execute, prepare)
+from ppl.infer.method import Method, draws_from_flat, require_continuous
+from ppl.mcmc import driver
+from ppl.runtime import chunks, progress
+from ppl.runtime.checkpoint import Checkpoint, identity
+from ppl.runtime.interrupt import Interrupt
+from ppl.runtime.store import DiskStore, LazySamples, MemoryStore
+
+CHUNK_BYTES = 16 << 20  # a chunk's output of draws stays below this (per group)
+# Options that change neither the draws nor the warmup: a checkpoint may be resumed with new
+# values (num_samples: a finished run is extended, or cut).
+FREE_OPTIONS = ("num_samples", "progress_bar", "chunk_size", "chain_method")
+
+
+class ChunkOutput(NamedTuple):
+    """What one chunk of a group hands back: ``values`` (site -> (chains, length, *shape),
+    constrained draws with deterministic sites; zeros in a chunk that records nothing) and
+    ``infos`` (per adapted block, its ``Info`` of (chains, length) arrays)."""
+
+    values: dict
+    infos: tuple
+
+
+class ChainRun(NamedTuple):
+    """A finished (or interrupted) run of chains: the draws, sample statistics per block, the
+    chains' final states, the iterations done, and how long compiling and running took."""
+
+    samples: Any
+    stats: tuple
+    states: Any
+    iterations: int
+    compile_s: float
+    run_s: float
+    source: str
+    interrupted: bool
+
+
+def _chain_sharding(num_chains):
+    """A NamedSharding of the chain axis over all devices, or None on one device."""
+    devices = jax.devices()
+    if len(devices) < 2 or num_chains % len(devices):
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices), ("chain",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain"))
+
+
+def _shard(tree, sharding):
+    if sharding is None:
+        return tree
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainMethod(Method):
+    """Options and the chunked run shared by every MCMC method (see the module docstring).
+    It writes and resumes checkpoints.
+
+    Subclasses define the fields ``num_warmup, num_samples, num_chains, thinning, init,
+    progress_bar, chain_method, chunk_size, target_accept, dense_mass`` and the hooks
+    ``_move(ld)`` and ``_log_density(ld, z)``.
+    """
+
+    # Trajectory lengths differ between chains (NUTS): "auto" runs chains one after another
+    # on a single CPU device.
+    _varying_trajectories: ClassVar[bool] = False
+    checkpoints: ClassVar[bool] = True
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _move(self, ld, log_density) -> driver.Move:  # pragma: no cover - abstract
+        """The move the chains make on `log_density` (called while tracing the program)."""
+        raise NotImplementedError
+
+    def _restart_at_windows(self) -> bool:
+        """Re-run the step-size heuristic when a slow window ends (Stan's HMC/NUTS warmup)."""
+        return True
+
+    def _log_density(self, ld, z):
+        """The function the chains sample: ``z -> log density`` (hoisted data-only terms)."""
+        from ppl.compile.hoist import hoist
+
+        return hoist(lambda x, ld: ld.log_joint(x).total, z, ld)
+
+    def _settings(self) -> driver.Settings:
+        return driver.Settings(self.target_accept, self.dense_mass)
+
+    def _evaluations_per_transition(self) -> int:
+        return 1
+
+    def expected_evaluations(self):
+        total = self.num_warmup + self.num_samples * self.thinning
+        return self.num_chains * total * self._evaluations_per_transition()
+
+    # -- checks ----------------------------------------------------------------------------
+    def check(self, ld) -> None:
+        require_continuous(self.name, ld)
+        self._check_counts(ld)
+        check_init_values(ld, self.init)
+
+    def _check_counts(self, ld) -> None:
+        for field in ("num_samples", "num_chains", "thinning"):
+            v = getattr(self, field)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{type(self).__name__}: {field} must be a positive int, got {v!r}.")
+        if not isinstance(self.num_warmup, int) or isinstance(self.num_warmup, bool) or self.num_warmup < 0:
+            raise ValueError(f"{type(self).__name__}: num_warmup must be an int >= 0, got {self.num_warmup!r}.")
+        if self.target_accept is not None and not 0.0 < self.target_accept < 1.0:
+            raise ValueError(f"{type(self).__name__}: target_accept must be in (0, 1), got {self.target_accept!r}.")
+        if ld.dim == 0:
+            raise ValueError(f"{type(self).__name__}: the model has no latent sites to sample.")
+        if self.chain_method not in ("auto", "vectorized", "sequential"):
+            raise ValueError(f"{type(self).__name__}: chain_method must be 'auto', 'vectorized' or "
+                             f"'sequential', got {self.chain_method!r}.")
+        if self.chunk_size is not None and (not isinstance(self.chunk_size, int) or self.chunk_size < 1):
+            raise ValueError(f"{type(self).__name__}: chunk_size must be a positive int (iterations per "
+                             f"chunk) or None (about a second of work), got {self.chunk_size!r}.")
+
+    # -- layout ----------------------------------------------------------------------------
+    def _sequential(self, sharding, log_density, z) -> bool:
+        """Chains one after another in the program? "auto": on a single CPU device, for
+        moves whose trajectories differ between chains (NUTS) and for models that take a
+        LAPACK-backed factorisation (batched, it would stop the groups of chains from running
+        at once; see `ppl.infer._program.blocks_the_pool`)."""
+        if self.chain_method != "auto":
+            return self.chain_method == "sequential"
+        if sharding is not None or jax.default_backend() != "cpu":
+            return False
+        return self._varying_trajectories or calls_linalg(jax.grad(log_density), z)
+
+    def _groups(self) -> int:
+        """How many groups of chains run at once, each from its own thread."""
+        return chain_groups(self.num_chains) if self.chain_method == "auto" else 1
+
+    def _total(self) -> int:
+        return self.num_warmup + self.num_samples * self.thinning
+
+    def _length(self, ld, chains: int) -> int:
+        """The program's static number of iterations per chunk: every iteration when the
+        chunk's draws fit `CHUNK_BYTES` (or the user's `chunk_size`)."""
+        if self.chunk_size is not None:
+            return int(self.chunk_size)
+        row = 8 * chains * (max(ld.spec.value_size, 1) + ld.dim + 16)
+        return int(max(1, min(self._total(), CHUNK_BYTES // row)))
+
+    def _plan(self, start, n, length):
+        return driver.plan(start, n, length, self.num_warmup, self.thinning,
+                           restart_at_windows=self._restart_at_windows())
+
+    # -- the program -------------------------------------------------------------------------
+    def _start(self, key, ld, move, log_density, settings, dtype):
+        """A chain's initial state: the first finite of up to 100 candidate points."""
+        strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
+
+        def evaluate(z):  # the move's state at z: usable when its log density is finite
+            state = move.init(z, log_density)  # (a non-finite gradient reads as -inf)
+            value = state.log_density if hasattr(state, "log_density") else log_density(z)
+            return jnp.isfinite(value), state
+
+        z0, ok, state = first_finite(ld, key, evaluate, strategy, 2.0, values)
+        return driver.new_chain_state(move, z0.astype(dtype), log_density, settings, state, ok)
+
+    def _program(self, key, ld, chains, state, rows):
+        """ONE chunk of iterations for the chains `chains` (their indices): `(state, rows)`
+        -> `(state, ChunkOutput)`. A chain whose state is not `started` is initialised
+        first (the first chunk)."""
+        k_init, k_run = jax.random.split(key)
+        dtype = jnp.result_type(float)
+        z_example = jnp.zeros(ld.dim, dtype)
+        log_density = self._log_density(ld, z_example)
+        move = self._move(ld, log_density)
+        settings = self._settings()
+        sharding = _chain_sharding(chains.shape[0])
+        chains, state = _shard((chains, state), sharding)
+
+        def one_chain(c, s):
+            s = jax.lax.cond(s.started, lambda s: s,
+                             lambda s: self._start(jax.random.fold_in(k_init, c), ld, move, log_density, settings, dtype),
+                             s)
+            words = _counter_rng.key_words(jax.random.fold_in(k_run, c))
+            return driver.advance(words, s, rows, move, log_density, settings)
+
+        if self._sequential(sharding, log_density, z_example):
+            state, record = jax.lax.map(lambda a: one_chain(*a), (chains, state))
+        else:
+            state, record = jax.vmap(one_chain)(chains, state)
+        values = jax.lax.cond(jnp.any(rows.record == 1), lambda p: draws_from_flat(ld, p),
+                              lambda p: jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda q: draws_from_flat(ld, q), p)),
+                              record.position)
+        return state, ChunkOutput(values, record.infos)
+
+    def _whole(self, key, ld, chains):
+        """The whole run as ONE chunk, pure and vmappable (simulation-based calibration runs
+        it over simulated data sets): ``(samples, divergences, ok)`` with samples site ->
+        (chains, num_samples, *shape)."""
+        total = self._total()
+        rows = self._plan(0, total, total)
+        shape = jax.eval_shape(lambda k, c: self._initial_states(k, ld, c), key, chains)
+        blank = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shape)
+        blank = blank._replace(started=jnp.zeros(shape.started.shape, bool))
+        state, out = self._program(key, ld, chains, blank, jax.tree.map(jnp.asarray, rows))
+        keep = np.flatnonzero(rows.record)
+        samples = {k: v[:, keep] for k, v in out.values.items()}
+        divergences = sum((jnp.sum(i.is_divergent[:, keep].astype(jnp.int32)) for i in out.infos), jnp.int32(0))
+        return samples, divergences, jnp.all(state.ok)
+
+    def _blank_state(self, key, ld, chains):
+        """Zeros shaped as the chains' state, not `started` (the first chunk initialises).
+        Its shapes are traced once per method and argument shapes (`_state_shapes`)."""
+        leaves, tree = jax.tree.flatten((key, ld, chains))
+        avals = tuple((np.shape(x), str(np.asarray(x).dtype) if not hasattr(x, "dtype") else str(x.dtype))
+                      for x in leaves)
+        try:
+            shape = _state_shapes(self, tree, avals, jax.config.jax_enable_x64)
+        except TypeError:  # unhashable options: trace now
+            shape = _trace_state_shapes(self, jax.tree.unflatten(tree, [jax.ShapeDtypeStruct(*a) for a in avals]))
+        blank = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shape)
+        return blank._replace(started=np.zeros(shape.started.shape, bool))
+
+    def _initial_states(self, key, ld, chains):
+        k_init, _ = jax.random.split(key)
+        dtype = jnp.result_type(float)
+        log_density = self._log_density(ld, jnp.zeros(ld.dim, dtype))
+        move = self._move(ld, log_density)
+        return jax.vmap(lambda c: self._start(jax.random.fold_in(k_init, c), ld, move, log_density,
+                                              self._settings(), dtype))(chains)
+
+    # -- the run -------------------------------------------------------------------------------
+    def _execute(self, key, ld, checkpoint=None) -> ChainRun:
+        """Run (or resume, or extend) the chains; returns a :class:`ChainRun`."""
+        groups = self._groups()
+        per = self.num_chains // groups
+        ids = [np.arange(g * per, (g + 1) * per, dtype=np.int32) for g in range(groups)]
+        length = self._length(ld, per)
+        total = self._total()
+        blank = self._blank_state(key, ld, ids[0])
+        states, starts = [blank] * groups, [0] * groups
+        ckpt = None
+        if checkpoint is not None:
+            ckpt = Checkpoint(checkpoint, identity(ld, self, key, ignore=FREE_OPTIONS))
+            store = DiskStore(ckpt.path, groups, per)
+            for g in range(groups):
+                # The newest state whose draws are all on disk: the last good chunk.
+                on_disk = store.verify(g)
+                loaded = ckpt.load(g, blank, lambda i: self._records_before(i) <= on_disk)
+                if loaded is not None:
+                    starts[g], states[g], _ = loaded
+                store.truncate(g, self._records_before(starts[g]))
+        else:
+            store = MemoryStore(groups)
+        work = [chunks.Group(states[g], starts[g], max(total, starts[g])) for g in range(groups)]
+        divergences = [0] * groups
+        checked = [s > 0 for s in starts]
+        compile_s, source, interrupted, run_s = 0.0, "memory", False, 0.0
+        if any(w.start < w.stop for w in work):
+            rows0 = self._plan(0, 0, length)
+            executable, compile_s = prepare(self, key, ld, ids[0], blank, rows0)
+            source = executable.source
+
+            def run_chunk(g, state, rows):
+                return jax.device_get(execute(executable, (key, ld, ids[g], state, rows)))
+
+            def on_chunk(c: chunks.Chunk):
+                if not checked[c.group]:
+                    ok = np.asarray(c.state.ok)
+                    if not ok.all():
+                        bad = int(np.argmin(ok))
+                        position = c.state.move.position if hasattr(c.state.move, "position") else c.state.move
+                        raise init_error(ld, np.asarray(position)[bad], 100)
+                    checked[c.group] = True
+                keep = np.flatnonzero(np.asarray(c.rows.record)[: c.n])
+                draws = {k: np.asarray(v)[:, keep] for k, v in c.outputs.values.items()}
+                stats = _stats(c.outputs.infos, keep, c.state)
+                divergences[c.group] += int(stats["diverging"].sum()) if "diverging" in stats else 0
+                store.append(c.group, draws, stats)
+                if ckpt is not None:
+                    ckpt.save(c.group, c.start + c.n, c.state)
+                bars.update(c.group, c.n, **_postfix(c.state, divergences[c.group]))
+
+            if ckpt is not None:
+                ckpt.unfinish()
+            names = [f"{self.name} chains {i[0]}-{i[-1]}" if groups > 1 else self.name for i in ids]
+            t0 = time.perf_counter()
+            with Interrupt(self.name) as interrupt, \
+                    progress.Bars(progress.enabled(self.progress_bar), names, [w.stop for w in work], starts) as bars:
+                interrupted = chunks.run(
+                    run_chunk, work, lambda g, start, n: self._plan(start, n, length), length, on_chunk,
+                    concurrent=groups > 1 and not executable.blocking, interrupt=interrupt,
+                    chunk_size=self.chunk_size)
+            run_s = time.perf_counter() - t0
+        done = min(w.start for w in work)
+        limit = min(min(store.count(g) for g in range(groups)), self.num_samples)
+        if ckpt is not None:
+            path = store.consolidate(limit)
+            samples, stats = LazySamples(path), LazySamples(path, "sample_stats")
+            if not interrupted:
+                ckpt.finish({"iterations": done, "num_samples": self.num_samples})
+        else:
+            samples, stats = store.arrays(limit)
+        states = jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *[w.state for w in work])
+        return ChainRun(samples, stats, states, done, compile_s, run_s, source, interrupted)
+
+    def _records_before(self, iteration: int) -> int:
+        """Draws recorded by the first `iteration` iterations."""
+        return max(0, (iteration - self.num_warmup) // self.thinning)
+
+
+def _trace_state_shapes(method, args):
+    key, ld, chains = args
+    return jax.eval_shape(lambda k, l, c: method._initial_states(k, l, c), key, ld, chains)
+
+
+@functools.lru_cache(maxsize=32)
+def _state_shapes(method, tree, avals, x64):
+    """The chains' state shapes for these argument shapes (traced once: a second run on new
+    data of the same shapes neither traces nor compiles)."""
+    return _trace_state_shapes(method, jax.tree.unflatten(tree, [jax.ShapeDtypeStruct(*a) for a in avals]))
+
+
+def _stats(infos, keep, state) -> dict:
+    """Sample statistics of the recorded iterations, per chain and draw (first block's
+    kernel fields, named as ArviZ's sample_stats; further blocks suffixed `_<block>`)."""
+    names = {"is_divergent": "diverging", "is_nonfinite": "nonfinite", "acceptance_rate": "acceptance_rate",
+             "num_grad_evals": "n_steps", "energy": "energy", "tree_depth": "tree_depth"}
+    out = {}
+    for b, info in enumerate(infos):
+        suffix = "" if b == 0 else f"_{b}"
+        for field, value in zip(info._fields, info):
+            if value is None or field not in names:
+                continue
+            v = np.asarray(value)[:, keep]
+            out[names[field] + suffix] = v.astype(bool) if field.startswith("is_") else v
+        step = np.asarray(state.tuning[b].step_size)
+        out["step_size" + suffix] = np.broadcast_to(step[:, None], (step.shape[0], len(keep))).copy()
+    return out
+
+
+def _postfix(state, divergences: int) -> dict:
+    """What a group's bar shows: divergences so far (warmup and sampling), the step size."""
+    warm = int(np.asarray(state.tally.warmup_divergences).sum())
+    out = {"divergences": warm + divergences}
+    if state.tuning:
+        out["step_size"] = f"{float(np.mean(np.asarray(state.tuning[0].step_size))):.3g}"
+    return out

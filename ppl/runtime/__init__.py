@@ -1,0 +1,3 @@
+"""The program runtime, below every method: compiled programs and their caches
+(`program`), the chunk loop (`chunks`), Ctrl-C (`interrupt`), checkpoints (`checkpoint`),
+where draws go (`store`) and progress bars (`progress`)."""

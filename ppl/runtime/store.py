@@ -1,0 +1,286 @@
+"""Where a run's draws go as its chunks finish: memory, or netCDF files on disk read lazily.
+
+Draws arrive per group of chains and chunk: per site an array ``(chains_in_group, n, *shape)``
+and per sample statistic ``(chains_in_group, n)``. :class:`MemoryStore` keeps them in lists
+and joins them at the end. :class:`DiskStore` writes each chunk at once to its own netCDF
+file (atomically: a file is complete or absent), in ArviZ's InferenceData layout (groups
+``posterior`` and ``sample_stats``, dims ``chain``, ``draw``, ``<site>_dim_<k>``), and at the
+end streams them, one chunk in memory at a time, into ``draws.nc``, which
+``arviz.from_netcdf`` opens and :class:`LazySamples` reads lazily: a run whose draws do not
+fit in memory only ever holds one chunk.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+_CHUNK = re.compile(r"g(\d+)-(\d+)-(\d+)\.nc$")
+GROUPS = ("posterior", "sample_stats")
+
+
+def _stored(a: np.ndarray) -> np.ndarray:
+    """netCDF has no booleans: they are stored as int8 marked ``ppl_bool`` (read back as bool)."""
+    return a.astype(np.int8) if a.dtype == bool else a
+
+
+def _variable(g, site, v, **options):
+    """Create the variable of ``site`` (its dims first) in group ``g``; returns it."""
+    stored = _stored(np.asarray(v))
+    dims = ("chain", "draw") + tuple(f"{site}_dim_{k}" for k in range(stored.ndim - 2))
+    for d, size in zip(dims[2:], stored.shape[2:]):
+        if d not in g.dimensions:
+            g.dimensions[d] = size
+    var = g.create_variable(site, dims, stored.dtype, **options)
+    if np.asarray(v).dtype == bool:
+        var.attrs["ppl_bool"] = 1
+    return var
+
+
+class MemoryStore:
+    """Draws kept in memory, chunk by chunk, per group; joined by :meth:`arrays`."""
+
+    def __init__(self, num_groups: int):
+        self.parts = [[] for _ in range(num_groups)]
+
+    def count(self, group: int) -> int:
+        return sum(next(iter(p[0].values())).shape[1] for p in self.parts[group] if p[0])
+
+    def append(self, group: int, draws: dict, stats: dict) -> None:
+        self.parts[group].append((draws, stats))
+
+    def arrays(self, limit=None):
+        """``(samples, stats)``: per site / statistic an array (chains, draws, ...), the
+        groups joined along chains (the first ``limit`` draws of each chain if given)."""
+        def join(index):
+            per_group = []
+            for parts in self.parts:
+                names = parts[0][index].keys() if parts else ()
+                per_group.append({k: np.concatenate([p[index][k] for p in parts], axis=1) for k in names})
+            names = per_group[0].keys() if per_group else ()
+            return {k: np.concatenate([g[k][:, :limit] for g in per_group], axis=0) for k in names}
+
+        return join(0), join(1)
+
+
+def _write(path: Path, draws: dict, stats: dict, first_draw: int, first_chain: int) -> None:
+    """One netCDF file (InferenceData layout) holding ``draws`` and ``stats``, atomically."""
+    import h5netcdf
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5netcdf.File(tmp, "w") as f:
+            for name, values in zip(GROUPS, (draws, stats)):
+                g = f.create_group(name)
+                if not values:
+                    continue
+                c, n = next(iter(values.values())).shape[:2]
+                g.dimensions["chain"], g.dimensions["draw"] = c, n
+                g.create_variable("chain", ("chain",), data=np.arange(first_chain, first_chain + c))
+                g.create_variable("draw", ("draw",), data=np.arange(first_draw, first_draw + n))
+                for site, v in values.items():
+                    _variable(g, site, v)[...] = _stored(np.asarray(v))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read(path: Path):
+    """``(draws, stats)`` of one chunk file (booleans restored)."""
+    import h5netcdf
+
+    out = []
+    with h5netcdf.File(path, "r") as f:
+        for name in GROUPS:
+            g = f.groups[name]
+            values = {}
+            for site, var in g.variables.items():
+                if site in ("chain", "draw"):
+                    continue
+                a = np.asarray(var[...])
+                values[site] = a.astype(bool) if "ppl_bool" in var.attrs else a
+            out.append(values)
+    return out[0], out[1]
+
+
+class DiskStore:
+    """Draws streamed to ``directory/draws/`` (one netCDF file per group and chunk) and joined
+    into ``directory/draws.nc`` by :meth:`consolidate`.
+
+    Args:
+      directory: the checkpoint directory.
+      chains_per_group: chains in each group (group g holds chains g*k .. g*k + k - 1).
+    """
+
+    def __init__(self, directory, num_groups: int, chains_per_group: int):
+        self.directory = Path(directory)
+        self.chunks = self.directory / "draws"
+        self.chunks.mkdir(parents=True, exist_ok=True)
+        self.num_groups, self.chains_per_group = num_groups, chains_per_group
+
+    def _files(self, group: int):
+        files = []
+        for p in self.chunks.glob(f"g{group}-*.nc"):
+            m = _CHUNK.search(p.name)
+            if m:
+                files.append((int(m.group(2)), int(m.group(3)), p))
+        return sorted(files)
+
+    def count(self, group: int) -> int:
+        """Draws of the group on disk, contiguous from 0."""
+        n = 0
+        for lo, hi, _ in self._files(group):
+            if lo != n:
+                break
+            n = hi
+        return n
+
+    def append(self, group: int, draws: dict, stats: dict) -> None:
+        n = next(iter(draws.values())).shape[1] if draws else next(iter(stats.values())).shape[1]
+        if n == 0:
+            return
+        lo = self.count(group)
+        _write(self.chunks / f"g{group}-{lo:09d}-{lo + n:09d}.nc", draws, stats, lo,
+               group * self.chains_per_group)
+
+    def truncate(self, group: int, count: int) -> None:
+        """Forget the group's draws from ``count`` on (written after the state resumed from)."""
+        for lo, hi, p in self._files(group):
+            if hi > count:
+                p.unlink(missing_ok=True)
+
+    def verify(self, group: int) -> int:
+        """Drop the group's files that cannot be read and those after the first gap; returns
+        the draws left (contiguous from 0)."""
+        n = 0
+        for lo, hi, p in self._files(group):
+            ok = lo == n
+            if ok:
+                try:
+                    _read(p)
+                except Exception:  # noqa: BLE001 - a damaged file: its draws are made again
+                    ok = False
+            if ok:
+                n = hi
+            else:
+                p.unlink(missing_ok=True)
+        return n
+
+    def consolidate(self, limit=None) -> Path:
+        """Join every group's chunk files into ``draws.nc`` (the first ``limit`` draws per
+        chain), one chunk in memory at a time. Returns its path."""
+        import h5netcdf
+
+        counts = [self.count(g) for g in range(self.num_groups)]
+        total = min(counts) if limit is None else min(min(counts), limit)
+        chains = self.num_groups * self.chains_per_group
+        target = self.directory / "draws.nc"
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        os.close(fd)
+        try:
+            with h5netcdf.File(tmp, "w") as f:
+                created = {}
+                for g in range(self.num_groups):
+                    for lo, hi, p in self._files(g):
+                        if lo >= total:
+                            break
+                        draws, stats = _read(p)
+                        take = min(hi, total) - lo
+                        c0 = g * self.chains_per_group
+                        for name, values in zip(GROUPS, (draws, stats)):
+                            grp = created.get(name) or self._create(f, name, values, chains, total)
+                            created[name] = grp
+                            for site, v in values.items():
+                                grp.variables[site][c0:c0 + v.shape[0], lo:lo + take] = _stored(v[:, :take])
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    @staticmethod
+    def _create(f, name, values, chains, total):
+        g = f.create_group(name)
+        g.dimensions["chain"], g.dimensions["draw"] = chains, total
+        g.create_variable("chain", ("chain",), data=np.arange(chains))
+        g.create_variable("draw", ("draw",), data=np.arange(total))
+        for site, v in values.items():
+            chunk = (1, max(1, min(total, 4096))) + tuple(min(s, 64) for s in np.shape(v)[2:])
+            _variable(g, site, v, chunks=chunk)
+        return g
+
+
+class LazyArray:
+    """An array in a netCDF file, read when used: slicing reads the slice; anything else
+    (``np.asarray``, ``.mean()``, arithmetic) reads the whole array."""
+
+    def __init__(self, path: Path, group: str, name: str, shape, dtype):
+        self.path, self.group, self.name = path, group, name
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        import h5netcdf
+
+        with h5netcdf.File(self.path, "r") as f:
+            out = np.asarray(f.groups[self.group].variables[self.name][index])
+        return out.astype(bool) if self.dtype == bool else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):  # numpy's protocol probes: only __array__ is offered
+            raise AttributeError(attr)
+        return getattr(np.asarray(self), attr)
+
+    def __repr__(self):
+        return f"LazyArray({self.name}, shape={self.shape}, dtype={self.dtype}, file={self.path})"
+
+    # arithmetic reads the array
+    def _binary(op):
+        return lambda self, other: op(np.asarray(self), other)
+
+    __add__, __sub__, __mul__, __truediv__ = (_binary(np.add), _binary(np.subtract),
+                                              _binary(np.multiply), _binary(np.true_divide))
+    __radd__, __rmul__ = __add__, __mul__
+    __lt__, __le__, __gt__, __ge__ = (_binary(np.less), _binary(np.less_equal), _binary(np.greater),
+                                      _binary(np.greater_equal))
+
+
+class LazySamples(Mapping):
+    """Site -> :class:`LazyArray` of a consolidated ``draws.nc`` group."""
+
+    def __init__(self, path, group: str = "posterior"):
+        import h5netcdf
+
+        self.path, self.group = Path(path), group
+        self._arrays = {}
+        with h5netcdf.File(self.path, "r") as f:
+            for name, var in f.groups[group].variables.items():
+                if name in ("chain", "draw"):
+                    continue
+                dtype = bool if "ppl_bool" in var.attrs else var.dtype
+                self._arrays[name] = LazyArray(self.path, group, name, var.shape, dtype)
+
+    def __getitem__(self, name):
+        return self._arrays[name]
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self):
+        return len(self._arrays)
