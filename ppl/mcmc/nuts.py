@@ -8,7 +8,10 @@ HMC", appendix A.3.2). The trajectory stops at the generalised no-U-turn criteri
 momentum sums (appendix A.4.2), with Stan's two extra checks across each pair of merged
 subtrees, at a divergence (energy error above 1000), or at ``max_tree_depth`` doublings.
 
-Iterative construction. All leapfrog steps of one transition run in ONE ``lax.while_loop``.
+Iterative construction. All leapfrog steps of one transition run in ONE ``lax.while_loop``,
+whose carry (:class:`_Carry`) is packed into four arrays and read through named views (the
+ends as :class:`Point` s, the draws as :class:`Sample` s, :class:`Weights`,
+:class:`Counters`).
 Leaf ``n`` of the subtree being built (of ``2**depth`` leaves) completes the sub-subtrees of
 sizes 2, 4, ..., 2**t, where t is the number of trailing one bits of n. A stack of
 ``max_tree_depth`` levels holds, at level k, the pending left sub-subtree of 2**k leaves
@@ -68,17 +71,72 @@ class Info(NamedTuple):
     KINDS = ("float", "bool", "int32", "bool", "float", "int32", "int32", "position")
 
 
-class _Carry(NamedTuple):
-    """The while-loop carry, packed into four arrays (see ``_cpu_blocks``: few, large ops).
+class Point(NamedTuple):
+    """A point of the trajectory: position, momentum, gradient and velocity (each (d,)) and
+    its log density."""
 
-    ``vectors`` rows: backward end (position, momentum, grad, velocity) 0-3, forward end
-    4-7, trajectory draw (position, grad) 8-9, subtree draw 10-11, trajectory momentum sum
-    12. ``scalars``: log densities of the ends 0-1, trajectory draw (log density, energy)
-    2-3, subtree draw 4-5, log sum of weights of the trajectory 6 and of the subtree 7, sum
-    of acceptance probabilities 8. ``counters``: doublings merged, leaf index in the current
-    subtree, leapfrog steps, diverging, done, non-finite (the last point failed numerically). ``stack``: (p_beg, v_beg, p_end, v_end, rho)
-    of the pending left tree at each level, shape (5, max_tree_depth, d); level ``depth``
-    holds the trajectory (far end first) while a subtree is built.
+    position: jax.Array
+    momentum: jax.Array
+    grad: jax.Array
+    velocity: jax.Array
+    log_density: jax.Array
+
+
+class Sample(NamedTuple):
+    """A multinomial draw from (part of) the trajectory: its position, gradient, log density
+    and energy."""
+
+    position: jax.Array
+    grad: jax.Array
+    log_density: jax.Array
+    energy: jax.Array
+
+
+class Counters(NamedTuple):
+    """Doublings merged (``depth``), leaf index in the current subtree, leapfrog steps, and
+    whether the trajectory diverged, is done, or ended at a numerical failure (0/1)."""
+
+    depth: jax.Array
+    leaf: jax.Array
+    steps: jax.Array
+    diverging: jax.Array
+    done: jax.Array
+    failed: jax.Array
+
+
+class Weights(NamedTuple):
+    """Log sums of the multinomial weights of the trajectory and of the subtree being built,
+    and the sum of the acceptance probabilities of every new point."""
+
+    log_sum: jax.Array
+    sub_log_sum: jax.Array
+    sum_accept: jax.Array
+
+
+class Flags(NamedTuple):
+    """What one leaf decided (0/1), and ``t``, the number of merges it completes."""
+
+    forward: jax.Array
+    take: jax.Array
+    take_sub: jax.Array
+    merge: jax.Array
+    last: jax.Array
+    next_forward: jax.Array
+    t: jax.Array
+
+
+class _Carry(NamedTuple):
+    """The while-loop carry, PACKED into four arrays (few, large operations: see
+    ``_cpu_blocks``; measured, a carry of some thirty separate arrays made a leapfrog 1.5-1.8x
+    slower) and read through the named views below, the one place that knows the layout:
+
+    ``vectors`` (13, d): the backward end's and the forward end's :class:`Point` vectors
+    (position, momentum, grad, velocity), the trajectory's and the subtree's :class:`Sample`
+    vectors (position, grad), and the trajectory's momentum sum; ``scalars`` (9,): the ends'
+    log densities, the two samples' (log density, energy), the :class:`Weights`;
+    ``counters`` (6,): the :class:`Counters`; ``stack`` (5, max_tree_depth, d): per level,
+    the pending left tree's first momentum and velocity, last momentum and velocity, and
+    momentum sum (see :func:`_merge_ok`).
     """
 
     vectors: jax.Array
@@ -86,11 +144,41 @@ class _Carry(NamedTuple):
     counters: jax.Array
     stack: jax.Array
 
+    @property
+    def backward(self) -> Point:
+        return Point(*self.vectors[0:4], self.scalars[0])
 
-_X, _P, _G, _V = range(4)  # rows of an end (backward end: rows 0-3, forward end: 4-7)
-_DRAW, _SUB, _RHO = 8, 10, 12
-_DRAW_LD, _SUB_LD, _LSW, _SUB_LSW, _SUM_ACCEPT = 2, 4, 6, 7, 8
-_DEPTH, _LEAF, _STEPS, _DIVERGING, _DONE, _NONFINITE = range(6)
+    @property
+    def forward(self) -> Point:
+        return Point(*self.vectors[4:8], self.scalars[1])
+
+    @property
+    def draw(self) -> Sample:
+        return Sample(*self.vectors[8:10], *self.scalars[2:4])
+
+    @property
+    def sub_draw(self) -> Sample:
+        return Sample(*self.vectors[10:12], *self.scalars[4:6])
+
+    @property
+    def momentum_sum(self):
+        return self.vectors[12]
+
+    @property
+    def weights(self) -> Weights:
+        return Weights(*self.scalars[6:9])
+
+    @property
+    def count(self) -> Counters:
+        return Counters(*self.counters)
+
+
+def _pack_vectors(backward: Point, forward: Point, draw: Sample, sub_draw: Sample, momentum_sum):
+    return jnp.stack([*backward[:4], *forward[:4], *draw[:2], *sub_draw[:2], momentum_sum])
+
+
+def _pack_scalars(backward: Point, forward: Point, draw: Sample, sub_draw: Sample, weights: Weights):
+    return jnp.stack([backward.log_density, forward.log_density, *draw[2:], *sub_draw[2:], *weights])
 
 
 def typical_steps(max_tree_depth: int) -> int:
@@ -118,21 +206,18 @@ def _trailing_ones(n):
 def _initial_carry(state: State, momentum, velocity, max_tree_depth):
     """The loop carry of a trajectory holding only the initial point, and H0."""
     h0 = 0.5 * jnp.sum(momentum * velocity) - state.log_density
-    start = [state.position, momentum, state.grad, velocity]
-    draw = [state.position, state.grad]
-    ld, zero = state.log_density, jnp.zeros_like(h0)
+    start = Point(state.position, momentum, state.grad, velocity, state.log_density)
+    draw = Sample(state.position, state.grad, state.log_density, h0)
+    zero = jnp.zeros_like(h0)
+    weights = Weights(zero, zero - jnp.inf, zero)
     stack = jnp.zeros((5, max_tree_depth) + momentum.shape, momentum.dtype)
     stack = stack.at[:, 0].set(jnp.stack([momentum, velocity, momentum, velocity, momentum]))
-    carry = _Carry(
-        vectors=jnp.stack(start + start + draw + draw + [momentum]),
-        scalars=jnp.stack([ld, ld, ld, h0, ld, h0, zero, zero - jnp.inf, zero]),
-        counters=jnp.zeros((6,), jnp.int32),
-        stack=stack,
-    )
+    carry = _Carry(_pack_vectors(start, start, draw, draw, momentum),
+                   _pack_scalars(start, start, draw, draw, weights), jnp.zeros((6,), jnp.int32), stack)
     return carry, h0
 
 
-def _merge_ok(stack, point):
+def _merge_ok(stack, point: Point):
     """No-U-turn checks of merging each stack level (L) with the tree (R) ending at ``point``.
 
     Level k's R is the tree of 2**k leaves ending at the current leaf; its first point is the
@@ -142,8 +227,8 @@ def _merge_ok(stack, point):
 
     Returns ``(ok, rho_r, r_beg_p, r_beg_v)``; ``ok`` has shape (max_tree_depth,).
     """
-    p, v = point[_P], point[_V]
-    p_beg, v_beg, p_end, v_end, rho_l = stack
+    p, v = point.momentum, point.velocity
+    p_beg, v_beg, p_end, v_end, rho_l = stack  # the packed stack's five rows (see _Carry)
     r_beg_p = jnp.concatenate([p[None], p_beg[:-1]])
     r_beg_v = jnp.concatenate([v[None], v_beg[:-1]])
     rho_r = p + jnp.cumsum(rho_l, axis=0) - rho_l
@@ -181,15 +266,16 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
 
     def drift(vectors, counters):
         """Leapfrog, first half: half kick and drift from the end being extended."""
-        forward = bit(counters[_DEPTH])
-        near = jnp.where(forward, vectors[4:8], vectors[0:4])
+        c = _Carry(vectors, None, counters, None)
+        forward = bit(c.count.depth)
+        near = Point(*jnp.where(forward, vectors[4:8], vectors[0:4]), None)  # the forward or backward end
         eps = jnp.where(forward, step_size, -step_size)
-        momentum = near[_P] + 0.5 * eps * near[_G]
-        return near[_X] + eps * metric.velocity(momentum), momentum, eps
+        momentum = near.momentum + 0.5 * eps * near.grad
+        return near.position + eps * metric.velocity(momentum), momentum, eps
 
     def kick(position, momentum, eps, log_density, grad):
-        """Leapfrog, second half: the closing half kick with the new gradient; the energy;
-        whether the model failed numerically at the new point (1.0 or 0.0)."""
+        """Leapfrog, second half: the closing half kick with the new gradient. Returns the
+        new point's vectors (4, d: a :class:`Point`'s) and its (log density, energy, failed)."""
         failed = is_nonfinite(position, log_density, grad).astype(dtype)
         log_density = sanitize(log_density)
         momentum = momentum + 0.5 * eps * grad
@@ -198,22 +284,25 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         return jnp.stack([position, momentum, grad, v]), jnp.stack([log_density, h, failed])
 
     def bookkeeping(scalars, counters, point_scalars, ok):
-        """Energy error, multinomial draws, U-turn verdicts; scalars and counters only."""
-        depth, leaf, num_steps = counters[_DEPTH], counters[_LEAF], counters[_STEPS] + 1
+        """Energy error, multinomial choices, U-turn verdicts (scalars only). Returns the new
+        scalars and counters, and the leaf's :class:`Flags` (packed)."""
+        c = _Carry(None, scalars, counters, None)
+        count, weights = c.count, c.weights
+        new_ld, h, failed = point_scalars[0], point_scalars[1], point_scalars[2] > 0
+        depth, leaf, num_steps = count.depth, count.leaf, count.steps + 1
         forward = bit(depth)
         first = leaf == 0
-        h = point_scalars[1]
         delta = hmc.energy_error(h0, h)
         log_weight = -delta
         diverging = delta > max_delta_energy
-        sum_accept = scalars[_SUM_ACCEPT] + jnp.minimum(1.0, jnp.exp(log_weight))
+        sum_accept = weights.sum_accept + jnp.minimum(1.0, jnp.exp(log_weight))
         log_u = jnp.log(_counter_rng.uniform(
             key, num_steps, jnp.array([_counter_rng.LEAF, _counter_rng.MERGE], jnp.uint32), dtype))
 
         # Uniform progressive sampling inside the subtree.
-        sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, scalars[_SUB_LSW]), log_weight)
+        sub_lsw = jnp.logaddexp(jnp.where(first, -jnp.inf, weights.sub_log_sum), log_weight)
         take = log_u[0] < log_weight - sub_lsw
-        sub_scalars = jnp.where(take, point_scalars[:2], scalars[_SUB_LD:_SUB_LD + 2])
+        sub_draw = jnp.where(take, point_scalars[:2], scalars[4:6])  # (log density, energy)
 
         # Merges completed at this leaf: levels < t inside the subtree; at the subtree's last
         # leaf, level t = depth is the merge of the trajectory with the subtree.
@@ -226,86 +315,81 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         # A valid finished subtree is merged: biased progressive sampling (Betancourt A.3.2).
         invalid = diverging | sub_turning
         merge = last & ~invalid
-        lsw = scalars[_LSW]
-        take_sub = merge & (log_u[1] < sub_lsw - lsw)
-        draw_scalars = jnp.where(take_sub, sub_scalars, scalars[_DRAW_LD:_DRAW_LD + 2])
-        lsw = jnp.where(merge, jnp.logaddexp(lsw, sub_lsw), lsw)
+        take_sub = merge & (log_u[1] < sub_lsw - weights.log_sum)
+        draw = jnp.where(take_sub, sub_draw, scalars[2:4])
+        lsw = jnp.where(merge, jnp.logaddexp(weights.log_sum, sub_lsw), weights.log_sum)
         depth = depth + merge.astype(jnp.int32)
         done = invalid | (merge & (trajectory_turning | (depth >= depth_limit)))
-        new_ld = point_scalars[0]
-        end_lds = jnp.where(forward, jnp.stack([scalars[0], new_ld]), jnp.stack([new_ld, scalars[1]]))
-        scalars = jnp.concatenate([end_lds, draw_scalars, sub_scalars, jnp.stack([lsw, sub_lsw, sum_accept])])
-        failed = point_scalars[2] > 0
-        counters = jnp.stack([depth, jnp.where(last, 0, leaf + 1), num_steps,
-                              (diverging & ~failed).astype(jnp.int32), done.astype(jnp.int32),
-                              failed.astype(jnp.int32)])
-        flags = jnp.stack([forward, take, take_sub, merge, last, bit(depth)]).astype(jnp.int32)
-        return scalars, counters, jnp.concatenate([flags, t[None]])
+        ends = jnp.where(forward, jnp.stack([scalars[0], new_ld]), jnp.stack([new_ld, scalars[1]]))
+        scalars = jnp.concatenate([ends, draw, sub_draw, jnp.stack([lsw, sub_lsw, sum_accept])])
+        counters = jnp.stack(Counters(depth, jnp.where(last, 0, leaf + 1), num_steps,
+                                      (diverging & ~failed).astype(jnp.int32), done.astype(jnp.int32),
+                                      failed.astype(jnp.int32)))
+        flags = Flags(forward, take, take_sub, merge, last, bit(depth), t)
+        return scalars, counters, jnp.stack([jnp.asarray(f, jnp.int32) for f in flags])
 
-    def assemble(vectors, stack, point, rho_r, r_beg_p, r_beg_v, flags):
-        """The new ends, draws, momentum sum and stack (all vector data)."""
-        forward, take, take_sub, merge, last, next_forward, t = (flags[i] for i in range(7))
-        forward, take, take_sub, merge, last, next_forward = (
-            x == 1 for x in (forward, take, take_sub, merge, last, next_forward))
-        p, v = point[_P], point[_V]
-        sub_draw = jnp.where(take, jnp.stack([point[_X], point[_G]]), vectors[_SUB:_SUB + 2])
-        draw = jnp.where(take_sub, sub_draw, vectors[_DRAW:_DRAW + 2])
-        at_t = (levels == t)[:, None]
+    def assemble(vectors, stack, point_vectors, rho_r, r_beg_p, r_beg_v, flags):
+        """The new ends, draws, momentum sum and stack (vector data)."""
+        f = Flags(*(flags[i] == 1 for i in range(6)), flags[6])
+        c = _Carry(vectors, None, None, stack)
+        point = Point(*point_vectors, None)
+        sub_draw = jnp.where(f.take, jnp.stack([point.position, point.grad]), vectors[10:12])
+        draw = jnp.where(f.take_sub, sub_draw, vectors[8:10])
+        at_t = (levels == f.t)[:, None]
         r_beg = jnp.sum(jnp.where(at_t, jnp.stack([r_beg_p, r_beg_v, rho_r]), 0.0), axis=1)
-        rho = jnp.where(merge, vectors[_RHO] + r_beg[2], vectors[_RHO])
-        backward_end = jnp.where(forward, vectors[0:4], point)
-        forward_end = jnp.where(forward, point, vectors[4:8])
+        rho = jnp.where(f.merge, c.momentum_sum + r_beg[2], c.momentum_sum)
+        backward = jnp.where(f.forward, vectors[0:4], point_vectors)
+        forward = jnp.where(f.forward, point_vectors, vectors[4:8])
 
         # ONE level of the stack is written (in place; under vmap, a scatter): inside a
         # subtree, level t gets the tree of 2**t leaves ending here (no right partner yet);
         # at a subtree's last leaf, after a merge, level t + 1 (the new depth) gets the
         # trajectory, far end first, for the next subtree. A last leaf without a merge ends
         # the trajectory, so what it writes is never read.
-        far = jnp.where(next_forward, backward_end, forward_end)
-        near = jnp.where(next_forward, forward_end, backward_end)
-        trajectory = jnp.stack([far[_P], far[_V], near[_P], near[_V], rho])
-        entry = jnp.stack([r_beg[0], r_beg[1], p, v, r_beg[2]])
-        row = jnp.where(last, trajectory, entry)
-        level = jnp.where(last, t + 1, t)
+        far = Point(*jnp.where(f.next_forward, backward, forward), None)
+        near = Point(*jnp.where(f.next_forward, forward, backward), None)
+        trajectory = jnp.stack([far.momentum, far.velocity, near.momentum, near.velocity, rho])
+        entry = jnp.stack([r_beg[0], r_beg[1], point.momentum, point.velocity, r_beg[2]])
+        row = jnp.where(f.last, trajectory, entry)
+        level = jnp.where(f.last, f.t + 1, f.t)
         zero = jnp.zeros_like(level)
         stack = jax.lax.dynamic_update_slice(stack, row[:, None, :], (zero, level, zero))
-        vectors = jnp.concatenate([backward_end, forward_end, draw, sub_draw, rho[None]])
-        return vectors, stack
+        return jnp.concatenate([backward, forward, draw, sub_draw, rho[None]]), stack
 
     def step(c: _Carry) -> _Carry:
         position, momentum, eps = _cpu_blocks.nested(drift, c.vectors, c.counters)
         log_density, grad = _cpu_blocks.nested(value_and_grad, position)
-        point, point_scalars = _cpu_blocks.nested(kick, position, momentum, eps, log_density, grad)
-        ok, rho_r, r_beg_p, r_beg_v = _cpu_blocks.nested(_merge_ok, c.stack, point)
-        scalars, counters, flags = _cpu_blocks.nested(
-            bookkeeping, c.scalars, c.counters, point_scalars, ok)
-        vectors, stack = _cpu_blocks.nested(
-            assemble, c.vectors, c.stack, point, rho_r, r_beg_p, r_beg_v, flags)
+        point_vectors, point_scalars = _cpu_blocks.nested(kick, position, momentum, eps, log_density, grad)
+        ok, rho_r, r_beg_p, r_beg_v = _cpu_blocks.nested(
+            lambda stack, v: _merge_ok(stack, Point(*v, None)), c.stack, point_vectors)
+        scalars, counters, flags = _cpu_blocks.nested(bookkeeping, c.scalars, c.counters, point_scalars, ok)
+        vectors, stack = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, rho_r, r_beg_p,
+                                            r_beg_v, flags)
         return _Carry(vectors, scalars, counters, stack)
 
     def body(c: _Carry) -> _Carry:
         return _cpu_blocks.nested(step, c)
 
-    return jax.lax.while_loop(lambda c: c.counters[_DONE] == 0, body, carry)
+    return jax.lax.while_loop(lambda c: c.count.done == 0, body, carry)
 
 
 def _finish(c: _Carry, direction_bits):
     """The transition's new state and info from the final loop carry."""
-    num_steps = c.counters[_STEPS]
-    new_state = State(c.vectors[_DRAW + _X], c.scalars[_DRAW_LD], c.vectors[_DRAW + 1])
-    failed = c.counters[_NONFINITE] == 1
+    count, draw = c.count, c.draw
+    new_state = State(draw.position, draw.log_density, draw.grad)
+    failed = count.failed == 1
     # A failed point ends the trajectory at once (no merge), so it is the far end of the side
     # being extended, which the direction bit of the current depth gives.
-    forward = ((direction_bits >> c.counters[_DEPTH].astype(jnp.uint32)) & 1) == 1
-    last = jnp.where(forward, c.vectors[4 + _X], c.vectors[_X])
+    forward = ((direction_bits >> count.depth.astype(jnp.uint32)) & 1) == 1
+    last = jnp.where(forward, c.forward.position, c.backward.position)
     info = Info(
-        acceptance_rate=c.scalars[_SUM_ACCEPT] / num_steps.astype(c.scalars.dtype),
-        is_divergent=c.counters[_DIVERGING] == 1,
-        num_grad_evals=num_steps,
+        acceptance_rate=c.weights.sum_accept / count.steps.astype(c.scalars.dtype),
+        is_divergent=count.diverging == 1,
+        num_grad_evals=count.steps,
         is_nonfinite=failed,
-        energy=c.scalars[_DRAW_LD + 1],
-        tree_depth=c.counters[_DEPTH],
-        num_steps=num_steps,
+        energy=draw.energy,
+        tree_depth=count.depth,
+        num_steps=count.steps,
         nonfinite_position=jnp.where(failed, last, jnp.zeros_like(last)),
     )
     return new_state, info

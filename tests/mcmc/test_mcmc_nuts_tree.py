@@ -120,7 +120,7 @@ def test_extent_matches_stan_recursive_nuts(name):
             state = nuts.init(x0, logdensity)
             c = nuts._trajectory(jnp.zeros(2, jnp.uint32), state, p0, bits, logdensity, eps,
                                  jnp.asarray(imm), max_depth, 1000.0)
-            return c.counters[nuts._STEPS], c.counters[nuts._DEPTH], c.counters[nuts._DIVERGING]
+            return c.count.steps, c.count.depth, c.count.diverging
 
         vg = jax.jit(jax.value_and_grad(logdensity))
         value_and_grad = lambda x: tuple(np.asarray(a) for a in vg(x))
