@@ -3,7 +3,9 @@ print a side-by-side table of estimates, log evidence and time.
 
 Each method runs with modest settings so the demo finishes in a few minutes on a laptop;
 a method that does not apply to a model (e.g. importance sampling with an improper prior)
-is shown with the reason.
+is shown with the reason, and a run that was flagged (weights with a Pareto k̂ above 0.7, an
+optimiser that has not converged, divergences, ...) shows its first warning in the note
+column. A point estimate (MLE, MAP) has no sd: `-`.
 """
 from __future__ import annotations
 
@@ -35,10 +37,31 @@ def _method(name):
     return dataclasses.replace(method, **{k: v for k, v in FAST.get(name, {}).items() if k in fields})
 
 
+NOTE_WIDTH = 60
+
+
 def _headline(result, site):
+    """Mean and sd of the site's first scalar; sd None for a single draw (a point estimate)."""
     draws = np.asarray(result.samples[site], float).reshape(result.num_chains * result.num_draws, -1)[:, 0]
-    sd = draws.std(ddof=1) if draws.size > 1 else float("nan")
-    return float(draws.mean()), float(sd)
+    sd = float(draws.std(ddof=1)) if draws.size > 1 else None
+    return float(draws.mean()), sd
+
+
+def _note(result, caught):
+    """The run's first warning, short: `k̂=0.93: unreliable` for heavy-tailed weights, else
+    the text without its method prefix, cut to NOTE_WIDTH; `(+n)` counts the others.
+    Warnings kept in the result come first, then any only raised (`caught`)."""
+    texts = list(result.diagnostics.get("warnings") or [])
+    texts += [str(w.message) for w in caught
+              if issubclass(w.category, UserWarning) and str(w.message) not in texts]
+    if not texts:
+        return None
+    if any("Pareto k̂" in t for t in texts[:1]):
+        first = f"k̂={result.diagnostics['pareto_k']:.2f}: unreliable"
+    else:
+        first = texts[0].split(": ", 1)[-1]
+        first = first if len(first) <= NOTE_WIDTH else first[: NOTE_WIDTH - 1] + "…"
+    return first + (f" (+{len(texts) - 1})" if len(texts) > 1 else "")
 
 
 def run(models=DEMO_MODELS, methods=None, key=0):
@@ -53,8 +76,8 @@ def run(models=DEMO_MODELS, methods=None, key=0):
             row = {"model": model_name, "method": method_name}
             t = time.perf_counter()
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
                     r = ppl.infer(module.model, *args, method=_method(method_name), key=key, **kwargs)
             except (ValueError, TypeError) as e:
                 row["note"] = str(e).split(";")[0][:70]
@@ -63,7 +86,7 @@ def run(models=DEMO_MODELS, methods=None, key=0):
             site = r.log_density.spec.latents[0].name
             mean, sd = _headline(r, site)
             row.update(site=site, mean=mean, sd=sd, log_evidence=r.log_evidence,
-                       seconds=time.perf_counter() - t, run_s=r.timing["run_s"])
+                       seconds=time.perf_counter() - t, run_s=r.timing["run_s"], note=_note(r, caught))
             rows.append(row)
     return rows
 
@@ -75,7 +98,7 @@ def _fmt(v, width):
         s = "nan" if np.isnan(v) else f"{v:.4g}"
     else:
         s = str(v)
-    return s.ljust(width)
+    return s.ljust(width - 1) + " " if width else s  # at least one space between columns
 
 
 def main(argv=None):

@@ -7,25 +7,33 @@ The default optimiser is L-BFGS with a zoom line search (Nocedal & Wright 2006, 
 and 3.6), run to a gradient or relative-decrease tolerance inside one `lax.while_loop`.
 The point returned is the best one seen (the lowest finite loss, up to rounding), as from
 scipy's and Stan's optimisers, not the last iterate: a failed line search or a too-large step
-on an unbounded or badly conditioned objective can end the run worse than it was.
+on an unbounded or badly conditioned objective can end the run worse than it was. A site
+whose unconstrained value runs off to infinity while the objective keeps improving is
+reported by name (`boundary_sites`), not passed off as converged.
+
+`mode_and_curvature` (a short L-BFGS climb and the Hessian by differences of the gradient,
+one compiled copy of the gradient) starts VI's automatic guides.
 """
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from ppl.compile.hoist import hoist
-from ppl.compile.init import init_error, initial_points
+from ppl.compile.init import check_init_values, init_error, initial_points
 from ppl.infer._program import run_program
+from ppl.infer.flags import flag
 from ppl.infer.method import Method, draws_from_flat, param_values, require_continuous, to_numpy
 from ppl.infer.result import Result
 
+BOUNDARY_FAR = 15.0  # |unconstrained value| from which a site may be running to its support's edge
+BOUNDARY_PROBES = (1.0, 2.0, 4.0, 8.0)  # steps further out at which the objective must keep improving
 STALL_STEPS = 50  # consecutive steps without relative progress above 10 eps before stopping
 # Reported `converged`, at the point returned (the best seen): the predicted decrease of the
 # step from it (for the last iterate, of the step into it) <= 1e-4 nats and |grad| <= 1e-4 *
@@ -61,6 +69,170 @@ def _keep_better(best: _Point, lowest, candidate: _Point, finite, ftol) -> tuple
     return best, jnp.where(finite, jnp.minimum(lowest, candidate.loss), lowest)
 
 
+MODE_MEMORY = 8  # L-BFGS pairs kept by `mode_and_curvature`
+MODE_STALL_STEPS = 10  # accepted steps in a row without progress above rounding that end the climb
+EXACT_DIAGONAL_DIM = 128  # up to this dimension the Hessian's diagonal is computed exactly
+DIAGONAL_PROBES = 32  # beyond it: Rademacher probes (Hutchinson's estimator, Bekas et al. 2007)
+
+
+class Climb(NamedTuple):
+    """The loop state of `mode_and_curvature`: where it is (`x`, `value`, `grad`), the L-BFGS
+    memory (`s`, `y`, `rho`, `count` pairs stored), the step being tried (`direction`,
+    `step`), the `phase` (0 climbing, 1 measuring curvature, 2 done), the evaluations spent
+    (`i`, and `j` of the curvature phase), `stalls`, and the curvature sums `hess` (the
+    Hessian's columns up to EXACT_DIAGONAL_DIM coordinates, else its diagonal)."""
+
+    x: jax.Array
+    value: jax.Array
+    grad: jax.Array
+    s: jax.Array
+    y: jax.Array
+    rho: jax.Array
+    count: jax.Array
+    direction: jax.Array
+    step: jax.Array
+    phase: jax.Array
+    i: jax.Array
+    j: jax.Array
+    stalls: jax.Array
+    hess: jax.Array
+
+
+class Mode(NamedTuple):
+    """What `mode_and_curvature` found: the point `x`, the loss `value` and `grad` there, the
+    Hessian's diagonal `hess_diag`, and the whole Hessian `hess` (symmetrised) up to
+    EXACT_DIAGONAL_DIM coordinates (None beyond)."""
+
+    x: jax.Array
+    value: jax.Array
+    grad: jax.Array
+    hess_diag: jax.Array
+    hess: Any
+
+
+def _lbfgs_direction(g, s, y, rho, count):
+    """-H g by the L-BFGS two-loop recursion (Nocedal and Wright 2006, Alg. 7.4) over the
+    `count` newest of the stored pairs (a ring buffer, the newest at (count - 1) % m); with
+    none stored, a steepest-descent step of length 1. Both loops are `lax.scan`s: an
+    unrolled loop costs XLA several times the compile time."""
+    m = s.shape[0]
+    order = (count - 1 - jnp.arange(m)) % m  # newest to oldest
+    valid = jnp.arange(m) < count
+
+    def backward(q, jk):
+        k, ok = jk
+        a = jnp.where(ok, rho[k] * jnp.dot(s[k], q), 0.0)
+        return q - a * y[k], a
+
+    q, alphas = jax.lax.scan(backward, g, (order, valid))
+    newest = order[0]
+    gamma = jnp.where(count > 0, jnp.dot(s[newest], y[newest]) / jnp.dot(y[newest], y[newest]),
+                      1.0 / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(g.dtype).tiny))
+
+    def forward(r, jka):
+        k, ok, a = jka
+        b = rho[k] * jnp.dot(y[k], r)
+        return r + jnp.where(ok, a - b, 0.0) * s[k], None
+
+    r, _ = jax.lax.scan(forward, gamma * q, (order, valid, alphas), reverse=True)
+    return -r
+
+
+def mode_and_curvature(loss, x0, key, max_evaluations: int) -> Mode:
+    """Climb to a minimum of `loss` (a function of a flat vector) from `x0`, then measure
+    its Hessian there (`Mode`). Jittable.
+
+    One `lax.while_loop` whose every trip evaluates `loss` and its gradient once, at a point
+    chosen by its phase, so that the model's gradient is compiled once:
+      0. L-BFGS (Nocedal and Wright 2006, Alg. 7.5, memory MODE_MEMORY) with a backtracking
+         (Armijo) line search, for at most `max_evaluations` evaluations; it stops early when
+         a step's predicted decrease -g.d falls below 1e-7, after MODE_STALL_STEPS accepted
+         steps without progress above rounding, or when the line search fails;
+      1. forward differences of the gradient: column i of the Hessian is
+         (g(x + h_i e_i) - g(x)) / h_i, for each coordinate up to EXACT_DIAGONAL_DIM (the
+         result is symmetrised); beyond, only the diagonal, by Hutchinson's estimate
+         E[v * H v] over DIAGONAL_PROBES Rademacher vectors v (H v by a difference along
+         h * v); h = sqrt(eps) max(1, |x_i|). One evaluation per column or probe, and no
+         forward-mode derivative of the model.
+    `x0` must have a finite loss and gradient; the point returned is the lowest seen.
+    """
+    d = x0.shape[0]
+    dtype = x0.dtype
+    eps = jnp.finfo(dtype).eps
+    exact = d <= EXACT_DIAGONAL_DIM
+    probes = None if exact else jax.random.rademacher(key, (DIAGONAL_PROBES, d), dtype)
+    num_curvature = d if exact else DIAGONAL_PROBES
+    value_and_grad = jax.value_and_grad(loss)
+    value0, grad0 = value_and_grad(x0)
+    m = MODE_MEMORY
+
+    def h_of(x):
+        return jnp.sqrt(eps) * jnp.maximum(1.0, jnp.abs(x))
+
+    def offset(j):  # the direction of curvature evaluation j
+        return jax.nn.one_hot(j, d, dtype=dtype) if exact else probes[jnp.minimum(j, DIAGONAL_PROBES - 1)]
+
+    def curvature_point(c):
+        return c.x + h_of(c.x) * offset(c.j)
+
+    def cond(c):
+        return c.phase < 2
+
+    def body(c):
+        point = jnp.where(c.phase == 0, c.x + c.step * c.direction, curvature_point(c))
+        value, grad = value_and_grad(point)
+        return jax.lax.cond(c.phase == 0, climb, measure, c, point, value, grad)
+
+    def climb(c, point, value, grad):
+        slope = jnp.dot(c.grad, c.direction)
+        ok = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad)) & (value <= c.value + 1e-4 * c.step * slope)
+        # accepted: store the pair (if it has positive curvature) and take the new direction
+        sk, yk = point - c.x, grad - c.grad
+        sy = jnp.dot(sk, yk)
+        keep = ok & (sy > eps * jnp.linalg.norm(sk) * jnp.linalg.norm(yk))
+        slot = c.count % m
+        s = jnp.where(keep, c.s.at[slot].set(sk), c.s)
+        y = jnp.where(keep, c.y.at[slot].set(yk), c.y)
+        rho = jnp.where(keep, c.rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), c.rho)
+        count = c.count + keep.astype(c.count.dtype)
+        x = jnp.where(ok, point, c.x)
+        new_value = jnp.where(ok, value, c.value)
+        g = jnp.where(ok, grad, c.grad)
+        direction = _lbfgs_direction(g, s, y, rho, count)
+        descent = jnp.dot(g, direction) < 0  # else (rounding in the pairs) steepest descent
+        direction = jnp.where(descent, direction, -g / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(dtype).tiny))
+        direction = jnp.where(ok, direction, c.direction)
+        step = jnp.where(ok, jnp.ones((), dtype), 0.5 * c.step)
+        stalled = ok & (c.value - value <= 10 * eps * jnp.maximum(1.0, jnp.abs(value)))
+        stalls = jnp.where(ok, jnp.where(stalled, c.stalls + 1, 0), c.stalls)
+        i = c.i + 1
+        done = (i >= max_evaluations) | (stalls >= MODE_STALL_STEPS) | (step < 1e-10) \
+            | (ok & (-jnp.dot(g, direction) <= 1e-7))
+        return c._replace(x=x, value=new_value, grad=g, s=s, y=y, rho=rho, count=count,
+                          direction=direction, step=step, i=i, stalls=stalls,
+                          phase=jnp.where(done, 1, 0).astype(c.phase.dtype))
+
+    def measure(c, point, value, grad):
+        diff = grad - c.grad  # H (h * offset), to first order
+        if exact:  # column j: (g(x + h_j e_j) - g(x)) / h_j
+            hess = c.hess.at[:, c.j].set(diff / h_of(c.x)[c.j])
+        else:  # probe j: v * H (h v) / h / P
+            hess = c.hess + offset(c.j) * diff / (h_of(c.x) * DIAGONAL_PROBES)
+        j = c.j + 1
+        return c._replace(hess=hess, j=j, i=c.i + 1, phase=jnp.where(j >= num_curvature, 2, 1).astype(c.phase.dtype))
+
+    zeros = jnp.zeros((m, d), dtype)
+    c0 = Climb(x=x0, value=value0, grad=grad0, s=zeros, y=zeros, rho=jnp.zeros((m,), dtype),
+               count=jnp.int32(0), direction=_lbfgs_direction(grad0, zeros, zeros, jnp.zeros((m,), dtype), 0),
+               step=jnp.ones((), dtype), phase=jnp.int32(0), i=jnp.int32(0), j=jnp.int32(0),
+               stalls=jnp.int32(0), hess=jnp.zeros((d, d) if exact else (d,), dtype))
+    c = jax.lax.while_loop(cond, body, c0)
+    if not exact:
+        return Mode(c.x, c.value, c.grad, c.hess, None)
+    hess = (c.hess + c.hess.T) / 2
+    return Mode(c.x, c.value, c.grad, jnp.diagonal(hess), hess)
+
+
 @dataclasses.dataclass(frozen=True)
 class MLE(Method):
     """Maximum likelihood: maximise the log density of observed (and factor) sites.
@@ -76,6 +248,11 @@ class MLE(Method):
         decrease test alone would stop at a stuck line search.)
       init: "uniform" (uniform(-2, 2) in unconstrained space) or "prior", or a dict of
         initial values for some sites.
+
+    Diagnostics: `loss` (per step), `final_loss`, `num_steps`, `grad_norm`, `converged`, and
+    `boundary_sites`: the sites whose unconstrained value ran off towards the boundary of
+    their support while the objective kept improving (an unbounded likelihood, e.g. a
+    normal scale fitted to one point); each is flagged by name and makes `converged` False.
 
     Example:
       >>> r = ppl.infer(model, x, y=y, method=ppl.MLE(optimizer=optax.adam(1e-2), num_steps=3000))
@@ -93,6 +270,7 @@ class MLE(Method):
         require_continuous(self.name, ld)
         if not isinstance(self.num_steps, int) or self.num_steps < 1:
             raise ValueError(f"{type(self).__name__}: num_steps must be a positive int, got {self.num_steps!r}.")
+        check_init_values(ld, self.init)
 
     def expected_evaluations(self):
         # L-BFGS's line search tries about one to three points a step; other optimisers one.
@@ -174,7 +352,8 @@ class MLE(Method):
                      & (point.grad_norm <= GRADIENT_CONVERGED * jnp.maximum(1.0, jnp.abs(point.loss)))) \
             | on_plateau
         return dict(draws=draws, params=params, losses=losses, steps=steps, converged=converged,
-                    loss=point.loss, grad_norm=point.grad_norm, ok=ok[0], z=z, z0=z0[0])
+                    loss=point.loss, grad_norm=point.grad_norm, ok=ok[0], z=z, z0=z0[0],
+                    x=point.x, grad=jax.grad(loss)(point.x))
 
     def run(self, key, ld) -> Result:
         self.check(ld)
@@ -183,29 +362,86 @@ class MLE(Method):
             raise init_error(ld, out["z0"], 100)
         out = to_numpy(out)
         steps = int(out["steps"])
-        if not bool(out["converged"]):
-            warnings.warn(
-                f"{self.name}: not converged after {steps} of {self.num_steps} steps (gradient norm "
-                f"{float(out['grad_norm']):.3g}); raise num_steps, try another optimizer, or check "
-                f"that the objective is bounded (an unbounded likelihood has no maximum).",
-                stacklevel=3,
-            )
+        finite = bool(np.isfinite(out["loss"])) and bool(np.isfinite(out["grad_norm"]))
+        diagnostics = {
+            "loss": out["losses"][:steps],
+            "final_loss": float(out["loss"]),
+            "num_steps": steps,
+            "converged": bool(out["converged"]) and finite,
+            "grad_norm": float(out["grad_norm"]),
+        }
+        boundary = self._boundary(ld, out["x"], out["grad"], float(out["loss"])) if finite else {}
+        diagnostics["boundary_sites"] = sorted(boundary)
+        if boundary:
+            diagnostics["converged"] = False
+            for site, u in boundary.items():
+                flag(diagnostics, self.name, self._boundary_message(ld, site, u), stacklevel=3)
+        elif not bool(out["converged"]):
+            flag(diagnostics, self.name,
+                 f"not converged after {steps} of {self.num_steps} steps (gradient norm "
+                 f"{float(out['grad_norm']):.3g}); raise num_steps, try another optimizer, or check "
+                 f"that the objective is bounded (an unbounded likelihood has no maximum)", stacklevel=3)
         latents = {lat.name: out["draws"][lat.name][0, 0] for lat in ld.spec.latents}
         return Result(
             method=self,
             samples=out["draws"],
             params={**latents, **param_values(ld, out["params"])},
-            diagnostics={
-                "loss": out["losses"][:steps],
-                "final_loss": float(out["loss"]),
-                "num_steps": steps,
-                "converged": bool(out["converged"]) and bool(np.isfinite(out["loss"]))
-                and bool(np.isfinite(out["grad_norm"])),
-                "grad_norm": float(out["grad_norm"]),
-            },
+            diagnostics=diagnostics,
             timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )
+
+
+    # -- a site running to the boundary of its support ---------------------------------------
+    def _boundary(self, ld, x, grad, value) -> dict:
+        """Sites whose unconstrained coordinate runs off to infinity at the point returned:
+        {site: coordinate}. A coordinate counts when it is far out (|u| >= BOUNDARY_FAR), the
+        gradient pulls it further out, and the objective keeps improving along that direction
+        at every one of BOUNDARY_PROBES steps (1 to 8 units) or stops being finite there (the
+        edge of the floating-point range). The probes, one vmapped loss, run only where some
+        coordinate passes the first two tests."""
+        flat, unravel = ravel_pytree(x)
+        flat, g = np.asarray(flat), np.asarray(ravel_pytree(grad)[0])
+        cand = np.flatnonzero((np.abs(flat) >= BOUNDARY_FAR) & (g * flat < 0))
+        if cand.size == 0:
+            return {}
+        loss = self._objective(ld)
+        steps = np.asarray(BOUNDARY_PROBES, flat.dtype)
+        outward = np.sign(flat[cand])
+        points = np.repeat(flat[None, None], cand.size, 0).repeat(steps.size, 1)  # (cand, probe, n)
+        points[np.arange(cand.size), :, cand] += outward[:, None] * steps[None]
+        values = np.asarray(jax.jit(jax.vmap(jax.vmap(lambda p: loss(unravel(p)))))(jnp.asarray(points)))
+        tol = 10 * np.finfo(flat.dtype).eps * max(1.0, abs(value))
+        seq = np.concatenate([np.full((cand.size, 1), value), values], axis=1)
+        improving = np.all(np.diff(seq, axis=1) < -tol, axis=1)
+        off_range = ~np.all(np.isfinite(values), axis=1)
+        labels = _coordinate_sites(ld, x)
+        return {labels[i]: float(flat[i]) for i in cand[improving | off_range]}
+
+    def _boundary_message(self, ld, site, u) -> str:
+        kind = "latent" if site in {lat.name for lat in ld.spec.latents} else "param"
+        edge = "+inf" if u > 0 else "-inf"
+        fix = ("put a prior on it that vanishes at that boundary and use method=\"map\", add data, or "
+               "give it a bounded parameterisation" if self.name == "mle" else
+               "give it a prior that vanishes at that boundary (e.g. Gamma(2, rate) or LogNormal for a "
+               "scale, not HalfNormal or HalfCauchy), or use a method that averages over it "
+               "(method=\"nuts\" or \"vi\")")
+        return (f"{kind} site '{site}' ran to the boundary of its support: its unconstrained value "
+                f"reached {u:.3g} and the objective still improves towards {edge} (or leaves the "
+                f"floating-point range), so the {'likelihood' if self.name == 'mle' else 'posterior density'} "
+                f"has no maximum and the point returned is not an estimate; {fix}")
+
+
+def _coordinate_sites(ld, x) -> list:
+    """The site name of each coordinate of `ravel_pytree(x)`, x = (z, unconstrained params)."""
+    _, uparams = x
+    labels = [None] * ld.dim
+    for lat in ld.spec.latents:
+        labels[lat.offset: lat.offset + lat.size] = [lat.name] * lat.size
+    for path, leaf in jax.tree_util.tree_flatten_with_path(uparams)[0]:
+        name = getattr(path[0], "key", jax.tree_util.keystr(path)) if path else "param"
+        labels += [name] * int(np.size(leaf))
+    return labels
 
 
 @dataclasses.dataclass(frozen=True)

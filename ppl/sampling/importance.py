@@ -5,13 +5,14 @@ one `vmap` batch (chunked with `lax.map` when memory demands). The weights are
 log p(x, y) - log q(x); with the prior as proposal that is the log likelihood. The log
 evidence estimate is log-mean-exp of the weights, an unbiased estimate of p(y) on the
 natural scale (Owen 2013, "Monte Carlo theory, methods and examples", ch. 9). Draws are
-resampled with systematic resampling (Kitagawa 1996).
+resampled with systematic resampling (Kitagawa 1996). The Pareto k̂ of the weights (PSIS,
+Vehtari et al. 2024; `ppl.infer.psis`) says whether the estimates can be trusted: above 0.7
+the run is flagged, since more particles would not help.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from typing import Any, ClassVar
 
 import jax
@@ -20,7 +21,9 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from ppl.infer._program import run_program
+from ppl.infer.flags import flag
 from ppl.infer.method import Method, require_proper, to_numpy
+from ppl.infer.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.infer.result import Result
 from ppl.model import handlers
 
@@ -82,7 +85,8 @@ class Importance(Method):
     The result has `particles[site]` of shape (num_particles, *shape), `log_weights`
     (num_particles,), resampled `samples` (1, num_particles, *shape), `log_evidence`, and
     `diagnostics["ess_weights"]`, `diagnostics["log_evidence_se"]` (delta-method standard
-    error, sqrt(1/ESS - 1/N)).
+    error, sqrt(1/ESS - 1/N)) and `diagnostics["pareto_k"]` (PSIS k̂ of the weights, a float;
+    above 0.7 the estimates are unreliable and the run is flagged).
     """
 
     num_particles: int = 10_000
@@ -130,36 +134,49 @@ class Importance(Method):
         ess = float(out["ess"])
         n = self.num_particles
         log_z = float(out["log_evidence"])
-        if not np.isfinite(out["log_weights"]).any():
-            warnings.warn(
-                f"importance: none of the {n} particles has a finite weight (the log density is "
-                f"-inf or NaN at site(s) {_nonfinite_sites(ld, out['particles'])} for the first "
-                f"one), so the samples are not posterior draws and log_evidence is "
-                f"{log_z}. Check the data against those sites' supports, or use a proposal "
-                f"that reaches the posterior.",
-                stacklevel=3,
-            )
-        elif not ess >= 10:
-            warnings.warn(
-                f"importance: the weights' effective sample size is {ess:.3g} of {n} particles; the "
-                f"estimates are unreliable. Use more particles, a proposal closer to the posterior "
-                f"(a fitted guide), or MCMC.",
-                stacklevel=3,
-            )
+        diagnostics = {
+            "ess_weights": ess,
+            "log_evidence_se": float(np.sqrt(max(1.0 / ess - 1.0 / n, 0.0))) if ess > 0 else float("inf"),
+            "num_finite_weights": int(np.isfinite(out["log_weights"]).sum()),
+            "pareto_k": pareto_k(out["log_weights"]),
+        }
+        _flag_weights(diagnostics, ld, out, n, log_z)
         return Result(
             method=self,
             samples=out["samples"],
             log_evidence=log_z,
             log_weights=out["log_weights"],
             particles=out["particles"],
-            diagnostics={
-                "ess_weights": ess,
-                "log_evidence_se": float(np.sqrt(max(1.0 / ess - 1.0 / n, 0.0))) if ess > 0 else float("inf"),
-                "num_finite_weights": int(np.isfinite(out["log_weights"]).sum()),
-            },
+            diagnostics=diagnostics,
             timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )
+
+
+def _flag_weights(diagnostics, ld, out, n, log_z) -> None:
+    """Flag weights that carry no reliable estimate: none finite, a Pareto k̂ above 0.7
+    (Vehtari et al. 2024: then more particles do not help; 0.5 < k̂ <= 0.7 is usable and
+    says nothing; nearly uniform weights are exempt, see `ppl.infer.psis.unreliable`), else
+    an effective sample size below 10 (e.g. too few particles for k̂)."""
+    ess, k = diagnostics["ess_weights"], diagnostics["pareto_k"]
+    if diagnostics["num_finite_weights"] == 0:
+        flag(diagnostics, "importance",
+             f"none of the {n} particles has a finite weight (the log density is -inf or NaN at "
+             f"site(s) {_nonfinite_sites(ld, out['particles'])} for the first one), so the samples "
+             f"are not posterior draws and log_evidence is {log_z}. Check the data against those "
+             f"sites' supports, or use a proposal that reaches the posterior", stacklevel=4)
+    elif unreliable(k, out["log_weights"]):
+        flag(diagnostics, "importance",
+             f"Pareto k̂ = {k:.2f} > {K_UNRELIABLE} (weights' effective sample size {ess:.3g} of {n}): "
+             f"the weights are so heavy-tailed that the estimates and log_evidence are unreliable, "
+             f"and more particles will not fix it. Use a proposal closer to the posterior (a guide "
+             f"function as Importance(proposal=guide); method=\"vi\" with guide=\"full_rank\" or "
+             f"\"flow\" reports the same k̂ for its fitted guide) or MCMC (method=\"nuts\")", stacklevel=4)
+    elif not ess >= 10:
+        flag(diagnostics, "importance",
+             f"the weights' effective sample size is {ess:.3g} of {n} particles; the estimates are "
+             f"unreliable. Use more particles, a proposal closer to the posterior (a fitted guide), "
+             f"or MCMC", stacklevel=4)
 
 
 def _nonfinite_sites(ld, particles) -> list:

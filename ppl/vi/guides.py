@@ -1,6 +1,9 @@
 """Automatic guides: variational families over the model's flat unconstrained vector `z`.
 
-Each family is a frozen (hashable) record of options with pure functions:
+Each family is a frozen (hashable) record of options with pure functions (`VI` uses them
+in a frame, z = shift + unit * u, with u the family's variable: see `AutoFamily`; so
+`init_scale` is in units of the frame's scale, about a posterior sd, and `in_frame` maps the
+learned values back to z):
 
     init(key, z0) -> params            a pytree of arrays, started at the point z0
     noise_size(params) -> int          length of the standard-normal noise of one draw
@@ -57,7 +60,8 @@ def sample(guide, params, key, n=None):
 
 @dataclasses.dataclass(frozen=True)
 class MeanField:
-    """Diagonal normal in unconstrained space. `init_scale` is every initial sd."""
+    """Diagonal normal in unconstrained space. `init_scale` is every initial sd (in the
+    frame's units)."""
 
     init_scale: float = 0.1
     point: ClassVar[bool] = False
@@ -227,6 +231,24 @@ class Delta:
 
     def named(self, params):
         return {"auto_loc": params["loc"]}
+
+
+def in_frame(named: dict, frame) -> dict:
+    """A guide's `named` values for u mapped to z = shift + unit * u (`frame` = (shift,
+    unit); None: unchanged). Every family is closed under that diagonal affine map: the loc
+    moves and scales, the scale-like factors scale by `unit` (covariances by its square);
+    a flow's coupling nets act before its final affine map and are unchanged."""
+    if frame is None:
+        return named
+    shift, unit = frame
+    maps = {
+        "auto_loc": lambda v: shift + unit * v,
+        "auto_scale": lambda v: unit * v,
+        "auto_scale_tril": lambda v: unit[:, None] * v,
+        "auto_cov_factor": lambda v: unit[:, None] * v,
+        "auto_cov_diag": lambda v: unit**2 * v,
+    }
+    return {k: maps[k](v) if k in maps else v for k, v in named.items()}
 
 
 GUIDES = {"mean_field": MeanField, "full_rank": FullRank, "low_rank": LowRank, "flow": Flow, "delta": Delta}

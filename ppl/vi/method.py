@@ -10,8 +10,7 @@ is not finite is skipped (the parameters and optimiser state are kept) and count
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, Optional
 
 import equinox as eqx
 import jax
@@ -21,7 +20,9 @@ import optax
 from jax.scipy.special import logsumexp
 
 from ppl.infer._program import run_program
+from ppl.infer.flags import flag
 from ppl.infer.method import Method, param_values, to_numpy
+from ppl.infer.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.infer.result import Result
 from ppl.vi.families import AutoFamily, FunctionFamily, check_guide_function, subsampled_plates
 from ppl.vi.guides import AUTO_GUIDE_TYPES, GUIDES, Flow
@@ -35,6 +36,52 @@ def default_optimizer(num_steps: int):
     cosine over `num_steps` (large early steps, small final noise around the optimum).
     For neural networks (VAE encoders and decoders) pass e.g. `optax.adam(1e-3)`."""
     return optax.adam(optax.cosine_decay_schedule(3e-2, num_steps, alpha=1 / 30))
+
+
+TREND_MIN_WINDOW = 25  # steps in each of the two final windows, at least
+TREND_BATCHES = 5  # batch means per window, for the noise of a window's mean
+TREND_Z = 4.0  # a change beyond this many standard errors is not noise
+TREND_MIN_CHANGE = 0.1  # nats: a smaller change of the mean loss is negligible, significant or not
+
+
+class LossTrend(NamedTuple):
+    """`change`: mean loss over the window before the last minus over the last (> 0: still
+    falling); `se`: its standard error; `window`: steps per window; `moving`: whether the
+    change is beyond both TREND_Z standard errors and TREND_MIN_CHANGE nats."""
+
+    change: float
+    se: float
+    window: int
+    moving: bool
+
+
+def loss_trend(losses) -> Optional[LossTrend]:
+    """Whether the loss is still moving at the end of a fit, judged against its own noise.
+
+    Compares the mean loss over the last W = max(TREND_MIN_WINDOW, S // 10) steps with the
+    mean over the W before (S steps in all; W a multiple of TREND_BATCHES). The noise comes
+    from batch means (TREND_BATCHES per window; batches absorb the steps' autocorrelation, as
+    in Flegal and Jones 2010): the scatter of the 2 TREND_BATCHES batch means about a straight
+    line through them, so that a steady trend does not count as noise. Non-finite losses
+    (skipped steps) are left out. None when the run is shorter than two windows or more than
+    half of some batch is not finite.
+    """
+    losses = np.asarray(losses, np.float64)
+    window = max(TREND_MIN_WINDOW, losses.shape[0] // 10) // TREND_BATCHES * TREND_BATCHES
+    if losses.shape[0] < 2 * window:
+        return None
+    halves = losses[losses.shape[0] - 2 * window:].reshape(2, TREND_BATCHES, -1)  # (window, batch, steps)
+    halves = np.where(np.isfinite(halves), halves, np.nan)
+    if np.isnan(halves).mean(axis=-1).max() > 0.5:
+        return None
+    batch_means = np.nanmean(halves, axis=-1).ravel()  # 2 B batch means, in order
+    t = np.arange(batch_means.shape[0], dtype=np.float64)
+    residuals = batch_means - np.polyval(np.polyfit(t, batch_means, 1), t)
+    var = np.sum(residuals**2) / (batch_means.shape[0] - 2)  # noise of one batch mean
+    se = float(np.sqrt(2 * var / TREND_BATCHES))
+    change = float(batch_means[:TREND_BATCHES].mean() - batch_means[TREND_BATCHES:].mean())
+    moving = abs(change) > max(TREND_Z * se, TREND_MIN_CHANGE)
+    return LossTrend(change, se, window, bool(moving))
 
 
 def _positive_int(name, value):
@@ -53,7 +100,9 @@ class VI(Method):
         latent (same name and shape) and `ppl.param`/`ppl.module` for its parameters.
       objective: `ppl.ELBO(beta=1.0, num_particles=1)` or `ppl.IWAE(k=10)`.
       optimizer: an optax `GradientTransformation`; None means `default_optimizer(num_steps)`
-        (Adam, learning rate cosine-decayed from 3e-2 to 1e-3).
+        (Adam, learning rate cosine-decayed from 3e-2 to 1e-3). For automatic guides it
+        acts in the frame's units (about one posterior sd), for guide functions on their
+        params as written.
       num_steps: optimiser steps.
       num_draws: draws from the fitted guide in `Result.samples` (shape (1, num_draws, ...)).
       num_eval_particles: particles for the final estimate of the bound (>= 1000 advised).
@@ -73,7 +122,17 @@ class VI(Method):
     objective's bound re-estimated with `num_eval_particles`), and `diagnostics`: `loss`
     (negative objective per step), `log_evidence_se`, `elbo`, `log_evidence_is` (log-mean-exp
     of all final weights, per element with `IWAE(plate=...)`: the importance-sampling
-    estimate, a tighter stochastic bound), `num_nonfinite_steps`.
+    estimate, a tighter stochastic bound), `num_nonfinite_steps`, `converged` (False when the
+    loss was still moving over the last tenth of the steps, judged against its own noise:
+    `loss_trend`), and `pareto_k` (PSIS k̂ of the final draws' importance weights
+    p(x, z) / q(z), the guide as proposal as in Yao et al. 2018, "Yes, but did it work?";
+    None for a point mass or a subsampling model). Each problem is also flagged (a warning,
+    kept in `diagnostics["warnings"]`): skipped steps, a fit not converged, k̂ above 0.7.
+
+    Automatic guides start at a mode of the target found by a short L-BFGS climb and are
+    fitted in the units of the curvature there (`ppl.vi.families.find_frame`), so the
+    defaults work wherever the posterior sits and whatever its scale; the optimiser's
+    learning rate is then in posterior sds.
 
     Point-mass guides give no evidence bound: with guide="delta", or a guide function with a
     `dist.Delta` site on a continuous latent, `log_evidence`, `log_evidence_se`, `elbo` and
@@ -151,6 +210,37 @@ class VI(Method):
                     f"with ppl.module) or drop subsample_size."
                 )
         return {}, bool(getattr(guide, "point", False)) and bool(ld.spec.continuous)
+
+    # -- flags ------------------------------------------------------------------------------
+    def _flag(self, diagnostics, bad, trend, heavy: bool) -> None:
+        """Flag skipped steps, a fit still moving at its end, and (`heavy`) a guide whose
+        importance weights have a Pareto k̂ above 0.7 (`ppl.infer.psis.unreliable`), each
+        through `ppl.infer.flags.flag`."""
+        name = "iwae" if isinstance(self.objective, IWAE) else "vi"
+        if bad > 0.1 * self.num_steps:
+            flag(diagnostics, name, f"{bad} of {self.num_steps} steps had a non-finite objective or "
+                 f"gradient and were skipped; lower the learning rate or check the model", stacklevel=4)
+        if trend is not None and trend.moving:
+            if trend.change > 0:
+                how, where = "still falling", "below"
+                advice = ("raise num_steps, or the learning rate (e.g. optimizer=optax.adam("
+                          "optax.cosine_decay_schedule(1e-1, num_steps, alpha=0.01)))")
+            else:
+                how, where = "rising", "above"
+                advice = "lower the learning rate (e.g. optimizer=optax.adam(1e-3)) or raise num_steps"
+            flag(diagnostics, name,
+                 f"not converged: the loss (the negative objective) was {how} at the end of the fit "
+                 f"(its mean over the last {trend.window} of {self.num_steps} steps is "
+                 f"{abs(trend.change):.3g} {where} that over the {trend.window} before, noise se "
+                 f"{trend.se:.2g}), so the guide and log_evidence are not those of the optimum; {advice}",
+                 stacklevel=4)
+        if heavy:
+            flag(diagnostics, name,
+                 f"Pareto k̂ = {diagnostics['pareto_k']:.2f} > {K_UNRELIABLE} for the importance weights "
+                 f"p(x, z) / q(z) of draws from the fitted guide: the guide misses part of the "
+                 f"posterior (too narrow or the wrong shape), so its draws and log_evidence are "
+                 f"unreliable, and more draws will not fix it. Use a richer guide (guide=\"full_rank\" or \"flow\") or MCMC "
+                 f"(method=\"nuts\")", stacklevel=4)
 
     # -- the compiled program ---------------------------------------------------------------
     def _family(self, ld):
@@ -240,7 +330,8 @@ class VI(Method):
         # The whole final carry is an output: XLA's CPU backend runs the loop about twice as
         # fast when every loop-carried buffer is live out (measured on jax 0.10, tiny models).
         return dict(draws=draws, named=fam.named(state), losses=losses, good=good, ok=ok,
-                    bound=bound, se=se, elbo=jnp.mean(joint), is_=is_, carry=carry)
+                    bound=bound, se=se, elbo=jnp.mean(joint), is_=is_, log_weights=joint,
+                    keyed=jnp.bool_(fam.keyed), carry=carry)
 
     def run(self, key, ld) -> Result:
         guide = self._guide()
@@ -258,9 +349,6 @@ class VI(Method):
                 "guide's support matches the model's (a guide function's draws must lie in each "
                 "latent's support) and that the model's log density is finite there."
             )
-        if bad > 0.1 * self.num_steps:
-            warnings.warn(f"VI: {bad} of {self.num_steps} steps had a non-finite objective or gradient "
-                          f"and were skipped; lower the learning rate or check the model.", stacklevel=3)
         named = {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in out["named"].items()}
         fixed = {k: v for k, v in ld.params.items() if k not in ld.spec.params and k not in named}
         named = {**param_values(ld, to_numpy(fixed)), **named}  # params a handler held fixed
@@ -271,20 +359,28 @@ class VI(Method):
         bound, se, elbo, is_ = [None if point else float(out[k]) for k in ("bound", "se", "elbo", "is_")]
         losses = out["losses"]
         tail = losses[-max(1, self.num_steps // 10):]
+        trend = loss_trend(losses)
+        # The guide as an importance proposal: PSIS k̂ of its final draws' weights. None for a
+        # point mass (no density) and for a subsampling model (minibatch weights are noisy).
+        k_hat = None if point or bool(out["keyed"]) else pareto_k(out["log_weights"])
+        diagnostics = {
+            "loss": losses,
+            "final_loss": float(np.mean(tail[np.isfinite(tail)])) if np.isfinite(tail).any() else float("nan"),
+            "log_evidence_se": se,
+            "elbo": elbo,
+            "log_evidence_is": is_,
+            "num_nonfinite_steps": bad,
+            "num_steps": self.num_steps,
+            "converged": trend is None or not trend.moving,
+            "pareto_k": k_hat,
+        }
+        self._flag(diagnostics, bad, trend, k_hat is not None and unreliable(k_hat, out["log_weights"]))
         return Result(
             method=self,
             samples=out["draws"],
             params=named,
             log_evidence=bound,
-            diagnostics={
-                "loss": losses,
-                "final_loss": float(np.mean(tail[np.isfinite(tail)])) if np.isfinite(tail).any() else float("nan"),
-                "log_evidence_se": se,
-                "elbo": elbo,
-                "log_evidence_is": is_,
-                "num_nonfinite_steps": bad,
-                "num_steps": self.num_steps,
-            },
+            diagnostics=diagnostics,
             timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )

@@ -23,10 +23,11 @@ def poisson_glm(X, y):
 
 def test_hoisted_particles_equal_the_plain_ones_without_the_data_only_terms():
     ld = ppl.compile(poisson_glm, X, Y)
-    plain = AutoFamily(guides.MeanField(), ld, keyed=False)
-    state, _ = plain.init(jax.random.PRNGKey(0))
-    state = (jax.tree.map(lambda v: v + 0.3, state[0]), state[1])
-    hoisted = AutoFamily(guides.MeanField(), ld, keyed=False).hoisted(state)
+    # Both families in the same frame (z = shift + unit * u), as `AutoFamily.init` would fix it.
+    frame = (jnp.array([0.5, -0.2]), jnp.array([0.3, 2.0]))
+    plain = AutoFamily(guides.MeanField(), ld, keyed=False, frame=frame)
+    state = (guides.MeanField().init(None, jnp.full((ld.dim,), 0.3)), {})
+    hoisted = AutoFamily(guides.MeanField(), ld, keyed=False, frame=frame).hoisted(state)
     key = jax.random.PRNGKey(1)
     for a, b in [(plain.particle(state, key), hoisted.particle(state, key)),
                  (plain.particles(state, key, 5), hoisted.particles(state, key, 5))]:
