@@ -296,6 +296,24 @@ def clear_cache() -> None:
     """Forget every compiled program held in memory (the disk cache is kept; see
     :func:`set_compile_cache`)."""
     _executable.cache_clear()
+    _shapes.cache_clear()
+
+
+@functools.lru_cache(maxsize=64)
+def _shapes(method, tree, avals, x64):
+    return jax.eval_shape(lambda *a: method._initial(*a), *jax.tree.unflatten(tree, avals))
+
+
+def initial_shapes(method, *args):
+    """`jax.eval_shape(method._initial, *args)`: the shapes of a run's initial state, traced
+    once per method, argument structure and shapes (as `prepare`: a second run on new data
+    of the same shapes traces nothing)."""
+    leaves, tree = jax.tree.flatten(args)
+    avals = tuple(_aval(leaf) for leaf in leaves)
+    try:
+        return _shapes(method, tree, avals, jax.config.jax_enable_x64)
+    except TypeError:  # unhashable options: trace now
+        return jax.eval_shape(lambda *a: method._initial(*a), *args)
 
 
 def prepare(method, *args):

@@ -15,7 +15,6 @@ groups, sharded over devices, or in chunks of any length.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Any, ClassVar, NamedTuple
 
@@ -25,7 +24,7 @@ import numpy as np
 
 from ppl import _counter_rng
 from ppl.compile.init import check_init_values, first_finite, init_error
-from ppl.infer._program import (calls_linalg, chain_groups, execute, prepare)
+from ppl.infer._program import calls_linalg, chain_groups, execute, initial_shapes, prepare
 from ppl.infer.method import Method, draws_from_flat, require_continuous
 from ppl.mcmc import driver
 from ppl.runtime import chunks, progress
@@ -220,7 +219,7 @@ class ChainMethod(Method):
         (chains, num_samples, *shape)."""
         total = self._total()
         rows = self._plan(0, total, total)
-        shape = jax.eval_shape(lambda k, c: self._initial_states(k, ld, c), key, chains)
+        shape = jax.eval_shape(lambda k, c: self._initial(k, ld, c), key, chains)
         blank = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shape)
         blank = blank._replace(started=jnp.zeros(shape.started.shape, bool))
         state, out = self._program(key, ld, chains, blank, jax.tree.map(jnp.asarray, rows))
@@ -231,18 +230,12 @@ class ChainMethod(Method):
 
     def _blank_state(self, key, ld, chains):
         """Zeros shaped as the chains' state, not `started` (the first chunk initialises).
-        Its shapes are traced once per method and argument shapes (`_state_shapes`)."""
-        leaves, tree = jax.tree.flatten((key, ld, chains))
-        avals = tuple((np.shape(x), str(np.asarray(x).dtype) if not hasattr(x, "dtype") else str(x.dtype))
-                      for x in leaves)
-        try:
-            shape = _state_shapes(self, tree, avals, jax.config.jax_enable_x64)
-        except TypeError:  # unhashable options: trace now
-            shape = _trace_state_shapes(self, jax.tree.unflatten(tree, [jax.ShapeDtypeStruct(*a) for a in avals]))
+        Its shapes are traced once per method and argument shapes (`initial_shapes`)."""
+        shape = initial_shapes(self, key, ld, chains)
         blank = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shape)
         return blank._replace(started=np.zeros(shape.started.shape, bool))
 
-    def _initial_states(self, key, ld, chains):
+    def _initial(self, key, ld, chains):
         k_init, _ = jax.random.split(key)
         dtype = jnp.result_type(float)
         log_density = self._log_density(ld, jnp.zeros(ld.dim, dtype))
@@ -328,18 +321,6 @@ class ChainMethod(Method):
     def _records_before(self, iteration: int) -> int:
         """Draws recorded by the first `iteration` iterations."""
         return max(0, (iteration - self.num_warmup) // self.thinning)
-
-
-def _trace_state_shapes(method, args):
-    key, ld, chains = args
-    return jax.eval_shape(lambda k, l, c: method._initial_states(k, l, c), key, ld, chains)
-
-
-@functools.lru_cache(maxsize=32)
-def _state_shapes(method, tree, avals, x64):
-    """The chains' state shapes for these argument shapes (traced once: a second run on new
-    data of the same shapes neither traces nor compiles)."""
-    return _trace_state_shapes(method, jax.tree.unflatten(tree, [jax.ShapeDtypeStruct(*a) for a in avals]))
 
 
 def _stats(infos, keep, state) -> dict:

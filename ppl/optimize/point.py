@@ -17,7 +17,7 @@ one compiled copy of the gradient) starts VI's automatic guides.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -27,10 +27,11 @@ from jax.flatten_util import ravel_pytree
 
 from ppl.compile.hoist import hoist
 from ppl.compile.init import check_init_values, init_error, initial_points
-from ppl.infer._program import run_program
+from ppl.infer._program import initial_shapes
 from ppl.infer.flags import flag
 from ppl.infer.method import Method, draws_from_flat, param_values, require_continuous, to_numpy
 from ppl.infer.result import Result
+from ppl.runtime.fit import blank, run_fit
 
 BOUNDARY_FAR = 15.0  # |unconstrained value| from which a site may be running to its support's edge
 BOUNDARY_PROBES = (1.0, 2.0, 4.0, 8.0)  # steps further out at which the objective must keep improving
@@ -40,6 +41,42 @@ STALL_STEPS = 50  # consecutive steps without relative progress above 10 eps bef
 # max(1, |loss|) there, or no progress above rounding for STALL_STEPS steps.
 DECREASE_CONVERGED = 1e-4
 GRADIENT_CONVERGED = 1e-4
+
+
+class OptState(NamedTuple):
+    """What an optimisation carries from one chunk of steps to the next: the steps done
+    (``i``), the iterate ``x`` = (z, unconstrained params), the optimiser's state, the loss
+    of every step, the last loss (``prev``), consecutive steps without progress
+    (``stalls``), the last predicted decrease, the best point seen and the lowest finite
+    loss, ``done`` (stopped), whether the start was finite (``ok``, with the start ``z0``),
+    and ``started``."""
+
+    i: Any
+    x: Any
+    opt: Any
+    losses: Any
+    prev: Any
+    stalls: Any
+    decrease: Any
+    best: Any
+    lowest: Any
+    done: Any
+    ok: Any
+    z0: Any
+    started: Any
+
+
+class PointFinal(NamedTuple):
+    """At the point returned: the draws (one chain, one draw), the params, whether it
+    converged, its loss and gradient norm, the point itself and the gradient there."""
+
+    draws: Any
+    params: Any
+    converged: Any
+    loss: Any
+    grad_norm: Any
+    x: Any
+    grad: Any
 
 
 class _Point(NamedTuple):
@@ -248,6 +285,9 @@ class MLE(Method):
         decrease test alone would stop at a stuck line search.)
       init: "uniform" (uniform(-2, 2) in unconstrained space) or "prior", or a dict of
         initial values for some sites.
+      progress_bar: None (on in a terminal), True or False.
+      chunk_size: steps per chunk (None: about a second of work); Ctrl-C returns the best
+        point so far, and `checkpoint=` saves the optimisation after each chunk.
 
     Diagnostics: `loss` (per step), `final_loss`, `num_steps`, `grad_norm`, `converged`, and
     `boundary_sites`: the sites whose unconstrained value ran off towards the boundary of
@@ -263,8 +303,11 @@ class MLE(Method):
     num_steps: int = 1000
     tolerance: float = 1e-6
     init: Any = "uniform"
+    progress_bar: Any = None
+    chunk_size: Optional[int] = None
     name: ClassVar[str] = "mle"
     include_prior: ClassVar[bool] = False
+    checkpoints: ClassVar[bool] = True
 
     def check(self, ld) -> None:
         require_continuous(self.name, ld)
@@ -285,26 +328,46 @@ class MLE(Method):
 
         return loss
 
-    def _program(self, key, ld):
+    def _loss(self, ld, x_example):
+        return hoist(lambda x, ld: self._objective(ld)(x), x_example, ld)  # data-only terms once
+
+    def _optimizer(self):
+        return optax.lbfgs() if self.optimizer is None else self.optimizer
+
+    def _initial(self, key, ld) -> OptState:
         strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
         z0, ok = initial_points(ld, key, 1, strategy=strategy, values=values)
         x0 = (z0[0], ld.unconstrained_params(z0[0]))
-        loss = hoist(lambda x, ld: self._objective(ld)(x), x0, ld)  # data-only terms once
-        lbfgs = self.optimizer is None
-        opt = optax.lbfgs() if lbfgs else self.optimizer
-        value_and_grad = optax.value_and_grad_from_state(loss) if lbfgs else jax.value_and_grad(loss)
         dtype = z0.dtype
+        inf = jnp.asarray(jnp.inf, dtype)
+        zero = jnp.zeros((), jnp.int32)
+        return OptState(zero, x0, self._optimizer().init(x0), jnp.full((self.num_steps,), jnp.nan, dtype), inf,
+                        zero, inf, _Point(x0, inf, inf, inf, zero), inf, jnp.asarray(False), ok[0], z0[0],
+                        jnp.asarray(True))
+
+    def _program(self, key, ld, state, steps):
+        """The steps of `steps` (fewer if the optimiser stops) from `state` (initialised first
+        if not `started`); when `steps.last` or stopped, the final outputs at the point
+        returned (the best seen)."""
+        state = jax.lax.cond(state.started, lambda s: s, lambda s: self._initial(key, ld), state)
+        loss = self._loss(ld, state.x)
+        lbfgs = self.optimizer is None
+        opt = self._optimizer()
+        value_and_grad = optax.value_and_grad_from_state(loss) if lbfgs else jax.value_and_grad(loss)
+        dtype = state.losses.dtype
         ftol = 10 * jnp.finfo(dtype).eps
+        n = jnp.sum(steps.active)
 
         def cond(c):
-            i, done = c[0], c[-1]
-            return (i < self.num_steps) & ~done
+            j, s = c
+            return (j < n) & (s.i < self.num_steps) & ~s.done
 
         def body(c):
-            i, x, state, losses, prev, stalls, _, (best, lowest), _ = c
-            value, grad = value_and_grad(x, state=state) if lbfgs else value_and_grad(x)
-            updates, new_state = opt.update(grad, state, x, value=value, grad=grad, value_fn=loss) if lbfgs \
-                else opt.update(grad, state, x)
+            j, s = c
+            i, x, prev, stalls = s.i, s.x, s.prev, s.stalls
+            value, grad = value_and_grad(x, state=s.opt) if lbfgs else value_and_grad(x)
+            updates, new_opt = opt.update(grad, s.opt, x, value=value, grad=grad, value_fn=loss) if lbfgs \
+                else opt.update(grad, s.opt, x)
             x_new = optax.apply_updates(x, updates)
             gnorm = optax.tree.norm(grad)
             decrease = jnp.abs(optax.tree.vdot(grad, updates))
@@ -320,77 +383,75 @@ class MLE(Method):
                 (jnp.abs(prev - value) <= ftol * jnp.maximum(1.0, jnp.abs(value)))
             stalls = jnp.where(no_progress, stalls + 1, 0)
             x_keep = jax.tree.map(lambda a, b: jnp.where(finite, a, b), x_new, x)
-            losses = losses.at[i].set(value)
             done = small_step | (stalls >= STALL_STEPS) | ~finite
             decrease = jnp.where(value <= prev, decrease, jnp.inf)
-            best = _keep_better(best, lowest, _Point(x, value, gnorm, decrease, i),
-                                jnp.isfinite(value) & jnp.isfinite(gnorm), ftol)
-            return i + 1, x_keep, new_state, losses, value, stalls, decrease, best, done
+            best, lowest = _keep_better(s.best, s.lowest, _Point(x, value, gnorm, decrease, i),
+                                        jnp.isfinite(value) & jnp.isfinite(gnorm), ftol)
+            return j + 1, OptState(i + 1, x_keep, new_opt, s.losses.at[i].set(value), value, stalls, decrease,
+                                   best, lowest, done, s.ok, s.z0, s.started)
 
-        state0 = opt.init(x0)
-        losses0 = jnp.full((self.num_steps,), jnp.nan, dtype)
-        inf = jnp.asarray(jnp.inf, dtype)
-        best0 = _Point(x0, inf, inf, inf, jnp.int32(0))
-        carry = (jnp.int32(0), x0, state0, losses0, inf, jnp.int32(0), inf, (best0, inf), jnp.bool_(False))
-        steps, x_last, _, losses, _, stalls, decrease, (best, lowest), _ = jax.lax.while_loop(cond, body, carry)
+        _, state = jax.lax.while_loop(cond, body, (jnp.int32(0), state))
+        stop = (steps.last == 1) | state.done | (state.i >= self.num_steps)
+        final = jax.lax.cond(stop, lambda s: self._final(ld, loss, s, ftol),
+                             lambda s: jax.tree.map(jnp.zeros_like, jax.eval_shape(
+                                 lambda q: self._final(ld, loss, q, ftol), s)), state)
+        return state, final
+
+    def _final(self, ld, loss, s: OptState, ftol) -> PointFinal:
         # The last iterate was never scored inside the loop: score it, and keep it only if it
         # is as good as the best point the loop saw, up to rounding (never if not finite).
-        value, grad = jax.value_and_grad(loss)(x_last)
-        last = _Point(x_last, value, optax.tree.norm(grad), decrease, steps)
-        point, _ = _keep_better(best, lowest, last, jnp.isfinite(last.loss) & jnp.isfinite(last.grad_norm), ftol)
+        value, grad = jax.value_and_grad(loss)(s.x)
+        last = _Point(s.x, value, optax.tree.norm(grad), s.decrease, s.i)
+        point, _ = _keep_better(s.best, s.lowest, last, jnp.isfinite(last.loss) & jnp.isfinite(last.grad_norm), ftol)
         z, uparams = point.x
         tr = ld.run(z, uparams)
-        params = {s.name: s.value for s in tr.sites("param")}
+        params = {site.name: site.value for site in tr.sites("param")}
         draws = draws_from_flat(ld, z[None, None])
         # Converged, judged at the point returned: the step taken from it predicted a negligible
         # decrease and its gradient is small, or it lies on the final plateau of STALL_STEPS or
         # more steps without progress above rounding (the precision floor: float32 losses
         # jitter by ~eps |loss| at the optimum). A best point left before the run stalled
         # elsewhere is not converged.
-        on_plateau = (stalls >= STALL_STEPS) & (point.step >= steps - stalls - 1)
+        on_plateau = (s.stalls >= STALL_STEPS) & (point.step >= s.i - s.stalls - 1)
         converged = ((point.decrease <= DECREASE_CONVERGED)
                      & (point.grad_norm <= GRADIENT_CONVERGED * jnp.maximum(1.0, jnp.abs(point.loss)))) \
             | on_plateau
-        return dict(draws=draws, params=params, losses=losses, steps=steps, converged=converged,
-                    loss=point.loss, grad_norm=point.grad_norm, ok=ok[0], z=z, z0=z0[0],
-                    x=point.x, grad=jax.grad(loss)(point.x))
+        return PointFinal(draws, params, converged, point.loss, point.grad_norm, point.x, jax.grad(loss)(point.x))
 
-    def run(self, key, ld) -> Result:
-        self.check(ld)
-        out, compile_s, run_s, source = run_program(self, key, ld)
-        if not bool(out["ok"]):
-            raise init_error(ld, out["z0"], 100)
-        out = to_numpy(out)
-        steps = int(out["steps"])
-        finite = bool(np.isfinite(out["loss"])) and bool(np.isfinite(out["grad_norm"]))
+    def _execute(self, key, ld, checkpoint):
+        return run_fit(self, key, ld, checkpoint, blank(initial_shapes(self, key, ld)), self.num_steps,
+                       done=lambda s: bool(s.done))
+
+    def _postfix(self, state) -> dict:
+        return {"loss": f"{float(state.prev):.6g}"}
+
+    def _assemble(self, ld, run) -> Result:
+        state, out = run.state, to_numpy(run.final)
+        if not bool(state.ok):
+            raise init_error(ld, np.asarray(state.z0), 100)
+        steps = int(state.i)
+        finite = bool(np.isfinite(out.loss)) and bool(np.isfinite(out.grad_norm))
         diagnostics = {
-            "loss": out["losses"][:steps],
-            "final_loss": float(out["loss"]),
+            "loss": np.asarray(state.losses)[:steps],
+            "final_loss": float(out.loss),
             "num_steps": steps,
-            "converged": bool(out["converged"]) and finite,
-            "grad_norm": float(out["grad_norm"]),
+            "converged": bool(out.converged) and finite and not run.interrupted,
+            "grad_norm": float(out.grad_norm),
         }
-        boundary = self._boundary(ld, out["x"], out["grad"], float(out["loss"])) if finite else {}
+        boundary = self._boundary(ld, out.x, out.grad, float(out.loss)) if finite else {}
         diagnostics["boundary_sites"] = sorted(boundary)
         if boundary:
             diagnostics["converged"] = False
             for site, u in boundary.items():
-                flag(diagnostics, self.name, self._boundary_message(ld, site, u), stacklevel=3)
-        elif not bool(out["converged"]):
+                flag(diagnostics, self.name, self._boundary_message(ld, site, u))
+        elif not bool(out.converged) and not run.interrupted:
             flag(diagnostics, self.name,
                  f"not converged after {steps} of {self.num_steps} steps (gradient norm "
-                 f"{float(out['grad_norm']):.3g}); raise num_steps, try another optimizer, or check "
-                 f"that the objective is bounded (an unbounded likelihood has no maximum)", stacklevel=3)
-        latents = {lat.name: out["draws"][lat.name][0, 0] for lat in ld.spec.latents}
-        return Result(
-            method=self,
-            samples=out["draws"],
-            params={**latents, **param_values(ld, out["params"])},
-            diagnostics=diagnostics,
-            timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
-            log_density=ld,
-        )
-
+                 f"{float(out.grad_norm):.3g}); raise num_steps, try another optimizer, or check "
+                 f"that the objective is bounded (an unbounded likelihood has no maximum)")
+        latents = {lat.name: out.draws[lat.name][0, 0] for lat in ld.spec.latents}
+        return Result(method=self, samples=out.draws, params={**latents, **param_values(ld, out.params)},
+                      diagnostics=diagnostics, log_density=ld)
 
     # -- a site running to the boundary of its support ---------------------------------------
     def _boundary(self, ld, x, grad, value) -> dict:

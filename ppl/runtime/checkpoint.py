@@ -174,6 +174,22 @@ class Checkpoint:
             return iteration, jax.tree_util.tree_unflatten(tree, values), extra
         return None
 
+    def save_result(self, tree) -> None:
+        """Keep a finished run's final outputs (a pytree of arrays) as ``result.npz``."""
+        leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+        arrays = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+        _atomic(self.path / "result.npz", lambda fh: np.savez(fh, **arrays))
+
+    def load_result(self, template):
+        """The final outputs saved by :meth:`save_result`, shaped as ``template``, or None."""
+        leaves, tree = jax.tree_util.tree_flatten_with_path(template)
+        try:
+            with np.load(self.path / "result.npz") as f:
+                values = [f[jax.tree_util.keystr(path)] for path, _ in leaves]
+        except Exception:  # noqa: BLE001 - absent or damaged: recomputed from the state
+            return None
+        return jax.tree_util.tree_unflatten(tree, values)
+
     # -- completion ------------------------------------------------------------------------
     def finish(self, info: dict) -> None:
         _atomic(self.path / "done.json", lambda fh: fh.write(json.dumps(info).encode()))

@@ -19,16 +19,49 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
-from ppl.infer._program import run_program
+from ppl.infer._program import initial_shapes
 from ppl.infer.flags import flag
 from ppl.infer.method import Method, param_values, to_numpy
 from ppl.infer.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.infer.result import Result
+from ppl.runtime.fit import blank, run_fit
 from ppl.vi.families import AutoFamily, FunctionFamily, check_guide_function, subsampled_plates
 from ppl.vi.guides import AUTO_GUIDE_TYPES, GUIDES, Flow
 from ppl.vi.objectives import ELBO, IWAE, OBJECTIVE_TYPES
 
 MEMORY_BUDGET_BYTES = 1 << 30
+
+
+class FitState(NamedTuple):
+    """What the fit carries from one chunk of steps to the next: the learnable ``params``
+    (the guide's and the model's), the optimiser's state, the score-function ``baseline``,
+    the guide's ``frame`` (automatic guides), the ``losses`` and ``good`` flags of every
+    step so far, whether the start point was finite (``ok``), and ``started``."""
+
+    params: Any
+    opt: Any
+    baseline: Any
+    frame: Any
+    losses: Any
+    good: Any
+    ok: Any
+    started: Any
+
+
+class Final(NamedTuple):
+    """The fitted guide's outputs: draws (latents and deterministic sites, (1, num_draws,
+    ...)), the learned values, the bound and its standard error, the ELBO, the importance
+    estimate of log p(x), the joint log weights of the evaluation draws, and whether the
+    model subsamples."""
+
+    draws: Any
+    named: Any
+    bound: Any
+    se: Any
+    elbo: Any
+    log_evidence_is: Any
+    log_weights: Any
+    keyed: Any
 
 
 def default_optimizer(num_steps: int):
@@ -106,6 +139,9 @@ class VI(Method):
       num_steps: optimiser steps.
       num_draws: draws from the fitted guide in `Result.samples` (shape (1, num_draws, ...)).
       num_eval_particles: particles for the final estimate of the bound (>= 1000 advised).
+      progress_bar: None (on in a terminal), True or False.
+      chunk_size: optimiser steps per chunk (None: about a second of work); the fit runs
+        chunk by chunk (Ctrl-C returns the fit so far; `checkpoint=` saves it).
 
     Minibatches: a plate with `subsample_size` scales its sites' log densities by
     size / subsample_size in model and guide alike, so each step's objective is unbiased
@@ -158,7 +194,10 @@ class VI(Method):
     num_steps: int = 2000
     num_draws: int = 1000
     num_eval_particles: int = 1000
+    progress_bar: Any = None
+    chunk_size: Optional[int] = None
     name: ClassVar[str] = "vi"
+    checkpoints: ClassVar[bool] = True
 
     # -- options --------------------------------------------------------------------------
     def _guide(self):
@@ -261,45 +300,71 @@ class VI(Method):
         per_particle = 8 * 4 * max(ld.spec.value_size, ld.dim, 1)
         return int(max(1, min(n, MEMORY_BUDGET_BYTES // per_particle)))
 
-    def _program(self, key, ld):
+    def _opt(self):
+        return self.optimizer if self.optimizer is not None else default_optimizer(self.num_steps)
+
+    def _initial(self, key, ld, fam=None):
+        """The fit's state at its start (the guide's initial values, in its frame)."""
+        fam = self._family(ld) if fam is None else fam
+        opt = self._opt()
+        k_init = jax.random.split(key, 3)[0]
+        params, ok = fam.init(k_init)
+        dtype = jnp.result_type(float)
+        return FitState(params, opt.init(params), jnp.asarray(jnp.nan, dtype), getattr(fam, "frame", None),
+                        jnp.full((self.num_steps,), jnp.nan, dtype), jnp.zeros((self.num_steps,), bool),
+                        jnp.asarray(ok), jnp.asarray(True))
+
+    def _program(self, key, ld, state, steps):
+        """The steps `steps` of the fit from `state` (initialised first if not `started`), and,
+        when `steps.last`, the final outputs: draws from the fitted guide and the bound."""
         fam = self._family(ld)
         obj = self.objective
         n = obj.particles_per_step
         plate = getattr(obj, "plate", None)
-        k_init, k_fit, k_out = jax.random.split(key, 3)
-        state0, ok = fam.init(k_init)
-        fam = fam.hoisted(state0)  # the model's data-only work: once, here
-        opt = self.optimizer if self.optimizer is not None else default_optimizer(self.num_steps)
+        _, k_fit, k_out = jax.random.split(key, 3)
+        opt = self._opt()
+        state = jax.lax.cond(state.started, lambda s: s, lambda s: self._initial(key, ld, fam), state)
+        if isinstance(fam, AutoFamily):
+            fam.frame = state.frame
+        fam = fam.hoisted(state.params)  # the model's data-only work: once per program, here
 
-        def loss(state, k, baseline):
+        def loss(params, k, baseline):
             k_batch, k = jax.random.split(k) if fam.keyed else (None, k)  # one minibatch per step
             if n == 1:  # no batch axis of size 1: plain (not batched) matrix products
-                ps = jax.tree.map(lambda v: v[None], fam.particle(state, k, plate, k_batch))
+                ps = jax.tree.map(lambda v: v[None], fam.particle(params, k, plate, k_batch))
             else:
                 batch_keys = None if k_batch is None else jnp.broadcast_to(k_batch, (n,) + k_batch.shape)
-                ps = fam.particles(state, k, n, plate, batch_keys)
+                ps = fam.particles(params, k, n, plate, batch_keys)
             surrogate, value = obj.surrogate(ps, baseline)
             return -surrogate, value
 
-        def step(carry, k):
-            state, opt_state, baseline = carry
-            (_, value), grad = jax.value_and_grad(loss, has_aux=True)(state, k, baseline)
-            updates, new_opt = opt.update(grad, opt_state, state)
-            new_state = optax.apply_updates(state, updates)
+        def step(j, s: FitState) -> FitState:
+            i = steps.i[j]
+            (_, value), grad = jax.value_and_grad(loss, has_aux=True)(s.params, jax.random.fold_in(k_fit, i),
+                                                                      s.baseline)
+            updates, new_opt = opt.update(grad, s.opt, s.params)
+            new_params = optax.apply_updates(s.params, updates)
             good = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grad))
-            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)  # noqa: E731
+            baseline = s.baseline
             if fam.has_score:  # the score-function baseline: a moving average of the objective
                 d = obj.baseline_decay
                 new_baseline = jnp.where(jnp.isnan(baseline), value, d * baseline + (1 - d) * value)
                 baseline = jnp.where(good, new_baseline, baseline)
-            return (keep(new_state, state), keep(new_opt, opt_state), baseline), (-value, good)
+            return s._replace(params=keep(new_params, s.params), opt=keep(new_opt, s.opt), baseline=baseline,
+                              losses=s.losses.at[i].set(-value), good=s.good.at[i].set(good))
 
-        dtype = jnp.result_type(float)
-        carry0 = (state0, opt.init(state0), jnp.asarray(jnp.nan, dtype))
-        carry, (losses, good) = jax.lax.scan(step, carry0, jax.random.split(k_fit, self.num_steps))
-        state = carry[0]
+        state = jax.lax.fori_loop(0, jnp.sum(steps.active), step, state)
+        final = jax.lax.cond(steps.last == 1, lambda p: self._final(ld, fam, p, k_out),
+                             lambda p: jax.tree.map(jnp.zeros_like, jax.eval_shape(
+                                 lambda q: self._final(ld, fam, q, k_out), p)), state.params)
+        return state, final
 
-        # One pass of particles from the fitted guide gives both the draws and the bound.
+    def _final(self, ld, fam, params, k_out):
+        """One pass of particles from the fitted guide: the draws and the bound."""
+        obj = self.objective
+        n = obj.particles_per_step
+        plate = getattr(obj, "plate", None)
         m_eval = self._eval_particles()
         m = max(m_eval, self.num_draws)
 
@@ -314,7 +379,7 @@ class VI(Method):
 
         def one(keys):
             k, b = keys
-            p, values = fam.particles_values(state, k, chunk, plate, b if fam.keyed else None)
+            p, values = fam.particles_values(params, k, chunk, plate, b if fam.keyed else None)
             return p.log_weight, p.scale, values
 
         out = jax.lax.map(one, (jax.random.split(k_part, num_chunks), batch_keys))
@@ -327,42 +392,48 @@ class VI(Method):
         else:  # per element: sum over elements of scale * (mean, log-mean-exp) over particles
             joint = jnp.sum(log_w * scale[0], axis=-1)
             is_ = jnp.sum(scale[0] * (logsumexp(log_w, axis=0) - jnp.log(m_eval)))
-        # The whole final carry is an output: XLA's CPU backend runs the loop about twice as
-        # fast when every loop-carried buffer is live out (measured on jax 0.10, tiny models).
-        return dict(draws=draws, named=fam.named(state), losses=losses, good=good, ok=ok,
-                    bound=bound, se=se, elbo=jnp.mean(joint), is_=is_, log_weights=joint,
-                    keyed=jnp.bool_(fam.keyed), carry=carry)
+        return Final(draws, fam.named(params), bound, se, jnp.mean(joint), is_, joint, jnp.bool_(fam.keyed))
 
-    def run(self, key, ld) -> Result:
+    def _execute(self, key, ld, checkpoint):
+        return run_fit(self, key, ld, checkpoint, blank(initial_shapes(self, key, ld)), self.num_steps)
+
+    def _postfix(self, state) -> dict:
+        losses = np.asarray(state.losses)
+        seen = losses[np.isfinite(losses)]
+        return {"loss": f"{seen[-1]:.4g}"} if seen.size else {}
+
+    def _assemble(self, ld, run) -> Result:
         guide = self._guide()
         guide_statics, point = self._check(ld)
         statics = {**getattr(ld, "module_statics", {}), **guide_statics}
-        out, compile_s, run_s, source = run_program(self, key, ld)
-        if self._is_auto() and not bool(out["ok"]):
-            ld.init(key)  # raises, naming the sites whose density is not finite
-        out.pop("carry")
-        out = to_numpy(out)
-        bad = int((~out["good"]).sum())
-        if bad == self.num_steps:
+        state, final = run.state, run.final
+        if self._is_auto() and not bool(state.ok):
+            ld.init(0)  # raises, naming the sites whose density is not finite
+        done = run.iterations
+        losses = np.asarray(state.losses)[:done]
+        good = np.asarray(state.good)[:done]
+        bad = int((~good).sum())
+        if done and bad == done:
             raise ValueError(
                 "VI: the objective or its gradient was not finite at every step; check that the "
                 "guide's support matches the model's (a guide function's draws must lie in each "
                 "latent's support) and that the model's log density is finite there."
             )
-        named = {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in out["named"].items()}
+        final = to_numpy(final)
+        named = {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in final.named.items()}
         fixed = {k: v for k, v in ld.params.items() if k not in ld.spec.params and k not in named}
         named = {**param_values(ld, to_numpy(fixed)), **named}  # params a handler held fixed
         if isinstance(guide, Flow):
             named["auto_flow"] = guide.modules({"loc": named["auto_loc"], "flow": named["auto_flow"]})
         # A point mass on a continuous latent has no evidence bound (see the class docstring):
         # None, not the number its objective computed.
-        bound, se, elbo, is_ = [None if point else float(out[k]) for k in ("bound", "se", "elbo", "is_")]
-        losses = out["losses"]
-        tail = losses[-max(1, self.num_steps // 10):]
-        trend = loss_trend(losses)
+        bound, se, elbo, is_ = [None if point else float(getattr(final, k))
+                                for k in ("bound", "se", "elbo", "log_evidence_is")]
+        tail = losses[-max(1, done // 10):] if done else losses
+        trend = loss_trend(losses) if not run.interrupted else None
         # The guide as an importance proposal: PSIS k̂ of its final draws' weights. None for a
         # point mass (no density) and for a subsampling model (minibatch weights are noisy).
-        k_hat = None if point or bool(out["keyed"]) else pareto_k(out["log_weights"])
+        k_hat = None if point or bool(final.keyed) else pareto_k(final.log_weights)
         diagnostics = {
             "loss": losses,
             "final_loss": float(np.mean(tail[np.isfinite(tail)])) if np.isfinite(tail).any() else float("nan"),
@@ -370,17 +441,11 @@ class VI(Method):
             "elbo": elbo,
             "log_evidence_is": is_,
             "num_nonfinite_steps": bad,
-            "num_steps": self.num_steps,
-            "converged": trend is None or not trend.moving,
+            "num_steps": done,
+            "converged": (trend is None or not trend.moving) and not run.interrupted,
             "pareto_k": k_hat,
         }
-        self._flag(diagnostics, bad, trend, k_hat is not None and unreliable(k_hat, out["log_weights"]))
-        return Result(
-            method=self,
-            samples=out["draws"],
-            params=named,
-            log_evidence=bound,
-            diagnostics=diagnostics,
-            timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
-            log_density=ld,
-        )
+        self._flag(diagnostics, bad, trend, k_hat is not None and unreliable(k_hat, final.log_weights))
+        return Result(method=self, samples=final.draws, params=named, log_evidence=bound,
+                      diagnostics=diagnostics, log_density=ld)
+

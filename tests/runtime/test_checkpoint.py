@@ -181,3 +181,73 @@ def test_damaged_files_are_detected_and_the_run_restarts_from_the_last_good_chun
     resumed = ppl.infer(two_parameter_model, Y, method=ppl.NUTS(**options), key=3, checkpoint=path)
     assert resumed.timing["run_s"] > 0  # it ran the lost chunks again
     np.testing.assert_allclose(np.asarray(resumed.samples["mu"]), whole.samples["mu"], rtol=0, atol=1e-9)
+
+
+FIT_CHILD = textwrap.dedent("""
+    import json, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp, numpy as np, ppl
+    from ppl import dist
+    def model(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+        sigma = ppl.sample("sigma", dist.HalfNormal(5.0))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.Normal(mu, sigma), y)
+    y = jnp.array(np.random.default_rng(0).normal(1.0, 2.0, 20))
+    path, num_steps, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    method = ppl.VI(num_steps=num_steps, chunk_size=chunk, progress_bar=False)
+    r = ppl.infer(model, y, method=method, key=5, checkpoint=None if path == "-" else path)
+    print(json.dumps({"interrupted": bool(r.diagnostics.get("interrupted", False)),
+                      "steps": int(r.diagnostics["num_steps"]), "warnings": r.warnings,
+                      "mu": np.asarray(r.samples["mu"]).tolist(), "bound": r.log_evidence}))
+""")
+
+
+@pytest.mark.timeout(240)
+def test_vi_interrupted_returns_the_fit_so_far_and_resumes_to_the_uninterrupted_fit(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), PPL_COMPILE_CACHE="0")
+    run = lambda *a: subprocess.Popen([sys.executable, "-c", FIT_CHILD, *map(str, a)], env=env,  # noqa: E731
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path, steps = tmp_path / "vi", 60_000
+    child = run(path, steps, 100)
+    _wait_for_state(path)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err[-2000:]
+    first = json.loads(out.strip().splitlines()[-1])
+    assert first["interrupted"] and 0 < first["steps"] < steps and np.isfinite(first["bound"])
+    assert any("interrupted" in w for w in first["warnings"])
+    # the same call goes on from the last saved chunk to the fit of an uninterrupted run
+    done = json.loads(run(path, steps, 100).communicate(timeout=200)[0].strip().splitlines()[-1])
+    whole = json.loads(run("-", steps, 10 ** 6).communicate(timeout=200)[0].strip().splitlines()[-1])
+    assert not done["interrupted"] and done["steps"] == whole["steps"] == steps
+    np.testing.assert_allclose(done["mu"], whole["mu"], rtol=0, atol=1e-9)
+    assert abs(done["bound"] - whole["bound"]) < 1e-9
+
+
+def _wait_for_state(path: Path, timeout: float = 120.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if list(path.glob("state-g0-*.npz")):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint appeared in {path} within {timeout} s")
+
+
+@pytest.mark.parametrize("method", [ppl.VI(num_steps=600), ppl.VI(num_steps=300, guide="full_rank"),
+                                    ppl.MAP(), ppl.MLE()], ids=["vi", "vi-full-rank", "map", "mle"])
+def test_optimisers_in_chunks_equal_one_chunk_and_checkpoint(method, tmp_path, x64):
+    import dataclasses
+
+    one = ppl.infer(two_parameter_model, Y, method=method, key=6)
+    chunked_method = dataclasses.replace(method, chunk_size=7)
+    chunked = ppl.infer(two_parameter_model, Y, method=chunked_method, key=6, checkpoint=tmp_path / "c")
+    for site in ("mu", "sigma"):
+        np.testing.assert_array_equal(np.asarray(chunked.samples[site]), np.asarray(one.samples[site]))
+    np.testing.assert_array_equal(chunked.diagnostics["loss"], one.diagnostics["loss"])
+    again = ppl.infer(two_parameter_model, Y, method=chunked_method, key=6, checkpoint=tmp_path / "c")
+    assert again.timing["run_s"] == 0.0
+    np.testing.assert_array_equal(np.asarray(again.samples["mu"]), np.asarray(one.samples["mu"]))
+    with pytest.raises(ValueError, match="the key"):
+        ppl.infer(two_parameter_model, Y, method=chunked_method, key=7, checkpoint=tmp_path / "c")
