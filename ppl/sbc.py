@@ -486,7 +486,7 @@ class _Vectorised(Method):
 
     `kind` says how to call the inner program and read its outputs: "mcmc" (NUTS, HMC, MH)
     and "gibbs" (a `_GibbsProgram`): the whole run as one chunk (`ChainMethod._whole`);
-    "importance", "vi": their `_program(key, ld)`."""
+    "vi": the whole fit as one chunk (`VI._whole`); "importance": its `_program(key, ld)`."""
 
     inner: Any
     kind: str
@@ -509,10 +509,10 @@ class _Vectorised(Method):
             out = program(self.inner, key, ld)
             stats = dict(ess=out["ess"], finite=jnp.sum(jnp.isfinite(out["log_weights"])))
             samples = out["samples"]
-        else:  # vi
-            out = program(self.inner, key, ld)
-            stats = dict(ok=out["ok"], skipped=jnp.sum(~out["good"]))
-            samples = out["draws"]
+        else:  # vi: the whole fit as one chunk
+            final, state = self.inner._whole(key, ld)
+            stats = dict(ok=state.ok, skipped=jnp.sum(~state.good))
+            samples = final.draws
         return {k: samples[k] for k in self.sites}, stats
 
     def _program(self, keys, observations, ld0):

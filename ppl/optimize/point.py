@@ -345,9 +345,9 @@ class MLE(Method):
                         zero, inf, _Point(x0, inf, inf, inf, zero), inf, jnp.asarray(False), ok[0], z0[0],
                         jnp.asarray(True))
 
-    def _program(self, key, ld, state, steps):
-        """The steps of `steps` (fewer if the optimiser stops) from `state` (initialised first
-        if not `started`); when `steps.last` or stopped, the final outputs at the point
+    def _program(self, key, ld, state, chunk):
+        """The steps of `chunk` (fewer if the optimiser stops) from `state` (initialised first
+        if not `started`); when `chunk.last` or stopped, the final outputs at the point
         returned (the best seen)."""
         state = jax.lax.cond(state.started, lambda s: s, lambda s: self._initial(key, ld), state)
         loss = self._loss(ld, state.x)
@@ -356,7 +356,7 @@ class MLE(Method):
         value_and_grad = optax.value_and_grad_from_state(loss) if lbfgs else jax.value_and_grad(loss)
         dtype = state.losses.dtype
         ftol = 10 * jnp.finfo(dtype).eps
-        n = jnp.sum(steps.active)
+        n = jnp.sum(chunk.active)
 
         def cond(c):
             j, s = c
@@ -391,7 +391,7 @@ class MLE(Method):
                                    best, lowest, done, s.ok, s.z0, s.started)
 
         _, state = jax.lax.while_loop(cond, body, (jnp.int32(0), state))
-        stop = (steps.last == 1) | state.done | (state.i >= self.num_steps)
+        stop = (chunk.last == 1) | state.done | (state.i >= self.num_steps)
         final = jax.lax.cond(stop, lambda s: self._final(ld, loss, s, ftol),
                              lambda s: jax.tree.map(jnp.zeros_like, jax.eval_shape(
                                  lambda q: self._final(ld, loss, q, ftol), s)), state)

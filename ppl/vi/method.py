@@ -24,7 +24,7 @@ from ppl.infer.flags import flag
 from ppl.infer.method import Method, param_values, to_numpy
 from ppl.infer.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.infer.result import Result
-from ppl.runtime.fit import blank, run_fit
+from ppl.runtime.fit import blank, run_fit, steps
 from ppl.vi.families import AutoFamily, FunctionFamily, check_guide_function, subsampled_plates
 from ppl.vi.guides import AUTO_GUIDE_TYPES, GUIDES, Flow
 from ppl.vi.objectives import ELBO, IWAE, OBJECTIVE_TYPES
@@ -314,9 +314,9 @@ class VI(Method):
                         jnp.full((self.num_steps,), jnp.nan, dtype), jnp.zeros((self.num_steps,), bool),
                         jnp.asarray(ok), jnp.asarray(True))
 
-    def _program(self, key, ld, state, steps):
-        """The steps `steps` of the fit from `state` (initialised first if not `started`), and,
-        when `steps.last`, the final outputs: draws from the fitted guide and the bound."""
+    def _program(self, key, ld, state, chunk):
+        """The steps `chunk` of the fit from `state` (initialised first if not `started`), and,
+        when `chunk.last`, the final outputs: draws from the fitted guide and the bound."""
         fam = self._family(ld)
         obj = self.objective
         n = obj.particles_per_step
@@ -339,7 +339,7 @@ class VI(Method):
             return -surrogate, value
 
         def step(j, s: FitState) -> FitState:
-            i = steps.i[j]
+            i = chunk.i[j]
             (_, value), grad = jax.value_and_grad(loss, has_aux=True)(s.params, jax.random.fold_in(k_fit, i),
                                                                       s.baseline)
             updates, new_opt = opt.update(grad, s.opt, s.params)
@@ -354,8 +354,8 @@ class VI(Method):
             return s._replace(params=keep(new_params, s.params), opt=keep(new_opt, s.opt), baseline=baseline,
                               losses=s.losses.at[i].set(-value), good=s.good.at[i].set(good))
 
-        state = jax.lax.fori_loop(0, jnp.sum(steps.active), step, state)
-        final = jax.lax.cond(steps.last == 1, lambda p: self._final(ld, fam, p, k_out),
+        state = jax.lax.fori_loop(0, jnp.sum(chunk.active), step, state)
+        final = jax.lax.cond(chunk.last == 1, lambda p: self._final(ld, fam, p, k_out),
                              lambda p: jax.tree.map(jnp.zeros_like, jax.eval_shape(
                                  lambda q: self._final(ld, fam, q, k_out), p)), state.params)
         return state, final
@@ -396,6 +396,15 @@ class VI(Method):
 
     def _execute(self, key, ld, checkpoint):
         return run_fit(self, key, ld, checkpoint, blank(initial_shapes(self, key, ld)), self.num_steps)
+
+    def _whole(self, key, ld):
+        """The whole fit as ONE chunk, pure and vmappable (simulation-based calibration runs
+        it over simulated data sets): ``(final, state)``."""
+        shapes = jax.eval_shape(lambda k: self._initial(k, ld), key)
+        state = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)._replace(started=jnp.asarray(False))
+        rows = jax.tree.map(jnp.asarray, steps(0, self.num_steps, self.num_steps, True))
+        state, final = self._program(key, ld, state, rows)
+        return final, state
 
     def _postfix(self, state) -> dict:
         losses = np.asarray(state.losses)
