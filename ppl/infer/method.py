@@ -2,14 +2,33 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import numpy as np
 
-from ppl.infer._program import calls_linalg
+from ppl.infer._program import calls_linalg, run_program
 from ppl.infer.flags import flag
 from ppl.infer.result import Result
+
+
+class Execution(NamedTuple):
+    """What a method's `_execute` hands to its `_assemble`: the program's `outputs`, how long
+    compiling (or loading) and running took, where the program came from, whether Ctrl-C
+    ended the run early, and the iterations done (None for a single program)."""
+
+    outputs: Any
+    compile_s: float
+    run_s: float
+    source: str
+    interrupted: bool = False
+    iterations: Any = None
+
+
+def execute_once(method, *args) -> Execution:
+    """Run `type(method)._program(method, *args)` once (compiled, or reused) and wait."""
+    out, compile_s, run_s, source = run_program(method, *args)
+    return Execution(to_numpy(out), compile_s, run_s, source)
 
 
 @dataclasses.dataclass(frozen=True)

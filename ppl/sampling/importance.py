@@ -20,9 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from ppl.infer._program import run_program
 from ppl.infer.flags import flag
-from ppl.infer.method import Method, require_proper, to_numpy
+from ppl.infer.method import Method, execute_once, require_proper
 from ppl.infer.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.infer.result import Result
 from ppl.model import handlers
@@ -127,10 +126,11 @@ class Importance(Method):
         samples = jax.tree.map(lambda v: v[idx][None], values)
         return dict(samples=samples, particles=values, log_weights=log_w, log_evidence=log_z, ess=ess)
 
-    def run(self, key, ld) -> Result:
-        self.check(ld)
-        out, compile_s, run_s, source = run_program(self, key, ld)
-        out = to_numpy(out)
+    def _execute(self, key, ld, checkpoint):
+        return execute_once(self, key, ld)
+
+    def _assemble(self, ld, execution) -> Result:
+        out = execution.outputs
         ess = float(out["ess"])
         n = self.num_particles
         log_z = float(out["log_evidence"])
@@ -148,7 +148,6 @@ class Importance(Method):
             log_weights=out["log_weights"],
             particles=out["particles"],
             diagnostics=diagnostics,
-            timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )
 

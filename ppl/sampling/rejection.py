@@ -24,8 +24,7 @@ import numpy as np
 from numpyro.distributions import constraints
 
 from ppl._keys import as_key
-from ppl.infer._program import run_program
-from ppl.infer.method import Method, require_proper, to_numpy
+from ppl.infer.method import Method, execute_once, require_proper
 from ppl.infer.result import Result
 from ppl.sampling.importance import MEMORY_BUDGET_BYTES, weighted_particle
 
@@ -172,15 +171,18 @@ class Rejection(Method):
         samples = jax.tree.map(lambda b: b[:n][None], buf)
         return dict(samples=samples, num_proposals=i * batch, num_accepted=total, max_log_likelihood=max_ll)
 
-    def run(self, key, ld) -> Result:
-        self.check(ld)
+    def _execute(self, key, ld, checkpoint):
         key = as_key(key)
         k_bound, k_run = jax.random.split(key)
         log_m = self.bound(k_bound, ld)
         # The bound is an argument of the program, not part of its cache key.
         program = dataclasses.replace(self, log_bound=None, margin=0.0)
-        out, compile_s, run_s, source = run_program(program, k_run, ld, jnp.asarray(log_m, jnp.result_type(float)))
-        out = to_numpy(out)
+        execution = execute_once(program, k_run, ld, jnp.asarray(log_m, jnp.result_type(float)))
+        return execution._replace(outputs={**execution.outputs, "log_bound": log_m})
+
+    def _assemble(self, ld, execution) -> Result:
+        out = execution.outputs
+        log_m = out["log_bound"]
         proposed, accepted = int(out["num_proposals"]), int(out["num_accepted"])
         max_ll = float(out["max_log_likelihood"])
         rate = accepted / proposed if proposed else 0.0
@@ -212,6 +214,5 @@ class Rejection(Method):
                 "log_bound": log_m,
                 "max_log_likelihood": max_ll,
             },
-            timing={"compile_s": compile_s, "run_s": run_s, "compile_source": source},
             log_density=ld,
         )
