@@ -4,6 +4,6 @@ Every compile time measured here is a cold compile: ppl's disk compile cache is 
 off for benchmark runs (bench_mcmc measures a warm disk cache separately, in a directory of
 its own).
 """
-from ppl.infer import _program as _ppl_program
+from ppl.runtime import program as _ppl_program
 
 _ppl_program.set_compile_cache(None)

@@ -28,7 +28,7 @@ import numpy as np
 
 import ppl
 from models import gmm
-from ppl.infer.diagnostics import scalar_diagnostics
+from ppl.method.diagnostics import scalar_diagnostics
 
 
 def _ess(mu):

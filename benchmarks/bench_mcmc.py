@@ -57,8 +57,8 @@ from numpyro.infer.util import initialize_model
 import ppl
 from benchmarks._common import hardware, hardware_label, print_table, timed, warm_up_jax
 from benchmarks._twins import cases
-from ppl.infer import _program
-from ppl.infer.diagnostics import scalar_diagnostics
+from ppl.runtime import program as _program
+from ppl.method.diagnostics import scalar_diagnostics
 
 
 def min_bulk_ess(samples: dict) -> float:

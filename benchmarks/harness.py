@@ -353,7 +353,7 @@ def _reason(e: BaseException) -> str:
 def _clear_ppl_cache():
     """Forget ppl's compiled programs, so every cell's compile_s is a cold compile (and a
     program compiled for one device is never reused on another)."""
-    from ppl.infer import _program
+    from ppl.runtime import program as _program
 
     _program.clear_cache()  # the disk cache is off for benchmarks (benchmarks/__init__.py)
 

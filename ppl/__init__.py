@@ -11,8 +11,8 @@ from ppl.check import Report, check
 from ppl.compile.logdensity import LogDensity, LogJoint, compile
 from ppl.compile.spec import ModelSpec
 from ppl.infer.api import METHODS, infer, register
-from ppl.infer.method import Method
-from ppl.infer.result import Result
+from ppl.method.base import Method
+from ppl.method.result import Result
 from ppl.mcmc.gibbs import Gibbs, GibbsBlock
 from ppl.model import handlers
 from ppl.model.primitives import deterministic, factor, module, observe, param, plate, sample
@@ -25,17 +25,6 @@ from ppl.sbc import SBCResult, sbc
 from ppl import evaluate, vi
 from ppl.evaluate import predictive
 from ppl.vi import ELBO, IWAE, VI
-
-register("nuts", NUTS)
-register("hmc", HMC)
-register("mh", MH)
-register("mle", MLE)
-register("map", MAP)
-register("importance", Importance)
-register("gibbs", Gibbs)
-register("rejection", Rejection)
-register("vi", VI)
-register("iwae", lambda: VI(objective=IWAE()))
 
 __all__ = [
     "dist", "handlers",

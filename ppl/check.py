@@ -447,7 +447,7 @@ def _guide_checks(ld, guide, args, kwargs, problems):
 
 def _methods(ld) -> dict:
     """Method name -> None where it applies, else the reason (its `check`'s error)."""
-    from ppl.infer.api import METHODS
+    from ppl.infer.registry import METHODS
 
     out = {}
     for name, factory in METHODS.items():

@@ -61,10 +61,10 @@ from ppl import _uniformity
 from ppl._keys import as_key
 from ppl.compile.logdensity import LogDensity, compile as compile_model, split_arguments
 from ppl.runtime import progress
-from ppl.infer._program import run_program
-from ppl.infer.diagnostics import scalar_diagnostics
-from ppl.infer.flags import flag
-from ppl.infer.method import Method
+from ppl.runtime.program import run_program
+from ppl.method.diagnostics import scalar_diagnostics
+from ppl.method.flags import flag
+from ppl.method.base import Method
 from ppl.model import handlers
 from ppl.model._runtime import Message, Messenger
 

@@ -1,1 +1,2 @@
-"""Inference: the method registry, `infer`, `Result` and diagnostics."""
+"""The public entry, above every method: `infer` (`api`) and the `METHODS` registry
+(`registry`)."""

@@ -1,21 +1,14 @@
-"""`ppl.infer`: one entry point for every inference method, and the `METHODS` registry."""
+"""`ppl.infer`: one entry point for every inference method (registered in `registry`)."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict
 
 from ppl._keys import as_key
 from ppl.compile.errors import pointing_to_check
 from ppl.compile.logdensity import compile as compile_model
-from ppl.infer.method import Method
-from ppl.infer.result import Result
-
-METHODS: Dict[str, Callable[[], Method]] = {}
-
-
-def register(name: str, factory: Callable[[], Method]) -> None:
-    """Add a method under `name`; `factory()` returns it with default options."""
-    METHODS[name] = factory
+from ppl.infer.registry import METHODS, register  # noqa: F401 - re-exported
+from ppl.method.base import Method
+from ppl.method.result import Result
 
 
 def resolve_method(method) -> Method:

@@ -24,8 +24,8 @@ import numpy as np
 
 from ppl import _counter_rng
 from ppl.compile.init import check_init_values, first_finite, init_error
-from ppl.infer._program import calls_linalg, chain_groups, execute, initial_shapes, prepare
-from ppl.infer.method import Method, draws_from_flat, require_continuous
+from ppl.runtime.program import calls_linalg, chain_groups, execute, initial_shapes, prepare
+from ppl.method.base import Method, draws_from_flat, require_continuous
 from ppl.mcmc import driver
 from ppl.runtime import chunks, progress
 from ppl.runtime.checkpoint import Checkpoint, identity
@@ -145,7 +145,7 @@ class ChainMethod(Method):
         """Chains one after another in the program? "auto": on a single CPU device, for
         moves whose trajectories differ between chains (NUTS) and for models that take a
         LAPACK-backed factorisation (batched, it would stop the groups of chains from running
-        at once; see `ppl.infer._program.blocks_the_pool`)."""
+        at once; see `ppl.runtime.program.blocks_the_pool`)."""
         if self.chain_method != "auto":
             return self.chain_method == "sequential"
         if sharding is not None or jax.default_backend() != "cpu":

@@ -37,10 +37,10 @@ import numpy as np
 from ppl._keys import as_key
 from ppl.compile.hoist import hoist
 from ppl.compile.init import check_init_values
-from ppl.infer.diagnostics import per_site
-from ppl.infer.flags import flag
-from ppl.infer.method import Method
-from ppl.infer.result import Result
+from ppl.method.diagnostics import per_site
+from ppl.method.flags import flag
+from ppl.method.base import Method
+from ppl.method.result import Result
 from ppl.mcmc import enumerate as enum
 from ppl.mcmc import driver, hmc, mh, nuts
 from ppl.mcmc.chains import ChainMethod

@@ -18,7 +18,7 @@ finishes, so on a CPU (which gains little from batching small operations) vector
 chains cost as much to run as sequential ones and take longer to compile (measured in
 benchmarks/bench_mcmc.py). HMC and MH gain from batching and stay vectorised, unless the
 model takes a LAPACK-backed factorisation (batched, it could stop the groups from running at
-once: see `ppl.infer._program.blocks_the_pool`). On accelerators and several devices, "auto"
+once: see `ppl.runtime.program.blocks_the_pool`). On accelerators and several devices, "auto"
 is one vectorised program.
 
 Numerical trouble is counted apart: `diagnostics["divergences"]` (energy error above 1000)
@@ -34,9 +34,9 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from ppl.compile.terms import nonfinite_terms
-from ppl.infer.diagnostics import per_site
-from ppl.infer.flags import flag
-from ppl.infer.result import Result
+from ppl.method.diagnostics import per_site
+from ppl.method.flags import flag
+from ppl.method.result import Result
 from ppl.mcmc import driver, hmc, mh, nuts
 from ppl.mcmc.chains import ChainMethod
 

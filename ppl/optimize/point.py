@@ -27,10 +27,10 @@ from jax.flatten_util import ravel_pytree
 
 from ppl.compile.hoist import hoist
 from ppl.compile.init import check_init_values, init_error, initial_points
-from ppl.infer._program import initial_shapes
-from ppl.infer.flags import flag
-from ppl.infer.method import Method, draws_from_flat, param_values, require_continuous, to_numpy
-from ppl.infer.result import Result
+from ppl.runtime.program import initial_shapes
+from ppl.method.flags import flag
+from ppl.method.base import Method, draws_from_flat, param_values, require_continuous, to_numpy
+from ppl.method.result import Result
 from ppl.runtime.fit import blank, run_fit
 
 BOUNDARY_FAR = 15.0  # |unconstrained value| from which a site may be running to its support's edge

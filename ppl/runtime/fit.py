@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ppl.infer._program import execute, prepare
+from ppl.runtime.program import execute, prepare
 from ppl.runtime import chunks, progress
 from ppl.runtime.checkpoint import Checkpoint, identity
 from ppl.runtime.interrupt import Interrupt

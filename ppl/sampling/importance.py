@@ -6,7 +6,7 @@ log p(x, y) - log q(x); with the prior as proposal that is the log likelihood. T
 evidence estimate is log-mean-exp of the weights, an unbiased estimate of p(y) on the
 natural scale (Owen 2013, "Monte Carlo theory, methods and examples", ch. 9). Draws are
 resampled with systematic resampling (Kitagawa 1996). The Pareto k̂ of the weights (PSIS,
-Vehtari et al. 2024; `ppl.infer.psis`) says whether the estimates can be trusted: above 0.7
+Vehtari et al. 2024; `ppl.method.psis`) says whether the estimates can be trusted: above 0.7
 the run is flagged, since more particles would not help.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from ppl.infer.flags import flag
-from ppl.infer.method import Method, execute_once, require_proper
-from ppl.infer.psis import K_UNRELIABLE, pareto_k, unreliable
-from ppl.infer.result import Result
+from ppl.method.flags import flag
+from ppl.method.base import Method, execute_once, require_proper
+from ppl.method.psis import K_UNRELIABLE, pareto_k, unreliable
+from ppl.method.result import Result
 from ppl.model import handlers
 
 MEMORY_BUDGET_BYTES = 1 << 30
@@ -155,7 +155,7 @@ class Importance(Method):
 def _flag_weights(diagnostics, ld, out, n, log_z) -> None:
     """Flag weights that carry no reliable estimate: none finite, a Pareto k̂ above 0.7
     (Vehtari et al. 2024: then more particles do not help; 0.5 < k̂ <= 0.7 is usable and
-    says nothing; nearly uniform weights are exempt, see `ppl.infer.psis.unreliable`), else
+    says nothing; nearly uniform weights are exempt, see `ppl.method.psis.unreliable`), else
     an effective sample size below 10 (e.g. too few particles for k̂)."""
     ess, k = diagnostics["ess_weights"], diagnostics["pareto_k"]
     if diagnostics["num_finite_weights"] == 0:

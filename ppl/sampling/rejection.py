@@ -24,8 +24,8 @@ import numpy as np
 from numpyro.distributions import constraints
 
 from ppl._keys import as_key
-from ppl.infer.method import Method, execute_once, require_proper
-from ppl.infer.result import Result
+from ppl.method.base import Method, execute_once, require_proper
+from ppl.method.result import Result
 from ppl.sampling.importance import MEMORY_BUDGET_BYTES, weighted_particle
 
 EDGE = 15.0  # |unconstrained value| beyond which a constrained site counts as at its boundary

@@ -19,11 +19,11 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
-from ppl.infer._program import initial_shapes
-from ppl.infer.flags import flag
-from ppl.infer.method import Method, param_values, to_numpy
-from ppl.infer.psis import K_UNRELIABLE, pareto_k, unreliable
-from ppl.infer.result import Result
+from ppl.runtime.program import initial_shapes
+from ppl.method.flags import flag
+from ppl.method.base import Method, param_values, to_numpy
+from ppl.method.psis import K_UNRELIABLE, pareto_k, unreliable
+from ppl.method.result import Result
 from ppl.runtime.fit import blank, run_fit, steps
 from ppl.vi.families import AutoFamily, FunctionFamily, check_guide_function, subsampled_plates
 from ppl.vi.guides import AUTO_GUIDE_TYPES, GUIDES, Flow
@@ -253,8 +253,8 @@ class VI(Method):
     # -- flags ------------------------------------------------------------------------------
     def _flag(self, diagnostics, bad, trend, heavy: bool) -> None:
         """Flag skipped steps, a fit still moving at its end, and (`heavy`) a guide whose
-        importance weights have a Pareto k̂ above 0.7 (`ppl.infer.psis.unreliable`), each
-        through `ppl.infer.flags.flag`."""
+        importance weights have a Pareto k̂ above 0.7 (`ppl.method.psis.unreliable`), each
+        through `ppl.method.flags.flag`."""
         name = "iwae" if isinstance(self.objective, IWAE) else "vi"
         if bad > 0.1 * self.num_steps:
             flag(diagnostics, name, f"{bad} of {self.num_steps} steps had a non-finite objective or "

@@ -125,7 +125,7 @@ def test_chain_groups_do_not_change_the_draws(monkeypatch, inner, x64):
     # Chain c's keys are folded from the run key and c: running the four chains as two
     # concurrent groups (two cores) or in one program (one core) gives the same draws, in
     # float64 to rounding through a whole warmup (adaptation rounds what it feeds back).
-    from ppl.infer import _program
+    from ppl.runtime import program as _program
 
     y = jnp.array([0.9, 0.1, 1.2, -0.3, 0.7])
 

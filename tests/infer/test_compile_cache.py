@@ -7,7 +7,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.infer import _program
+from ppl.runtime import program as _program
 
 
 def model(y):

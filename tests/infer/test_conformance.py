@@ -167,7 +167,7 @@ def test_new_data_of_the_same_shape_reuses_the_compiled_program(name):
 
 @pytest.mark.parametrize("name", ["importance", "map"])
 def test_second_infer_hits_the_compile_cache(name):
-    from ppl.infer._program import _executable
+    from ppl.runtime.program import _executable
 
     result(name)
     info = _executable.cache_info()

@@ -3,7 +3,7 @@ import arviz as az
 import numpy as np
 import pytest
 
-from ppl.infer.diagnostics import scalar_diagnostics
+from ppl.method.diagnostics import scalar_diagnostics
 
 
 def _ar1(phi, chains=4, draws=500, seed=0):

@@ -1,4 +1,4 @@
-"""PSIS (ppl.infer.psis): k̂ and smoothed log weights against ArviZ and known generalized
+"""PSIS (ppl.method.psis): k̂ and smoothed log weights against ArviZ and known generalized
 Pareto samples; `diagnostics["pareto_k"]` and its flag for importance sampling.
 
 Tolerances: against `arviz.psislw` the algorithms are the same (Zhang and Stephens 2009 with
@@ -14,8 +14,8 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.infer import psis as P
-from ppl.infer.flags import PplWarning
+from ppl.method import psis as P
+from ppl.method.flags import PplWarning
 
 
 def gpd_draws(rng, k, sigma, n):

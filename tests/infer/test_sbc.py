@@ -17,8 +17,8 @@ from numpyro.distributions import constraints
 import ppl
 from ppl import dist
 from ppl._uniformity import ecdf_band, ecdf_p_values, ecdf_statistic
-from ppl.infer.flags import PplWarning
-from ppl.infer.result import Result
+from ppl.method.flags import PplWarning
+from ppl.method.result import Result
 from ppl.sbc import SBCResult, sbc
 
 N_OBS, PRIOR_SD = 10, 2.0

@@ -20,7 +20,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.infer import _program
+from ppl.runtime import program as _program
 from ppl.runtime import chunks
 
 CHILD = textwrap.dedent("""
@@ -28,7 +28,7 @@ CHILD = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     import ppl
     from ppl import dist
-    from ppl.infer import _program
+    from ppl.runtime import program as _program
 
     _program._cpu_cores = lambda: 2  # two groups of chains at once, whatever the machine
 

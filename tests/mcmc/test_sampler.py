@@ -11,7 +11,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.infer import _program
+from ppl.runtime import program as _program
 from ppl.runtime import progress
 
 FAST = dict(num_warmup=100, num_samples=100, num_chains=4, progress_bar=False)

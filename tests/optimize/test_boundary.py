@@ -9,7 +9,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.infer.flags import PplWarning
+from ppl.method.flags import PplWarning
 
 
 def scale_only(y):

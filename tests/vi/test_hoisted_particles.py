@@ -6,7 +6,7 @@ import numpy as np
 
 import ppl
 from ppl import dist
-from ppl.infer import _program
+from ppl.runtime import program as _program
 from ppl.vi import guides
 from ppl.vi.families import AutoFamily
 

@@ -17,7 +17,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.infer.flags import PplWarning
+from ppl.method.flags import PplWarning
 from ppl.vi.method import loss_trend
 
 Y = jnp.asarray(1000.0 + np.random.default_rng(0).normal(size=20), jnp.float32)

@@ -7,9 +7,9 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import numpy as np
 
-from ppl.infer._program import calls_linalg, run_program
-from ppl.infer.flags import flag
-from ppl.infer.result import Result
+from ppl.runtime.program import calls_linalg, run_program
+from ppl.method.flags import flag
+from ppl.method.result import Result
 
 
 class Execution(NamedTuple):
@@ -43,7 +43,7 @@ class Method:
     A subclass sets `name` and implements:
 
     - `_program(self, *args)`: the pure function compiled into the method's program
-      (`ppl.infer._program.prepare(method, *args)` traces `type(method)._program`); its
+      (`ppl.runtime.program.prepare(method, *args)` traces `type(method)._program`); its
       arguments are the key, the `LogDensity` and, for chunked methods, the run state and the
       chunk's plan;
     - `_execute(self, key, ld, checkpoint) -> execution`: runs the program; the execution
@@ -89,7 +89,7 @@ class Method:
 
     def expected_evaluations(self):
         """Roughly how many log-density evaluations the method's program runs, or None when
-        unknown. Only compile choices use it (see `ppl.infer._program`)."""
+        unknown. Only compile choices use it (see `ppl.runtime.program`)."""
         return None
 
 
@@ -121,7 +121,7 @@ def draws_from_flat(ld, z):
     Batched with `vmap`, except on a CPU when the model's forward pass takes a LAPACK-backed
     factorisation: one draw at a time then (`lax.map`), since a batched factorisation may
     block XLA's CPU pool and stop the program from running beside another (see
-    `ppl.infer._program.blocks_the_pool`)."""
+    `ppl.runtime.program.blocks_the_pool`)."""
     c, s = z.shape[:2]
     flat = z.reshape((c * s, -1))
     constrain = lambda zi: ld.constrain(zi, deterministic=True)  # noqa: E731

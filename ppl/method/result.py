@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ppl.infer.diagnostics import flatten_sites, scalar_diagnostics
+from ppl.method.diagnostics import flatten_sites, scalar_diagnostics
 
 SUMMARY_COLUMNS = ("mean", "sd", "q5", "q50", "q95", "r_hat", "ess_bulk", "ess_tail")
 
@@ -49,7 +49,7 @@ class Result:
 
     @property
     def warnings(self) -> list:
-        """The problems this run found (the texts of its warnings; see `ppl.infer.flags`)."""
+        """The problems this run found (the texts of its warnings; see `ppl.method.flags`)."""
         return list(self.diagnostics.get("warnings", []))
 
     def summary(self):
