@@ -24,7 +24,7 @@ import numpy as np
 
 from ppl import _counter_rng
 from ppl.compile.init import check_init_values, first_finite, init_error
-from ppl.runtime.program import calls_linalg, chain_groups, execute, initial_shapes, prepare
+from ppl.runtime.program import calls_linalg, chain_groups, execute, initial_shapes, prepare, shapes_of
 from ppl.method.base import Method, draws_from_flat, require_continuous
 from ppl.mcmc import driver
 from ppl.runtime import chunks, progress
@@ -159,12 +159,17 @@ class ChainMethod(Method):
     def _total(self) -> int:
         return self.num_warmup + self.num_samples * self.thinning
 
+    def _draw(self, ld):
+        """One draw's constrained values (latents and deterministic sites)."""
+        return ld.constrain(jnp.zeros(ld.dim, jnp.result_type(float)), deterministic=True)
+
     def _length(self, ld, chains: int) -> int:
         """The program's static number of iterations per chunk: every iteration when the
         chunk's draws fit `CHUNK_BYTES` (or the user's `chunk_size`)."""
         if self.chunk_size is not None:
             return int(self.chunk_size)
-        row = 8 * chains * (max(ld.spec.value_size, 1) + ld.dim + 16)
+        values = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(shapes_of(self, "_draw", ld)))
+        row = 8 * chains * (values + ld.dim + 16)
         return int(max(1, min(self._total(), CHUNK_BYTES // row)))
 
     def _plan(self, start, n, length):

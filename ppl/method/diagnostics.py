@@ -72,26 +72,38 @@ def scalar_diagnostics(x) -> dict:
     return {"r_hat": r_hat, "ess_bulk": ess_bulk, "ess_tail": ess_tail}
 
 
+# Scalars handled at once: a site of many scalars and many draws is never converted (or, on
+# disk as a `ppl.runtime.store.LazyArray`, read) whole; the diagnostics make several copies.
+BLOCK_BYTES = 64 << 20
+
+
 def flatten_sites(samples: dict):
-    """Yield (label, name, array (C, S, K)) per site, with Stan-style scalar labels
-    `theta[0]`, `L[1,2]` (0-based)."""
+    """Yield (labels, name, array (C, S, K)) per site, or per block of a large site (at most
+    `BLOCK_BYTES` of float64 at once; draws on disk are read block by block), with Stan-style
+    scalar labels `theta[0]`, `L[1,2]` (0-based)."""
     for name, v in samples.items():
-        v = np.asarray(v)
+        shape = tuple(v.shape[2:])
         c, s = v.shape[:2]
-        shape = v.shape[2:]
-        flat = v.reshape(c, s, -1).astype(float)
-        if shape:
-            labels = [f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
-        else:
-            labels = [name]
-        yield labels, name, flat
+        labels = [f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)] if shape else [name]
+        if not shape or c * s * int(np.prod(shape, dtype=np.int64)) * 8 <= BLOCK_BYTES:
+            yield labels, name, np.asarray(v).reshape(c, s, -1).astype(float)
+            continue
+        per_row = int(np.prod(shape[1:], dtype=np.int64)) * c * s * 8
+        rows = max(1, BLOCK_BYTES // max(per_row, 1))
+        width = int(np.prod(shape[1:], dtype=np.int64))
+        for lo in range(0, shape[0], rows):
+            hi = min(shape[0], lo + rows)
+            block = np.asarray(v[:, :, lo:hi]).reshape(c, s, -1).astype(float)
+            yield labels[lo * width: hi * width], name, block
 
 
 def per_site(samples: dict) -> dict:
     """Per site: {"r_hat": array(site_shape), "ess_bulk": ..., "ess_tail": ...}."""
-    out = {}
+    parts: dict = {}
     for _, name, flat in flatten_sites(samples):
-        shape = np.asarray(samples[name]).shape[2:]
-        d = scalar_diagnostics(flat)
-        out[name] = {k: v.reshape(shape) for k, v in d.items()}
+        parts.setdefault(name, []).append(scalar_diagnostics(flat))
+    out = {}
+    for name, blocks in parts.items():
+        shape = tuple(samples[name].shape[2:])
+        out[name] = {k: np.concatenate([b[k] for b in blocks]).reshape(shape) for k in blocks[0]}
     return out

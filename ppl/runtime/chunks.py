@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable, List, Optional
 
 TARGET_SECONDS = 1.0
-FIRST_CHUNK = 8  # iterations: the first chunk also initialises; it measures the speed
+FIRST_CHUNK = 32  # iterations: the first chunk also initialises; it measures the speed
 _POLL = 0.05
 
 

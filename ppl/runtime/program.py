@@ -300,20 +300,25 @@ def clear_cache() -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _shapes(method, tree, avals, x64):
-    return jax.eval_shape(lambda *a: method._initial(*a), *jax.tree.unflatten(tree, avals))
+def _shapes(method, name, tree, avals, x64):
+    return jax.eval_shape(lambda *a: getattr(method, name)(*a), *jax.tree.unflatten(tree, avals))
 
 
-def initial_shapes(method, *args):
-    """`jax.eval_shape(method._initial, *args)`: the shapes of a run's initial state, traced
-    once per method, argument structure and shapes (as `prepare`: a second run on new data
-    of the same shapes traces nothing)."""
+def shapes_of(method, name: str, *args):
+    """`jax.eval_shape(getattr(method, name), *args)`, traced once per method, argument
+    structure and shapes (as `prepare`: a second run on new data of the same shapes traces
+    nothing)."""
     leaves, tree = jax.tree.flatten(args)
     avals = tuple(_aval(leaf) for leaf in leaves)
     try:
-        return _shapes(method, tree, avals, jax.config.jax_enable_x64)
+        return _shapes(method, name, tree, avals, jax.config.jax_enable_x64)
     except TypeError:  # unhashable options: trace now
-        return jax.eval_shape(lambda *a: method._initial(*a), *args)
+        return jax.eval_shape(lambda *a: getattr(method, name)(*a), *args)
+
+
+def initial_shapes(method, *args):
+    """The shapes of a run's initial state, `method._initial(*args)` (see `shapes_of`)."""
+    return shapes_of(method, "_initial", *args)
 
 
 def prepare(method, *args):

@@ -1,16 +1,18 @@
-"""Where a run's draws go as its chunks finish: memory, or netCDF files on disk read lazily.
+"""Where a run's draws go as its chunks finish: memory, or files on disk read lazily.
 
 Draws arrive per group of chains and chunk: per site an array ``(chains_in_group, n, *shape)``
 and per sample statistic ``(chains_in_group, n)``. :class:`MemoryStore` keeps them in lists
-and joins them at the end. :class:`DiskStore` writes each chunk at once to its own netCDF
-file (atomically: a file is complete or absent), in ArviZ's InferenceData layout (groups
-``posterior`` and ``sample_stats``, dims ``chain``, ``draw``, ``<site>_dim_<k>``), and at the
-end streams them, one chunk in memory at a time, into ``draws.nc``, which
-``arviz.from_netcdf`` opens and :class:`LazySamples` reads lazily: a run whose draws do not
-fit in memory only ever holds one chunk.
+and joins them at the end. :class:`DiskStore` writes each chunk at once to its own file
+(``draws/g<group>-<first>-<end>.npz``, atomically: a file is complete or absent), and when the
+run stops streams them, one chunk in memory at a time, into ``draws.nc``: netCDF in ArviZ's
+InferenceData layout (groups ``posterior`` and ``sample_stats``, dims ``chain``, ``draw``,
+``<site>_dim_<k>``), which ``arviz.from_netcdf`` opens and :class:`LazySamples` reads lazily:
+a run whose draws do not fit in memory only ever holds one chunk. (A netCDF file per chunk
+was measured at 27 ms a write, the pure-Python bookkeeping of h5netcdf; an npz file at 1 ms.)
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-_CHUNK = re.compile(r"g(\d+)-(\d+)-(\d+)\.nc$")
+_CHUNK = re.compile(r"g(\d+)-(\d+)-(\d+)\.npz$")
 GROUPS = ("posterior", "sample_stats")
 
 
@@ -67,24 +69,14 @@ class MemoryStore:
         return join(0), join(1)
 
 
-def _write(path: Path, draws: dict, stats: dict, first_draw: int, first_chain: int) -> None:
-    """One netCDF file (InferenceData layout) holding ``draws`` and ``stats``, atomically."""
-    import h5netcdf
-
+def _write(path: Path, draws: dict, stats: dict) -> None:
+    """One chunk's draws and statistics in an npz file, atomically."""
+    arrays = {**{f"posterior/{k}": np.asarray(v) for k, v in draws.items()},
+              **{f"sample_stats/{k}": np.asarray(v) for k, v in stats.items()}}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
     try:
-        with h5netcdf.File(tmp, "w") as f:
-            for name, values in zip(GROUPS, (draws, stats)):
-                g = f.create_group(name)
-                if not values:
-                    continue
-                c, n = next(iter(values.values())).shape[:2]
-                g.dimensions["chain"], g.dimensions["draw"] = c, n
-                g.create_variable("chain", ("chain",), data=np.arange(first_chain, first_chain + c))
-                g.create_variable("draw", ("draw",), data=np.arange(first_draw, first_draw + n))
-                for site, v in values.items():
-                    _variable(g, site, v)[...] = _stored(np.asarray(v))
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -92,26 +84,18 @@ def _write(path: Path, draws: dict, stats: dict, first_draw: int, first_chain: i
 
 
 def _read(path: Path):
-    """``(draws, stats)`` of one chunk file (booleans restored)."""
-    import h5netcdf
-
-    out = []
-    with h5netcdf.File(path, "r") as f:
-        for name in GROUPS:
-            g = f.groups[name]
-            values = {}
-            for site, var in g.variables.items():
-                if site in ("chain", "draw"):
-                    continue
-                a = np.asarray(var[...])
-                values[site] = a.astype(bool) if "ppl_bool" in var.attrs else a
-            out.append(values)
-    return out[0], out[1]
+    """``(draws, stats)`` of one chunk file."""
+    out = ({}, {})
+    with np.load(path) as f:
+        for key in f.files:
+            group, name = key.split("/", 1)
+            out[GROUPS.index(group)][name] = f[key]
+    return out
 
 
 class DiskStore:
-    """Draws streamed to ``directory/draws/`` (one netCDF file per group and chunk) and joined
-    into ``directory/draws.nc`` by :meth:`consolidate`.
+    """Draws streamed to ``directory/draws/`` (one file per group and chunk) and joined into
+    ``directory/draws.nc`` (netCDF) by :meth:`consolidate`.
 
     Args:
       directory: the checkpoint directory.
@@ -126,7 +110,7 @@ class DiskStore:
 
     def _files(self, group: int):
         files = []
-        for p in self.chunks.glob(f"g{group}-*.nc"):
+        for p in self.chunks.glob(f"g{group}-*.npz"):
             m = _CHUNK.search(p.name)
             if m:
                 files.append((int(m.group(2)), int(m.group(3)), p))
@@ -146,8 +130,7 @@ class DiskStore:
         if n == 0:
             return
         lo = self.count(group)
-        _write(self.chunks / f"g{group}-{lo:09d}-{lo + n:09d}.nc", draws, stats, lo,
-               group * self.chains_per_group)
+        _write(self.chunks / f"g{group}-{lo:09d}-{lo + n:09d}.npz", draws, stats)
 
     def truncate(self, group: int, count: int) -> None:
         """Forget the group's draws from ``count`` on (written after the state resumed from)."""
@@ -181,6 +164,11 @@ class DiskStore:
         total = min(counts) if limit is None else min(min(counts), limit)
         chains = self.num_groups * self.chains_per_group
         target = self.directory / "draws.nc"
+        stamp = self.directory / "draws.nc.json"  # what draws.nc holds: joined again only if stale
+        files = [p.name for g in range(self.num_groups) for _, _, p in self._files(g)]
+        key = json.dumps({"draws": total, "files": files})
+        if target.exists() and stamp.exists() and stamp.read_text() == key:
+            return target
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         os.close(fd)
         try:
@@ -199,6 +187,7 @@ class DiskStore:
                             for site, v in values.items():
                                 grp.variables[site][c0:c0 + v.shape[0], lo:lo + take] = _stored(v[:, :take])
             os.replace(tmp, target)
+            stamp.write_text(key)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

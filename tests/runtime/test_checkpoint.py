@@ -59,7 +59,7 @@ def _child(*args):
 def _wait_for_states(path: Path, count: int, timeout: float = 120.0):
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if len(list(path.glob("state-g*.npz"))) >= count and len(list(path.glob("draws/*.nc"))) >= 1:
+        if len(list(path.glob("state-g*.npz"))) >= count and len(list(path.glob("draws/*.npz"))) >= 1:
             return
         time.sleep(0.05)
     raise AssertionError(f"no checkpoint appeared in {path} within {timeout} s")
@@ -176,8 +176,8 @@ def test_damaged_files_are_detected_and_the_run_restarts_from_the_last_good_chun
     (path / "done.json").unlink()  # as if it had been killed at the end
     newest = sorted(path.glob("state-g0-*.npz"))[-1]
     newest.write_bytes(newest.read_bytes()[:100])  # a truncated state
-    last = sorted(path.glob("draws/g0-*.nc"))[-1]
-    last.write_bytes(b"not a netCDF file")  # and a damaged draws file
+    last = sorted(path.glob("draws/g0-*.npz"))[-1]
+    last.write_bytes(b"not an npz file")  # and a damaged draws file
     resumed = ppl.infer(two_parameter_model, Y, method=ppl.NUTS(**options), key=3, checkpoint=path)
     assert resumed.timing["run_s"] > 0  # it ran the lost chunks again
     np.testing.assert_allclose(np.asarray(resumed.samples["mu"]), whole.samples["mu"], rtol=0, atol=1e-9)
