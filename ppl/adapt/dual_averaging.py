@@ -21,12 +21,21 @@ def quantize(x, bits=None):
     the loop to far coarser than rounding noise (2^-20 ~ 1e-6 against ~1e-15 in float64) makes
     both programs see the same values, except with probability ~1e-9 per update; the rounding
     itself is far below the Monte Carlo noise of an acceptance statistic.
+
+    By Veltkamp's splitting (Dekker 1971): with c = x (2^s + 1), s = p - bits for p
+    significant bits, (c - (c - x)) is x rounded to nearest with ``bits`` bits: three
+    flops (``frexp``/``ldexp`` measured 0.3 s of XLA compile time more per program). The
+    barrier keeps the product rounded before the subtraction (no fused multiply-add).
+    Values above 2^(emax - s) (1e34 in float32) would overflow; they are returned as they are.
     """
     x = jnp.asarray(x)
+    p = jnp.finfo(x.dtype).nmant + 1
     if bits is None:
         bits = 20 if x.dtype == jnp.float64 else 10
-    mantissa, exponent = jnp.frexp(x)
-    return jnp.ldexp(jnp.round(mantissa * (1 << bits)) / (1 << bits), exponent).astype(x.dtype)
+    factor = jnp.asarray(2.0 ** (p - bits) + 1.0, x.dtype)
+    c = jax.lax.optimization_barrier(x * factor)
+    q = c - jax.lax.optimization_barrier(c - x)
+    return jnp.where(jnp.isfinite(c), q, x)
 
 
 class DualAveragingState(NamedTuple):

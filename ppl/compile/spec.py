@@ -50,6 +50,7 @@ class ModelSpec:
     factors: Tuple[str, ...]
     dim: int
     value_size: int = 0
+    draw_size: int = 0
     checked_supports: Tuple[str, ...] = ()
 
     @property
@@ -110,6 +111,7 @@ def inspect(model, args, kwargs, key=0):
         factors=tuple(s.name for s in tr.sites("factor")),
         dim=offset,
         value_size=int(sum(np.size(s.value) for s in tr.values() if s.kind in ('latent', 'observed', 'deterministic'))),
+        draw_size=int(sum(np.size(s.value) for s in tr.values() if s.kind in ('latent', 'deterministic'))),
     )
     return spec, tr
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ppl import _counter_rng
 from ppl.compile.init import check_init_values, first_finite, init_error
-from ppl.runtime.program import calls_linalg, chain_groups, execute, initial_shapes, prepare, shapes_of
+from ppl.runtime.program import calls_linalg, chain_groups, execute, initial_shapes, prepare, when
 from ppl.method.base import Method, draws_from_flat, require_continuous
 from ppl.mcmc import driver
 from ppl.runtime import chunks, progress
@@ -159,17 +159,12 @@ class ChainMethod(Method):
     def _total(self) -> int:
         return self.num_warmup + self.num_samples * self.thinning
 
-    def _draw(self, ld):
-        """One draw's constrained values (latents and deterministic sites)."""
-        return ld.constrain(jnp.zeros(ld.dim, jnp.result_type(float)), deterministic=True)
-
     def _length(self, ld, chains: int) -> int:
         """The program's static number of iterations per chunk: every iteration when the
         chunk's draws fit `CHUNK_BYTES` (or the user's `chunk_size`)."""
         if self.chunk_size is not None:
             return int(self.chunk_size)
-        values = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(shapes_of(self, "_draw", ld)))
-        row = 8 * chains * (values + ld.dim + 16)
+        row = 8 * chains * (ld.spec.draw_size + ld.dim + 16)
         return int(max(1, min(self._total(), CHUNK_BYTES // row)))
 
     def _plan(self, start, n, length):
@@ -202,20 +197,26 @@ class ChainMethod(Method):
         sharding = _chain_sharding(chains.shape[0])
         chains, state = _shard((chains, state), sharding)
 
+        sequential = self._sequential(sharding, log_density, z_example)
+        if sequential:
+            def over_chains(f, *a):
+                return jax.lax.map(lambda x: f(*x), a)
+        else:
+            def over_chains(f, *a):
+                return jax.vmap(f)(*a)
+
+        def start(_):  # every chain of the group starts in the first chunk (a real branch)
+            return over_chains(lambda c: self._start(jax.random.fold_in(k_init, c), ld, move, log_density,
+                                                     settings, dtype), chains)
+
+        state = jax.lax.cond(jnp.all(state.started), lambda s: s, start, state)
+
         def one_chain(c, s):
-            s = jax.lax.cond(s.started, lambda s: s,
-                             lambda s: self._start(jax.random.fold_in(k_init, c), ld, move, log_density, settings, dtype),
-                             s)
             words = _counter_rng.key_words(jax.random.fold_in(k_run, c))
             return driver.advance(words, s, rows, move, log_density, settings)
 
-        if self._sequential(sharding, log_density, z_example):
-            state, record = jax.lax.map(lambda a: one_chain(*a), (chains, state))
-        else:
-            state, record = jax.vmap(one_chain)(chains, state)
-        values = jax.lax.cond(jnp.any(rows.record == 1), lambda p: draws_from_flat(ld, p),
-                              lambda p: jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda q: draws_from_flat(ld, q), p)),
-                              record.position)
+        state, record = over_chains(one_chain, chains, state)
+        values = when(jnp.any(rows.record == 1), lambda p: draws_from_flat(ld, p), record.position)
         return state, ChunkOutput(values, record.infos)
 
     def _whole(self, key, ld, chains):
@@ -241,12 +242,13 @@ class ChainMethod(Method):
         return blank._replace(started=np.zeros(shape.started.shape, bool))
 
     def _initial(self, key, ld, chains):
-        k_init, _ = jax.random.split(key)
+        """The chains' state at a point (for its shapes: the first chunk finds the real start)."""
         dtype = jnp.result_type(float)
-        log_density = self._log_density(ld, jnp.zeros(ld.dim, dtype))
+        z = jnp.zeros(ld.dim, dtype)
+        log_density = self._log_density(ld, z)
         move = self._move(ld, log_density)
-        return jax.vmap(lambda c: self._start(jax.random.fold_in(k_init, c), ld, move, log_density,
-                                              self._settings(), dtype))(chains)
+        one = driver.new_chain_state(move, z, log_density, self._settings())
+        return jax.tree.map(lambda x: jnp.broadcast_to(x, chains.shape + jnp.shape(x)), one)
 
     # -- the run -------------------------------------------------------------------------------
     def _execute(self, key, ld, checkpoint=None) -> ChainRun:

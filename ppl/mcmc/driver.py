@@ -335,7 +335,7 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
         return s._replace(tuning=tuning, tally=tally, thinned=th), tuple(fields)
 
     def iteration(carry, k):
-        s, record = carry
+        s, buffer = carry
         row = Rows(*(r[k] for r in rows))
         tuning = _cpu_blocks.nested(prepare, s.tuning, move.position(s.move), row)
         key = _counter_rng.subkey(words, row.i, _counter_rng.ITERATION)
@@ -345,18 +345,28 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
                           for t, e in zip(tuning, used))
         tuning = jax.tree.map(lambda a, b: jnp.where(row.search == 1, a, b), restarted, tuning)
         s, fields = _cpu_blocks.nested(bookkeeping, s._replace(move=move_state), tuning, infos, row)
-        infos_out = []
-        for rec, keep, values in zip(record.infos, names, fields):
-            columns = dict(zip(keep, values))
-            infos_out.append(type(rec)(*(None if getattr(rec, n) is None
-                                         else getattr(rec, n).at[k].set(columns[n].astype(getattr(rec, n).dtype))
-                                         for n in rec._fields)))
-        return s, Record(record.position.at[k].set(move.position(move_state)), tuple(infos_out))
+        # Draw and fields share one row of one buffer: one in-place write each iteration
+        # (integer and boolean fields are exact in floating point).
+        values = [move.position(move_state)] + [jnp.asarray(f, dtype)[None] for block in fields for f in block]
+        new_row = jnp.concatenate(values)
+        return s, jax.lax.dynamic_update_slice(buffer, new_row[None], (k, jnp.zeros_like(k)))
 
     def body(k, carry):
         return _cpu_blocks.nested_update(iteration, carry, k)
 
-    return jax.lax.fori_loop(0, jnp.sum(rows.active), body, (state, record0))
+    dtype = state.tally.nonfinite_position.dtype
+    dim = state.tally.nonfinite_position.shape[0]
+    width = dim + sum(len(keep) for keep in names)
+    state, buffer = jax.lax.fori_loop(0, jnp.sum(rows.active), body, (state, jnp.zeros((length, width), dtype)))
+    # Unpacked after the loop: the draws, then each block's scalar fields in their dtypes.
+    infos, column = [], dim
+    for rec, keep in zip(record0.infos, names):
+        values = {}
+        for n in keep:
+            values[n] = buffer[:, column].astype(getattr(rec, n).dtype)
+            column += 1
+        infos.append(type(rec)(*(values.get(n) for n in rec._fields)))
+    return state, Record(buffer[:, :dim], tuple(infos))
 
 
 def run_chain(key, logdensity_fn: Callable, z0, *, kernel, num_warmup: int = 1000,

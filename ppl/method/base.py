@@ -6,8 +6,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import numpy as np
+from jax.extend import core as jex_core
 
-from ppl.runtime.program import calls_linalg, run_program
+from ppl.runtime.program import jaxpr_calls_linalg, run_program
 from ppl.method.flags import flag
 from ppl.method.result import Result
 
@@ -124,8 +125,11 @@ def draws_from_flat(ld, z):
     `ppl.runtime.program.blocks_the_pool`)."""
     c, s = z.shape[:2]
     flat = z.reshape((c * s, -1))
-    constrain = lambda zi: ld.constrain(zi, deterministic=True)  # noqa: E731
-    if jax.default_backend() == "cpu" and c * s > 1 and calls_linalg(constrain, flat[0]):
+    # The model's forward pass, traced once: its jaxpr is checked and then evaluated.
+    closed, shape = jax.make_jaxpr(lambda zi: ld.constrain(zi, deterministic=True), return_shape=True)(flat[0])
+    tree = jax.tree.structure(shape)
+    constrain = lambda zi: jax.tree.unflatten(tree, jex_core.jaxpr_as_fun(closed)(zi))  # noqa: E731
+    if jax.default_backend() == "cpu" and c * s > 1 and jaxpr_calls_linalg(closed.jaxpr):
         values = jax.lax.map(constrain, flat)
     else:
         values = jax.vmap(constrain)(flat)

@@ -27,7 +27,7 @@ from jax.flatten_util import ravel_pytree
 
 from ppl.compile.hoist import hoist
 from ppl.compile.init import check_init_values, init_error, initial_points
-from ppl.runtime.program import initial_shapes
+from ppl.runtime.program import initial_shapes, when
 from ppl.method.flags import flag
 from ppl.method.base import Method, draws_from_flat, param_values, require_continuous, to_numpy
 from ppl.method.result import Result
@@ -392,9 +392,7 @@ class MLE(Method):
 
         _, state = jax.lax.while_loop(cond, body, (jnp.int32(0), state))
         stop = (chunk.last == 1) | state.done | (state.i >= self.num_steps)
-        final = jax.lax.cond(stop, lambda s: self._final(ld, loss, s, ftol),
-                             lambda s: jax.tree.map(jnp.zeros_like, jax.eval_shape(
-                                 lambda q: self._final(ld, loss, q, ftol), s)), state)
+        final = when(stop, lambda s: self._final(ld, loss, s, ftol), state)
         return state, final
 
     def _final(self, ld, loss, s: OptState, ftol) -> PointFinal:

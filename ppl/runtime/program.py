@@ -235,6 +235,11 @@ LINALG_PRIMITIVES = frozenset({
 def calls_linalg(fn, *example_args) -> bool:
     """Whether `fn` (traced at `example_args`) uses a LAPACK-backed primitive; under `vmap`
     such a call becomes a batched one, which may block XLA's CPU pool."""
+    return jaxpr_calls_linalg(jax.make_jaxpr(fn)(*example_args).jaxpr)
+
+
+def jaxpr_calls_linalg(jaxpr) -> bool:
+    """:func:`calls_linalg` of a traced jaxpr."""
 
     def walk(jaxpr):
         for eqn in jaxpr.eqns:
@@ -245,7 +250,26 @@ def calls_linalg(fn, *example_args) -> bool:
                     return True
         return False
 
-    return walk(jax.make_jaxpr(fn)(*example_args).jaxpr)
+    return walk(jaxpr)
+
+
+def when(pred, fn, *args):
+    """``fn(*args)`` where the traced bool ``pred`` holds, zeros of the same shapes where it
+    does not: a real branch (``lax.cond``) whose function is traced once (``lax.cond``
+    traces its false branch first; here that is ``fn``, whose output shapes the other branch
+    reads)."""
+    shapes = []
+
+    def run(*a):
+        out = fn(*a)
+        shapes.append(jax.tree.map(lambda x: jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x)), out))
+        return out
+
+    def skip(*a):
+        shape = shapes[0] if shapes else jax.eval_shape(fn, *a)
+        return jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), shape)
+
+    return jax.lax.cond(jax.numpy.logical_not(pred), skip, run, *args)
 
 
 class Executable(NamedTuple):

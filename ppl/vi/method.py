@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
-from ppl.runtime.program import initial_shapes
+from ppl.runtime.program import initial_shapes, when
 from ppl.method.flags import flag
 from ppl.method.base import Method, param_values, to_numpy
 from ppl.method.psis import K_UNRELIABLE, pareto_k, unreliable
@@ -355,9 +355,7 @@ class VI(Method):
                               losses=s.losses.at[i].set(-value), good=s.good.at[i].set(good))
 
         state = jax.lax.fori_loop(0, jnp.sum(chunk.active), step, state)
-        final = jax.lax.cond(chunk.last == 1, lambda p: self._final(ld, fam, p, k_out),
-                             lambda p: jax.tree.map(jnp.zeros_like, jax.eval_shape(
-                                 lambda q: self._final(ld, fam, q, k_out), p)), state.params)
+        final = when(chunk.last == 1, lambda p: self._final(ld, fam, p, k_out), state.params)
         return state, final
 
     def _final(self, ld, fam, params, k_out):
