@@ -37,7 +37,7 @@ import numpy as np
 from ppl._keys import as_key
 from ppl.compile.hoist import hoist
 from ppl.compile.init import check_init_values
-from ppl.method.diagnostics import per_site
+from ppl.method.diagnostics import flag_stuck_chains, per_site
 from ppl.method.flags import flag
 from ppl.method.base import Method
 from ppl.method.result import Result
@@ -483,6 +483,7 @@ def _result(method, schedule, run, ld) -> Result:
             },
         )
     _warn(method, diagnostics)
+    flag_stuck_chains(diagnostics, "gibbs", samples, ld)
     return Result(method=method, samples=samples, diagnostics=diagnostics, log_density=ld)
 
 

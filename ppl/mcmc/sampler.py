@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from ppl.compile.terms import nonfinite_terms
-from ppl.method.diagnostics import per_site
+from ppl.method.diagnostics import flag_stuck_chains, per_site
 from ppl.method.flags import flag
 from ppl.method.result import Result
 from ppl.mcmc import driver, hmc, mh, nuts
@@ -72,6 +72,7 @@ class _MCMC(ChainMethod):
             diagnostics["nonfinite_sites"] = _failing_sites(ld, run.states)
         result = Result(method=self, samples=samples, diagnostics=diagnostics, log_density=ld)
         self._warn(diagnostics)
+        flag_stuck_chains(diagnostics, self.name, samples, ld, diagnostics["step_size"])
         return result
 
     def _diagnostics(self, samples, stats, states):

@@ -107,3 +107,64 @@ def per_site(samples: dict) -> dict:
         shape = tuple(samples[name].shape[2:])
         out[name] = {k: np.concatenate([b[k] for b in blocks]).reshape(shape) for k in blocks[0]}
     return out
+
+
+# A chain whose draws of a scalar spread less than this fraction of the typical chain's
+# (the median over chains) has stopped moving in it: e.g. warmup that ended with a step size
+# many orders of magnitude too small, so that every transition moves below rounding.
+STUCK_SPREAD = 1e-3
+STUCK_MIN_DRAWS = 10
+
+
+def stuck_chains(samples: dict) -> dict:
+    """The chains that have stopped moving in continuous sites: {chain index: [site names]}.
+
+    A chain is stuck in a site when, over its draws, some scalar of the site spreads (sd) at
+    most ``STUCK_SPREAD`` times as much as in the typical chain (the median sd over the
+    chains, when that is above zero), or when none of the site's scalars changes at all (a
+    moving chain's continuous draws never repeat exactly for long; a site's structurally
+    fixed scalars, as a Cholesky factor's zeros, are constant in every chain and count only
+    with the rest). Needs ``STUCK_MIN_DRAWS`` draws per chain; large sites are read in blocks.
+    Give only continuous sites: a discrete site may rightly stay put.
+    """
+    ratio: dict = {}
+    constant: dict = {}
+    for _, name, flat in flatten_sites(samples):
+        c, s = flat.shape[:2]
+        if s < STUCK_MIN_DRAWS:
+            continue
+        sd = flat.std(axis=1)  # (chains, scalars)
+        typical = np.median(sd, axis=0)
+        hit = np.any((typical > 0) & (sd <= STUCK_SPREAD * typical), axis=1)
+        still = np.all((flat == flat[:, :1]) & np.isfinite(flat), axis=(1, 2))
+        ratio[name] = ratio.get(name, np.zeros(c, bool)) | hit
+        constant[name] = constant.get(name, np.ones(c, bool)) & still
+    found: dict = {}
+    for name in ratio:
+        for chain in np.flatnonzero(ratio[name] | constant[name]):
+            found.setdefault(int(chain), []).append(name)
+    return dict(sorted(found.items()))
+
+
+def flag_stuck_chains(d: dict, method: str, samples: dict, ld, step_size=None) -> None:
+    """Set ``d["stuck_chains"]`` ({chain: [sites]}, see :func:`stuck_chains`) for the model's
+    continuous latent sites and flag each stuck chain by name, with its step size beside the typical
+    chain's when ``step_size`` (one per chain) is given."""
+    from ppl.method.flags import flag
+
+    stuck = stuck_chains({lat.name: samples[lat.name] for lat in ld.spec.continuous if lat.name in samples})
+    d["stuck_chains"] = stuck
+    if not stuck:
+        return
+    steps = np.ravel(np.asarray(step_size, float)) if step_size is not None else None
+    for chain, sites in stuck.items():
+        step = ""
+        if steps is not None and steps.size > chain:
+            step = (f"; its step size is {steps[chain]:.3g} against a median of {np.median(steps):.3g} "
+                    f"over the chains, so its warmup collapsed")
+        flag(d, method,
+             f"chain {chain} has stopped moving in {', '.join(sites[:5])}: its draws there spread less "
+             f"than {STUCK_SPREAD:g} of the typical chain's, or never change{step}. Its draws are not "
+             f"from the posterior and bias every estimate that pools the chains. Rerun with another key "
+             f"or more num_warmup, start nearer the posterior (init=), use float64, or drop the chain "
+             f"(result.samples[site][other chains])", stacklevel=5)
