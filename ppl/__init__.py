@@ -10,12 +10,13 @@ from numpyro import distributions as dist
 from ppl.check import Report, check
 from ppl.compile.logdensity import LogDensity, LogJoint, compile
 from ppl.compile.spec import ModelSpec
-from ppl.infer.api import METHODS, infer, register
+from ppl.infer.api import METHODS, register
 from ppl.method.base import Method
 from ppl.method.result import Result
 from ppl.mcmc.gibbs import Gibbs, GibbsBlock
 from ppl.model import handlers
-from ppl.model.primitives import deterministic, factor, module, observe, param, plate, sample
+from ppl.model.primitives import (deterministic, factor, module, observe, param, plate, prng_key, sample,
+                                  subsample)
 from ppl.model.sites import Plate, Site, Trace
 from ppl.mcmc.sampler import HMC, MH, NUTS
 from ppl.optimize.point import MAP, MLE
@@ -25,10 +26,16 @@ from ppl.sbc import SBCResult, sbc
 from ppl import evaluate, vi
 from ppl.evaluate import predictive
 from ppl.vi import ELBO, IWAE, VI
+from ppl import _import_paths, util  # noqa: F401 - ppl.handlers, ppl.dist, ppl.distributions as import paths
+from ppl.util import enable_x64, set_host_device_count, set_platform
+import ppl.infer as infer  # noqa: E402 - the package, callable as ppl.infer.api.infer (see ppl/infer/__init__.py)
+
+distributions = dist
 
 __all__ = [
-    "dist", "handlers",
-    "sample", "observe", "plate", "deterministic", "factor", "param", "module",
+    "dist", "distributions", "handlers", "util",
+    "sample", "observe", "plate", "deterministic", "factor", "param", "module", "prng_key", "subsample",
+    "enable_x64", "set_platform", "set_host_device_count",
     "Site", "Plate", "Trace", "ModelSpec",
     "compile", "LogDensity", "LogJoint",
     "infer", "METHODS", "register", "Method", "Result",

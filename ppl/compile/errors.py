@@ -127,6 +127,20 @@ def _user_line(error):
     return found + (linecache.getline(found[0], found[1]).strip(),)
 
 
+def traced_sources(error) -> tuple:
+    """`(latent site names, data indices)` that the traced value in JAX's `error` depends on
+    (its text names them as `latents['mu']` and `data[i]`)."""
+    text = str(error)
+    return (sorted(set(re.findall(r"latents\['([^']+)'\]", text))),
+            sorted({int(i) for i in re.findall(r"data\[(\d+)\]", text)}))
+
+
+def user_line(error) -> str:
+    """' at file.py:12 (`the line`)' for the user's line where `error` arose, or ''."""
+    where = _user_line(error)
+    return f" at {os.path.basename(where[0])}:{where[1]} (`{where[2]}`)" if where else ""
+
+
 def traced_value_error(model, error, data_labels=(), last_site=None) -> TypeError:
     """A clear error for Python control flow (or a Python conversion) on a traced value.
 
@@ -137,11 +151,8 @@ def traced_value_error(model, error, data_labels=(), last_site=None) -> TypeErro
       data_labels: for each data leaf (`data[i]`), the user's name for it.
       last_site: the last site the model reached before the failing line, if known.
     """
-    text = str(error)
-    sites = sorted(set(re.findall(r"latents\['([^']+)'\]", text)))
-    data = sorted({int(i) for i in re.findall(r"data\[(\d+)\]", text)})
-    where = _user_line(error)
-    line = f" at {os.path.basename(where[0])}:{where[1]} (`{where[2]}`)" if where else ""
+    sites, data = traced_sources(error)
+    line = user_line(error)
     kind = "Python control flow or a Python conversion (if/while/and/or, bool(), float(), int(), np.asarray())"
     if sites:
         cause = (f"the value of latent site{'s' if len(sites) > 1 else ''} "

@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import re
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -13,8 +15,8 @@ import numpy as np
 from numpyro.distributions.distribution import validation_enabled
 
 from ppl.compile import _handlers as H
-from ppl.compile.errors import (CONCRETE_VALUE_ERRORS, argument_label, data_argument_error, pointing_to_check,
-                                 traced_value_error)
+from ppl.compile.errors import (CONCRETE_VALUE_ERRORS, argument_label, data_argument_error, model_name,
+                                 pointing_to_check, traced_sources, traced_value_error, user_line)
 from ppl.compile.spec import ModelSpec, check_observed, inspect, latent_dependence, observed_checks
 from ppl.compile.supports import check_parameters, parameter_checks
 from ppl.model import handlers
@@ -103,6 +105,30 @@ def data_labels(args, kwargs) -> list:
     return [argument_label(path) for path, leaf in leaves if _is_data(leaf) or _holds_array(leaf)]
 
 
+_MISSING = object()
+
+
+class Constant:
+    """A data argument the model needs as a concrete value (`len(np.unique(x))`,
+    `int(np.max(x))`): a static leaf, compared and hashed by content, that shadows the data
+    leaf (which still travels, so checkpoints' data hashes see it). Each new value
+    recompiles."""
+
+    def __init__(self, array):
+        self.array = np.asarray(array)
+        digest = hashlib.sha256(np.ascontiguousarray(self.array).tobytes()).hexdigest()
+        self._key = (self.array.shape, self.array.dtype.str, digest)
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, Constant) and other._key == self._key
+
+    def __repr__(self):
+        return f"Constant(shape={self.array.shape}, dtype={self.array.dtype})"
+
+
 @jax.tree_util.register_pytree_node_class
 class LogDensity:
     """A compiled model: the log joint density over a flat unconstrained vector `z`.
@@ -133,10 +159,17 @@ class LogDensity:
         return self.spec.dim
 
     def arguments(self):
-        """The model's `(args, kwargs)`, rebuilt from data and static leaves."""
+        """The model's `(args, kwargs)`, rebuilt from data and static leaves (a data leaf
+        shadowed by a static `Constant` is given as the constant's concrete array)."""
         static = dict(self._static)
         data = iter(self.data)
-        leaves = [static[i] if i in static else next(data) for i in range(len(self.data) + len(static))]
+        leaves = []
+        for i in range(len(self.data) + sum(not isinstance(v, Constant) for v in static.values())):
+            value = static.get(i, _MISSING)
+            if isinstance(value, Constant):
+                next(data)
+                value = value.array
+            leaves.append(next(data) if value is _MISSING else value)
         return jax.tree.unflatten(self._tree, leaves)
 
     def run(self, z, uparams=None, extra=()):
@@ -334,6 +367,41 @@ def check_traceable(model, tree, static, data, spec, params, labels=()) -> None:
         raise traced_value_error(model, e, labels, reached[-1] if reached else None) from e
 
 
+def constants_for_python(model, tree, static, data, spec, params, labels=()) -> tuple:
+    """The static leaves, with each data argument whose concrete value the model's Python
+    code needs (`len(np.unique(dept))`, `int(np.max(y))`, `if x.sum() > 0`) added as a
+    `Constant`, with one warning per argument naming it and the cost (a recompile for each
+    new value). NumPyro's MCMC closes over model arguments, so such models run there; this
+    keeps them running unchanged here.
+
+    Raises:
+      TypeError: when a latent site's value (which no constant can give) is needed in Python
+        (see `check_traceable`).
+    """
+    static = tuple(static)
+    while True:
+        try:
+            check_traceable(model, tree, static, data, spec, params, labels)
+            return static
+        except TypeError as err:
+            cause = err.__cause__
+            sites, needed = traced_sources(cause) if isinstance(cause, CONCRETE_VALUE_ERRORS) else ([], [])
+            shadowed = {i for i, v in static if isinstance(v, Constant)}
+            plain = {i for i, v in static if not isinstance(v, Constant)}
+            positions = [i for i in range(len(data) + len(plain)) if i not in plain]  # leaf index of data[j]
+            needed = [j for j in needed if positions[j] not in shadowed]
+            if sites or not needed:
+                raise
+            for j in needed:
+                label = labels[j] if j < len(labels) else f"data argument {j}"
+                warnings.warn(
+                    f"model {model_name(model)!r} needs the concrete value of its {label} in Python"
+                    f"{user_line(cause)}; ppl treats that argument as a constant of the compiled program, "
+                    f"so each new value of it recompiles. To avoid that, compute the Python value outside "
+                    f"the model and pass it as a Python int (static).", stacklevel=3)
+            static = tuple(sorted(static + tuple((positions[j], Constant(data[j])) for j in needed)))
+
+
 def compile(model, *args, **kwargs) -> LogDensity:
     """Trace `model(*args, **kwargs)` once and return its `LogDensity`.
 
@@ -366,7 +434,7 @@ def compile(model, *args, **kwargs) -> LogDensity:
         check_observed(tr, facts.observed)
         check_parameters(facts.parameter_meta, facts.parameters)
         if not jitted:
-            check_traceable(model, tree, static, data, spec, params, data_labels(args, kwargs))
+            static = constants_for_python(model, tree, static, data, spec, params, data_labels(args, kwargs))
     ld = LogDensity(model, spec, tree, static, data, params)
     ld.module_statics = {s.name: s.infer["module_static"] for s in tr.sites("param") if "module_static" in s.infer}
     return ld

@@ -12,6 +12,8 @@ import dataclasses
 import threading
 from typing import Any, Callable, Optional
 
+from ppl.model.site_keys import NumPyroKeys
+
 _LOCAL = threading.local()
 
 
@@ -22,11 +24,14 @@ def _stack() -> list:
 
 
 @dataclasses.dataclass
-class Message:
+class Message(NumPyroKeys):
     """One effect on its way through the handler stack.
 
-    `kind` is one of "latent", "observed", "deterministic", "param", "factor"; `value` is
-    filled by a handler or by the default behaviour at the bottom of the stack.
+    `kind` is one of "latent", "observed", "deterministic", "param", "factor" (sites), or
+    "plate" (subsample indices) and "prng_key" (a key for the model); `value` is filled by a
+    handler or by the default behaviour at the bottom of the stack. `sample_shape` is the
+    leading shape of iid copies a `sample` asked for (already part of `dist`'s batch shape).
+    NumPyro's dict keys read it too (`msg["name"]`, `msg["fn"]`; see `site_keys`).
     """
 
     name: str
@@ -42,6 +47,7 @@ class Message:
     stop: bool = False
     log_jacobian: Any = None
     unconstrained: Any = None
+    sample_shape: tuple = ()
     infer: dict = dataclasses.field(default_factory=dict)
 
 

@@ -53,7 +53,8 @@ class trace(Messenger):
 
 
 class seed(Messenger):
-    """Give each random site a fresh key split from `rng_seed` (an int or a jax key).
+    """Give each random site (and each `ppl.prng_key()` call) a fresh key split from
+    `rng_seed` (an int or a jax key).
 
     The stream restarts at every entry, so a seeded model is a deterministic function.
     """
@@ -70,7 +71,7 @@ class seed(Messenger):
 
     def process(self, msg: Message) -> None:
         needs_key = msg.value is None and msg.key is None and (
-            msg.kind in ("latent", "plate") or (msg.kind == "param" and has_initialiser(msg))
+            msg.kind in ("latent", "plate", "prng_key") or (msg.kind == "param" and has_initialiser(msg))
         )
         if needs_key:
             self._key, msg.key = jax.random.split(self._key)

@@ -1,4 +1,5 @@
-"""The modelling language: `sample`, `observe`, `plate`, `deterministic`, `factor`, `param`, `module`.
+"""The modelling language: `sample`, `observe`, `plate`, `deterministic`, `factor`, `param`, `module`
+(and NumPyro's `prng_key` and `subsample`).
 
 Each primitive builds a `Message` and sends it through the handler stack
 (`ppl.model._runtime.apply_stack`); with no handler installed a primitive still runs, so a
@@ -6,10 +7,13 @@ model is an ordinary Python function (sampling then needs `handlers.seed`).
 """
 from __future__ import annotations
 
+import functools
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import Distribution, constraints
+from numpyro.distributions import Distribution, ExpandedDistribution, constraints
 
 from ppl.model._runtime import Message, Messenger, active_handlers, apply_stack
 from ppl.model.sites import Plate, dist_name
@@ -143,18 +147,41 @@ def _check_dist(name, d):
         )
 
 
-def sample(name: str, d: Distribution, obs=None):
-    """A latent random variable `name ~ d`; returns its value.
+def sample(name: str, d: Distribution, obs=None, rng_key=None, sample_shape=(), infer=None, obs_mask=None):
+    """A latent random variable `name ~ d`; returns its value. NumPyro's signature:
 
-    `obs` is accepted for NumPyro users: `sample(name, d, obs=y)` is `observe(name, d, y)`.
+    Args:
+      obs: observed data: `sample(name, d, obs=y)` is `observe(name, d, y)`.
+      rng_key: a key to draw this site with, instead of one from the `seed` handler.
+      sample_shape: iid copies: the value has shape `sample_shape + batch + event` (plates
+        broadcast the batch shape, as in NumPyro) and its log density sums over all of them.
+      infer: a dict kept on the site (`site.infer`) for handlers and methods.
+      obs_mask: a boolean array of the batch shape: `obs` is observed where True and missing
+        (imputed) where False. As in NumPyro the model gets sites `{name}_observed` (the
+        data, masked), `{name}_unobserved` (a latent of the full shape) and the
+        deterministic `{name}` (data where observed, the latent where missing). Unlike
+        NumPyro's, the latent keeps its whole prior where the data are observed (those
+        entries are auxiliary draws that integrate to one), so the density stays proper and
+        the posterior of every other site is unchanged.
+
+    Raises:
+      TypeError: for a keyword sample does not take (Python names it), a name that is not a
+        string, or something that is not a distribution.
+      ValueError: for a bad `sample_shape`, or `obs_mask` without `obs`.
 
     Example:
       >>> mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+      >>> x = ppl.sample("x", dist.Normal(0.0, 1.0), sample_shape=(3,))   # 3 iid latents
     """
-    if obs is not None:
-        return observe(name, d, obs)
     _check_dist(name, d)
-    return apply_stack(Message(name=name, kind="latent", dist=d), _default).value
+    shape = _sample_shape(name, sample_shape)
+    if obs_mask is not None:
+        return _impute(name, d, obs, obs_mask, rng_key, shape, infer)
+    if obs is not None:
+        return _observe(name, d, obs, shape, infer)
+    msg = Message(name=name, kind="latent", dist=_with_sample_shape(d, shape), key=rng_key,
+                  sample_shape=shape, infer=dict(infer or {}))
+    return apply_stack(msg, _default).value
 
 
 def observe(name: str, d: Distribution, value):
@@ -166,9 +193,84 @@ def observe(name: str, d: Distribution, value):
     if value is None:
         return sample(name, d)
     _check_dist(name, d)
+    return _observe(name, d, value)
+
+
+def _observe(name, d, value, shape=(), infer=None):
     if not hasattr(value, "shape"):
         value = jnp.asarray(value)
-    return apply_stack(Message(name=name, kind="observed", dist=d, value=value), _default).value
+    msg = Message(name=name, kind="observed", dist=_with_sample_shape(d, shape), value=value,
+                  sample_shape=shape, infer=dict(infer or {}))
+    return apply_stack(msg, _default).value
+
+
+def _sample_shape(name, sample_shape) -> tuple:
+    try:
+        shape = tuple(int(n) for n in sample_shape) if not isinstance(sample_shape, (int, np.integer)) \
+            else (int(sample_shape),)
+    except TypeError:
+        shape = None
+    if shape is None or any(n < 0 for n in shape):
+        raise ValueError(f"site '{name}': sample_shape must be a tuple of ints >= 0 (e.g. (3,)), "
+                         f"got {sample_shape!r}.")
+    return shape
+
+
+def _with_sample_shape(d, shape):
+    """`d` with `shape` iid copies in front of its batch shape."""
+    return d.expand(shape + tuple(d.batch_shape)) if shape else d
+
+
+def _impute(name, d, obs, obs_mask, rng_key, shape, infer):
+    """`sample(..., obs=obs, obs_mask=mask)`: observed where `mask`, latent where not."""
+    from ppl.model import handlers
+
+    if obs is None:
+        raise ValueError(f"site '{name}': obs_mask marks which entries of obs are observed; give "
+                         f"obs=<data> too (or drop obs_mask for a latent site).")
+    mask = jnp.asarray(obs_mask)
+    if mask.dtype != jnp.bool_:
+        raise TypeError(f"site '{name}': obs_mask must be a boolean array, got dtype {mask.dtype}.")
+    with handlers.mask(mask=mask):
+        observed = _observe(f"{name}_observed", d, obs, shape, infer)
+    missing = sample(f"{name}_unobserved", d, rng_key=rng_key, sample_shape=shape, infer=infer)
+    keep = jnp.reshape(mask, mask.shape + (1,) * len(d.event_shape))
+    return deterministic(name, jnp.where(keep, observed, missing))
+
+
+def prng_key():
+    """A fresh random key from the enclosing `seed` handler (NumPyro's `numpyro.prng_key`).
+
+    Returns None when no `seed` handler supplies one; with no handler active at all it also
+    warns, as NumPyro does.
+
+    Example:
+      >>> k = ppl.handlers.seed(ppl.prng_key, rng_seed=0)()
+    """
+    if not active_handlers():
+        warnings.warn("ppl.prng_key() was called with no handler active, so there is no key to "
+                      "give; it returns None. Wrap the model in ppl.handlers.seed(model, rng_seed=0).",
+                      stacklevel=2)
+        return None
+    return apply_stack(Message(name="prng_key", kind="prng_key"), lambda msg: None).key
+
+
+def subsample(data, event_dim: int):
+    """The elements of `data` that the enclosing subsampling plates use (NumPyro's
+    `numpyro.subsample`): along each such plate's dim (counted left of `event_dim` trailing
+    event dims), `data` is indexed with the plate's indices. Outside subsampling plates (or
+    where a dim is already of the subsample size) `data` is returned unchanged.
+
+    Example:
+      >>> with ppl.plate("n", 1000, subsample_size=100):
+      ...     batch = ppl.subsample(y, event_dim=0)       # shape (100,)
+    """
+    for h in active_handlers():
+        if isinstance(h, plate) and h.subsample_size < h.size:
+            axis = h.dim - event_dim
+            if -axis <= jnp.ndim(data) and jnp.shape(data)[axis] == h.size:
+                data = jnp.take(data, h.indices, axis=axis)
+    return data
 
 
 def deterministic(name: str, value):
@@ -215,9 +317,25 @@ def _param_default_missing(msg):
         raise ValueError(f"param '{msg.name}' has no init_value and no substituted value; give init_value.")
 
 
-def module(name: str, network):
-    """Register an Equinox module's floating-point arrays as the param `name`; returns the
-    module with the current (possibly learned) arrays."""
+def module(name: str, network, input_shape=None):
+    """Register a network's learnable arrays as the param `name`; returns the network with
+    the current (possibly learned) arrays.
+
+    `network` is an Equinox module (its floating-point arrays are the param), or, as in
+    NumPyro, a stax-style pair `(init_fn, apply_fn)` with `init_fn(rng_key, input_shape) ->
+    (output_shape, params)`: the param is initialised by `init_fn` (a key from `seed`) and
+    the function `x -> apply_fn(params, x)` is returned.
+
+    Example:
+      >>> from jax.example_libraries import stax
+      >>> net = ppl.module("net", stax.serial(stax.Dense(8), stax.Tanh, stax.Dense(1)), (-1, 3))
+      >>> mean = net(x)[..., 0]
+    """
+    if isinstance(network, tuple) and len(network) == 2 and all(callable(f) for f in network):
+        return _stax_module(name, network, input_shape)
+    if input_shape is not None:
+        raise TypeError(f"module '{name}': input_shape is for a stax-style (init_fn, apply_fn) pair; "
+                        f"an Equinox module is already initialised, so drop it.")
     import equinox as eqx
 
     arrays, static = eqx.partition(network, eqx.is_inexact_array)
@@ -225,8 +343,20 @@ def module(name: str, network):
     return eqx.combine(apply_stack(msg, _default).value, static)
 
 
+def _stax_module(name, pair, input_shape):
+    init_fn, apply_fn = pair
+    if input_shape is None:
+        raise TypeError(f"module '{name}': a stax-style (init_fn, apply_fn) pair needs input_shape, "
+                        f"e.g. ppl.module('{name}', net, (-1, x.shape[-1])).")
+    params = param(name, lambda key: init_fn(key, tuple(input_shape))[1])
+    return functools.partial(apply_fn, params)
+
+
 class plate(Messenger):
     """`size` conditionally independent copies along batch dimension `dim`.
+
+    `plate(name, size, subsample_size=None, dim=None)`: NumPyro's signature and order; a
+    negative third argument is a `dim`, as in ppl's `plate(name, size, dim)`.
 
     Used as a context manager (`with plate("N", 100):`), it returns the indices of the
     elements in use (`arange(size)`, or a random subset of `subsample_size` of them, whose
@@ -242,12 +372,17 @@ class plate(Messenger):
         plate, or a name already used by an enclosing plate.
     """
 
-    def __init__(self, name: str, size: int, dim: int | None = None, subsample_size: int | None = None):
+    def __init__(self, name: str, size: int, subsample_size: int | None = None, dim: int | None = None):
         super().__init__(None)
         if isinstance(size, (np.integer,)):
             size = int(size)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _size_error(name, size)
+        if dim is None and isinstance(subsample_size, (int, np.integer)) and not isinstance(subsample_size, bool) \
+                and subsample_size < 0:
+            # ppl's first order, plate(name, size, dim) (DESIGN.md section 1): a dim is negative
+            # and a subsample size is not, so the third argument says which it is.
+            subsample_size, dim = None, int(subsample_size)
         if dim is not None and (not isinstance(dim, int) or dim >= 0):
             raise ValueError(f"plate '{name}': dim must be a negative int (e.g. -1), got {dim!r}.")
         if subsample_size is not None and not (isinstance(subsample_size, int) and 1 <= subsample_size <= size):
@@ -293,7 +428,7 @@ class plate(Messenger):
             msg.scale = ratio if msg.scale is None else msg.scale * ratio
         if msg.dist is not None:
             try:
-                msg.dist = _expand_to_plate(msg.name, msg.dist, self.frame)
+                msg.dist = _expand_to_plate(msg.name, msg.dist, self.frame, msg.sample_shape)
             except ValueError as e:
                 if not _audited(msg.name, e):
                     raise
@@ -310,7 +445,14 @@ def _size_error(name, size) -> Exception:
     return ValueError(f"plate '{name}': size must be a Python int >= 0, got {size!r}.")
 
 
-def _expand_to_plate(name, d, frame: Plate):
+def _expand_to_plate(name, d, frame: Plate, sample_shape=()):
+    """`d` with its batch shape broadcast along the plate's dim; the leading `sample_shape`
+    dims (iid copies a `sample` asked for) stay in front of every plate dim, as in NumPyro."""
+    if sample_shape:
+        batch = tuple(d.batch_shape)[len(sample_shape):]
+        core = d.base_dist.expand(batch) if isinstance(d, ExpandedDistribution) else d
+        core = _expand_to_plate(name, core, frame)
+        return core.expand(tuple(sample_shape) + tuple(core.batch_shape))
     batch = list(d.batch_shape)
     if len(batch) < -frame.dim:
         batch = [1] * (-frame.dim - len(batch)) + batch

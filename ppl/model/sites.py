@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 
 from ppl.model import fast_log_prob
+from ppl.model.site_keys import NumPyroKeys
 
 KINDS = ("latent", "observed", "deterministic", "param", "factor")
 
@@ -28,7 +29,7 @@ class Plate(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Site:
+class Site(NumPyroKeys):
     """One named site of a model run.
 
     Attributes:
@@ -40,6 +41,9 @@ class Site:
       scale, mask: the weight and boolean mask applied to its log density (None if unset).
       log_jacobian: log |det J| of the unconstrained-to-constrained map, when the site was
         set from an unconstrained value (compiled log densities), else None.
+
+    NumPyro's dict keys read it too: `site["value"]`, `site["type"]`, `site["fn"]`,
+    `site["is_observed"]`, ... (see `ppl.model.site_keys`).
     """
 
     name: str

@@ -1,5 +1,6 @@
 """Model code a new user writes that cannot be traced, or that bypasses ppl: each a clear
 error naming the site (or argument), the line, and the fix, before any method starts."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -43,16 +44,21 @@ def test_python_conversions_of_a_latent_name_the_site(conversion):
         ppl.compile(_converts(conversion), Y)
 
 
-def test_python_control_flow_on_data_names_the_argument():
+def test_python_control_flow_on_data_makes_the_argument_a_constant_and_names_it():
+    """As NumPyro closes over model arguments, a data argument whose value Python needs
+    becomes a constant of the program (a recompile per new value), with a warning naming it."""
     def steps(y, n):
         mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
         for _ in range(int(n)):
             mu = mu * 0.5
         ppl.observe("y", dist.Normal(mu, 1.0), y)
 
-    with pytest.raises(TypeError, match=r"uses the value of model positional argument 1.*passed as a Python int"):
-        ppl.compile(steps, Y, jnp.array(3))
-    ppl.compile(steps, Y, 3)  # a Python int is static: fine
+    with pytest.warns(UserWarning, match=r"positional argument 1 in Python.*constant.*recompiles.*Python int"):
+        ld = ppl.compile(steps, Y, jnp.array(3))
+    z = jnp.array([0.8])
+    expected = dist.Normal(0.0, 1.0).log_prob(0.8) + dist.Normal(0.1, 1.0).log_prob(Y).sum()
+    assert jnp.allclose(jax.jit(lambda ld, z: ld.log_prob(z))(ld, z), expected, rtol=1e-5)
+    ppl.compile(steps, Y, 3)  # a Python int is static: fine, and no warning
 
 
 @pytest.mark.parametrize("primitive, expected", [
