@@ -181,7 +181,7 @@ def main(argv=None):
         out["iwae"] = rows
     if "vae" not in a.skip:
         rows = vae_comparison(a.vae_steps, a.eval_k)
-        print(f"\nVAE on 8x8 digits (1500 train / 297 test, latent 8, MLP 128x2, batch 100, Adam 1e-3)")
+        print("\nVAE on 8x8 digits (1500 train / 297 test, latent 8, MLP 128x2, batch 100, Adam 1e-3)")
         print_table(rows, list(rows[0]))
         out["vae"] = rows
     if "vrnn" not in a.skip:

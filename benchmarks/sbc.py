@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Callable
 
 import jax.numpy as jnp
-import numpy as np
 
 import ppl
 from models import beta_bernoulli, normal_normal
