@@ -41,7 +41,7 @@ class ModelSpec:
 
     ``checked_supports`` names the observed sites whose data were found inside a support that
     depends on no latent or param (so it holds at every point; see
-    :func:`latent_dependent_supports`)."""
+    the `supports` of :func:`latent_dependence`)."""
 
     latents: Tuple[LatentSpec, ...]
     params: Tuple[str, ...]
@@ -136,8 +136,9 @@ def latent_dependence(model, args, kwargs, tr: Trace) -> Dependence:
     Found by tracing the support checks and the parameters as functions of the latent and
     param values and following the dependencies through the jaxpr (conservatively: an
     equation with a dependent input makes every output dependent). A model that cannot be
-    re-traced so is taken to depend on them everywhere for its parameters (nothing checked)
-    and nowhere for its supports (every support checked), as before.
+    re-traced so is taken to depend on them everywhere: nothing is checked once, and every
+    support check stays in the density (trusting a support that does move would let the
+    density be finite, even huge, outside it: MAP on ``y ~ Uniform(0, a)`` ran ``a`` to 0).
     """
     observed = [s.name for s in tr.sites("observed")]
     params = [(s.name, name) for s in tr.sites("latent", "observed") for name, _, _ in distribution_parameters(s.dist)]
@@ -155,8 +156,8 @@ def latent_dependence(model, args, kwargs, tr: Trace) -> Dependence:
 
     try:
         closed = jax.make_jaxpr(outputs)(values)
-    except Exception:  # noqa: BLE001 - a model that cannot be re-traced: check every support
-        return Dependence(frozenset(), frozenset(params))
+    except Exception:  # noqa: BLE001 - a model that cannot be re-traced: trust nothing
+        return Dependence(frozenset(observed), frozenset(params))
     dependent = set(closed.jaxpr.invars)
     for eqn in closed.jaxpr.eqns:
         if any(not isinstance(v, jex_core.Literal) and v in dependent for v in eqn.invars):
@@ -166,15 +167,9 @@ def latent_dependence(model, args, kwargs, tr: Trace) -> Dependence:
                       frozenset(p for p, m in zip(params, moves[len(observed):]) if m))
 
 
-def latent_dependent_supports(model, args, kwargs, tr: Trace) -> frozenset:
-    """Names of the observed sites whose support depends on a latent or a param value
-    (see :func:`latent_dependence`)."""
-    return latent_dependence(model, args, kwargs, tr).supports
-
-
 def observed_checks(tr: Trace, skip_support=frozenset()):
     """Per observed site, the arrays its checks need: ``(value, mask or None, in_support)``;
-    sites named in ``skip_support`` (see :func:`latent_dependent_supports`) get True.
+    sites named in ``skip_support`` (see the `supports` of :func:`latent_dependence`) get True.
 
     Computed inside the jitted inspection (:func:`ppl.compile.logdensity.compile`), so they
     come out concrete; :func:`check_observed` reads them.

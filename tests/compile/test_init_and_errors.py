@@ -1,4 +1,5 @@
 """Initial points (strategies, user values, retries) and invalid data caught at compile time."""
+import importlib
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -221,3 +222,31 @@ def test_first_finite_returns_the_accepted_point_and_its_evaluation(ld):
     never = lambda z: (jnp.asarray(False), jnp.zeros(()))
     _, ok, _ = jax.jit(lambda k: first_finite(ld, k, never, num_tries=5))(jax.random.PRNGKey(3))
     assert not bool(ok)
+
+
+def test_a_support_whose_dependence_cannot_be_traced_stays_in_the_density(monkeypatch):
+    """If the model cannot be re-traced to see whether a support moves with a latent, its
+    check stays in the log density: trusting it let MAP on y ~ Uniform(0, a) run a to 0
+    (a finite, huge density below max(y))."""
+    import jax
+    spec = importlib.import_module("ppl.compile.spec")  # ppl.compile is also the function
+
+    class NoRetrace:
+        def __getattr__(self, name):
+            return getattr(jax, name)
+
+        @staticmethod
+        def make_jaxpr(*args, **kwargs):
+            raise RuntimeError("cannot re-trace")
+
+    monkeypatch.setattr(spec, "jax", NoRetrace())
+
+    def tank(y):
+        a = ppl.sample("a", dist.Exponential(0.5))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.Uniform(0.0, a), y)
+
+    ld = ppl.compile(tank, jnp.array([0.5, 1.3, 2.2]))
+    assert ld.spec.checked_supports == ()
+    assert ld.log_prob(jnp.log(jnp.array([1.0]))) == -jnp.inf
+    assert ld.log_prob(jnp.array([-50.0])) == -jnp.inf

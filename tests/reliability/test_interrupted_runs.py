@@ -31,11 +31,17 @@ except KeyboardInterrupt:
 """
 
 
+def _ctrl_c_on():
+    """In the child: SIGINT at its default, so Python installs its Ctrl-C handler even when
+    the tests run in a background job (whose children start with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(150)
 def test_sigint_ends_a_long_run_within_the_timeout():
     env = dict(os.environ, PPL_COMPILE_CACHE="0")
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
+                             text=True, env=env, preexec_fn=_ctrl_c_on)
     try:
         assert child.stdout.readline().strip() == "ready"
         time.sleep(4)  # compiling or sampling by now: either must end on SIGINT

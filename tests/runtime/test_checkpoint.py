@@ -18,7 +18,15 @@ import pytest
 import ppl
 from ppl import dist
 
-CHILD = textwrap.dedent("""
+
+def _ctrl_c_on():
+    """In the child: SIGINT at its default, so Python installs its Ctrl-C handler even when
+    the tests run in a background job (whose children start with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# The start of every child script: float64, a two-parameter normal model and its data.
+_CHILD_MODEL = textwrap.dedent("""
     import json, sys
     import jax
     jax.config.update("jax_enable_x64", True)
@@ -30,6 +38,9 @@ CHILD = textwrap.dedent("""
         with ppl.plate("n", y.shape[0]):
             ppl.observe("y", dist.Normal(mu, sigma), y)
     y = jnp.array(np.random.default_rng(0).normal(1.0, 2.0, 20))
+""")
+
+CHILD = _CHILD_MODEL + textwrap.dedent("""
     path, num_samples, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     r = ppl.infer(model, y, method=ppl.NUTS(num_warmup=300, num_samples=num_samples, chunk_size=chunk,
                                            progress_bar=False), key=4,
@@ -53,7 +64,7 @@ Y = np.random.default_rng(0).normal(1.0, 2.0, 20)
 def _child(*args):
     env = dict(os.environ, PYTHONPATH=os.getcwd(), PPL_COMPILE_CACHE="0")
     return subprocess.Popen([sys.executable, "-c", CHILD, *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_on)
 
 
 def _wait_for_states(path: Path, count: int, timeout: float = 120.0):
@@ -183,18 +194,7 @@ def test_damaged_files_are_detected_and_the_run_restarts_from_the_last_good_chun
     np.testing.assert_allclose(np.asarray(resumed.samples["mu"]), whole.samples["mu"], rtol=0, atol=1e-9)
 
 
-FIT_CHILD = textwrap.dedent("""
-    import json, sys
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp, numpy as np, ppl
-    from ppl import dist
-    def model(y):
-        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
-        sigma = ppl.sample("sigma", dist.HalfNormal(5.0))
-        with ppl.plate("n", y.shape[0]):
-            ppl.observe("y", dist.Normal(mu, sigma), y)
-    y = jnp.array(np.random.default_rng(0).normal(1.0, 2.0, 20))
+FIT_CHILD = _CHILD_MODEL + textwrap.dedent("""
     path, num_steps, chunk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     method = ppl.VI(num_steps=num_steps, chunk_size=chunk, progress_bar=False)
     r = ppl.infer(model, y, method=method, key=5, checkpoint=None if path == "-" else path)
@@ -208,7 +208,8 @@ FIT_CHILD = textwrap.dedent("""
 def test_vi_interrupted_returns_the_fit_so_far_and_resumes_to_the_uninterrupted_fit(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd(), PPL_COMPILE_CACHE="0")
     run = lambda *a: subprocess.Popen([sys.executable, "-c", FIT_CHILD, *map(str, a)], env=env,  # noqa: E731
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      preexec_fn=_ctrl_c_on)
     path, steps = tmp_path / "vi", 60_000
     child = run(path, steps, 100)
     _wait_for_state(path)
