@@ -34,7 +34,6 @@ from typing import Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions.distribution import validation_enabled
 
 from ppl._keys import as_key
 from ppl.compile import _handlers as H
@@ -44,7 +43,7 @@ from ppl.compile.logdensity import LogDensity, compile as compile_model, split_a
 from ppl.compile.spec import latent_dependence, observed_checks, observed_problems
 from ppl.compile.supports import guide_support_problems, parameter_checks, parameter_problems, short_support
 from ppl.compile.terms import SCORED, site_terms
-from ppl.model import handlers
+from ppl.model import handlers, validation
 from ppl.model.primitives import ShapeAudit
 from ppl.model.sites import dist_name, user_dist
 
@@ -240,7 +239,7 @@ def _audit_run(model, args, kwargs, key, problems):
     audit = ShapeAudit()
     tr = handlers.trace()
     try:
-        with validation_enabled(False), tr as sites, audit, H.InitValues(key), \
+        with validation.off(), tr as sites, audit, H.InitValues(key), \
                 handlers.seed(rng_seed=key), NumPyroGuard():
             model(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - reported, with the site reached
@@ -254,7 +253,7 @@ def _audit_run(model, args, kwargs, key, problems):
 def _data_checks(model, args, kwargs, tr, problems):
     """Observed data (NaN, support) and parameters fixed by the data (constraints)."""
     try:
-        with validation_enabled(False):  # concrete data: NumPyro would raise, unnamed
+        with validation.off():  # concrete data: NumPyro would raise, unnamed
             dependence = latent_dependence(model, args, kwargs, tr)
             for name, message in observed_problems(tr, observed_checks(tr, dependence.supports)):
                 problems.add(name, "error", message)

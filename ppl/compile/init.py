@@ -7,14 +7,13 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions.distribution import validation_enabled
 
 from ppl import _counter_rng
 from ppl._keys import as_key
 from ppl.compile import _handlers as H
 from ppl.compile.errors import check_hint
 from ppl.compile.supports import describe_support
-from ppl.model import handlers
+from ppl.model import handlers, validation
 
 
 def draw_initial(ld, key, strategy="uniform", radius=2.0, values=None):
@@ -237,7 +236,7 @@ def _support_of(ld, name, values) -> str:
     """The site's support as text (eagerly traced; bounds set by other latents say so)."""
     args, kwargs = ld.arguments()
     try:
-        with validation_enabled(False), handlers.trace() as tr, handlers.substitute(data=ld.params), \
+        with validation.off(), handlers.trace() as tr, handlers.substitute(data=ld.params), \
                 H.InitValues(jax.random.PRNGKey(0), "uniform", 2.0, values), handlers.seed(rng_seed=0):
             ld.model(*args, **kwargs)
         support = tr[name].dist.support

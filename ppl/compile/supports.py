@@ -20,10 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Delta, constraints as C
-from numpyro.distributions.distribution import validation_enabled
 from numpyro.distributions.transforms import biject_to
 
-from ppl.model import handlers
+from ppl.model import handlers, validation
 from ppl.model.sites import dist_name, user_dist
 
 
@@ -240,7 +239,7 @@ def guide_support_problems(ld, gtr) -> list:
     of the same name (see `check_guide_function`); the model is run at the guide's values."""
     values = {s.name: s.value for s in gtr.sites("latent")}
     args, kwargs = ld.arguments()
-    with validation_enabled(False), handlers.trace() as mtr, handlers.substitute(data={**ld.params, **values}), \
+    with validation.off(), handlers.trace() as mtr, handlers.substitute(data={**ld.params, **values}), \
             handlers.seed(rng_seed=0):
         ld.model(*args, **kwargs)
     out = []

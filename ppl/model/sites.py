@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 
-from ppl.model import fast_log_prob
+from ppl.model import fast_log_prob, validation
 from ppl.model.site_keys import NumPyroKeys
 
 KINDS = ("latent", "observed", "deterministic", "param", "factor")
@@ -63,7 +63,18 @@ class Site(NumPyroKeys):
 
     @functools.cached_property
     def log_prob(self):
-        """Elementwise log density of `value`, with scale and mask applied (0 where none)."""
+        """Elementwise log density of `value` (-inf outside the distribution's support), with
+        scale and mask applied (0 where none)."""
+        return self._log_prob(check_support=True)
+
+    def log_prob_unchecked(self):
+        """`log_prob` without the support mask: for data already found inside a support that
+        no latent or param moves (checked once; the mask would select every element again)."""
+        return self._log_prob(check_support=False)
+
+    def _log_prob(self, check_support: bool):
+        # ppl applies the support mask itself: NumPyro's (under its process-wide validation
+        # flag, which a user or another thread may have turned off) never decides a result.
         if self.kind in ("latent", "observed"):
             value = self.value
             if self.kind == "observed" and self.mask is not None:
@@ -76,9 +87,12 @@ class Site(NumPyroKeys):
                 keep = jnp.reshape(self.mask, jnp.shape(self.mask) + (1,) * len(self.dist.event_shape))
                 value = jnp.where(keep, value, fill)
             try:
-                lp = fast_log_prob.log_prob(self.dist, value)
+                with validation.off():
+                    lp = fast_log_prob.log_prob(self.dist, value)
             except (TypeError, ValueError) as e:
                 raise _log_prob_error(self, value, e) from e
+            if check_support:
+                lp = _in_support(self.dist, value, lp)
         elif self.kind == "factor":
             lp = jnp.asarray(self.value)
         else:
@@ -91,6 +105,16 @@ class Site(NumPyroKeys):
 
     def log_prob_sum(self):
         return jnp.sum(self.log_prob)
+
+
+def _in_support(d, value, lp):
+    """`lp` where `value` lies in `d`'s support, -inf elsewhere (a support that cannot be
+    evaluated, as a `dependent` one, leaves `lp` as it is)."""
+    try:
+        inside = d.support(value)
+    except (NotImplementedError, ValueError, TypeError):
+        return lp
+    return jnp.where(inside, lp, -jnp.inf)
 
 
 def user_dist(d):
