@@ -24,7 +24,8 @@ import numpy as np
 
 from ppl import _counter_rng
 from ppl.compile.init import check_init_values, first_finite, init_error
-from ppl.runtime.program import calls_linalg, chain_groups, execute, initial_shapes, prepare, when
+from ppl.runtime.program import (calls_linalg, chain_groups, execute, initial_shapes, prepare,
+                                 prepare_in_background, when)
 from ppl.method.base import Method, draws_from_flat, require_continuous
 from ppl.mcmc import driver
 from ppl.runtime import chunks, progress
@@ -184,32 +185,39 @@ class ChainMethod(Method):
         z0, ok, state = first_finite(ld, key, evaluate, strategy, 2.0, values)
         return driver.new_chain_state(move, z0.astype(dtype), log_density, settings, state, ok)
 
-    def _program(self, key, ld, chains, state, rows):
-        """ONE chunk of iterations for the chains `chains` (their indices): `(state, rows)`
-        -> `(state, ChunkOutput)`. A chain whose state is not `started` is initialised
-        first (the first chunk)."""
-        k_init, k_run = jax.random.split(key)
+    def _layout(self, ld, chains):
+        """What the group's programs share: ``(chains, log_density, move, settings, dtype,
+        over_chains)``: the chain indices sharded over devices, and ``over_chains(f, *a)``
+        mapping ``f`` over the chain axis (vmap, or one after another)."""
         dtype = jnp.result_type(float)
         z_example = jnp.zeros(ld.dim, dtype)
         log_density = self._log_density(ld, z_example)
         move = self._move(ld, log_density)
-        settings = self._settings()
         sharding = _chain_sharding(chains.shape[0])
-        chains, state = _shard((chains, state), sharding)
-
-        sequential = self._sequential(sharding, log_density, z_example)
-        if sequential:
+        chains = _shard(chains, sharding)
+        if self._sequential(sharding, log_density, z_example):
             def over_chains(f, *a):
                 return jax.lax.map(lambda x: f(*x), a)
         else:
             def over_chains(f, *a):
                 return jax.vmap(f)(*a)
+        return chains, log_density, move, self._settings(), dtype, over_chains
 
-        def start(_):  # every chain of the group starts in the first chunk (a real branch)
-            return over_chains(lambda c: self._start(jax.random.fold_in(k_init, c), ld, move, log_density,
-                                                     settings, dtype), chains)
+    def _init_program(self, key, ld, chains):
+        """The chains `chains` (their indices) at their starting points: their
+        :class:`driver.ChainState`, each chain's ``ok`` False where no finite start was found.
+        A program of its own, compiled beside the chunk program on a first call."""
+        k_init, _ = jax.random.split(key)
+        chains, log_density, move, settings, dtype, over_chains = self._layout(ld, chains)
+        return over_chains(lambda c: self._start(jax.random.fold_in(k_init, c), ld, move, log_density,
+                                                 settings, dtype), chains)
 
-        state = jax.lax.cond(jnp.all(state.started), lambda s: s, start, state)
+    def _program(self, key, ld, chains, state, rows):
+        """ONE chunk of iterations for the chains `chains` (their indices): `(state, rows)`
+        -> `(state, ChunkOutput)`."""
+        _, k_run = jax.random.split(key)
+        chains, log_density, move, settings, _, over_chains = self._layout(ld, chains)
+        state = _shard(state, _chain_sharding(chains.shape[0]))
 
         def one_chain(c, s):
             words = _counter_rng.key_words(jax.random.fold_in(k_run, c))
@@ -225,24 +233,21 @@ class ChainMethod(Method):
         (chains, num_samples, *shape)."""
         total = self._total()
         rows = self._plan(0, total, total)
-        shape = jax.eval_shape(lambda k, c: self._initial(k, ld, c), key, chains)
-        blank = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shape)
-        blank = blank._replace(started=jnp.zeros(shape.started.shape, bool))
-        state, out = self._program(key, ld, chains, blank, jax.tree.map(jnp.asarray, rows))
+        state = self._init_program(key, ld, chains)
+        state, out = self._program(key, ld, chains, state, jax.tree.map(jnp.asarray, rows))
         keep = np.flatnonzero(rows.record)
         samples = {k: v[:, keep] for k, v in out.values.items()}
         divergences = sum((jnp.sum(i.is_divergent[:, keep].astype(jnp.int32)) for i in out.infos), jnp.int32(0))
         return samples, divergences, jnp.all(state.ok)
 
     def _blank_state(self, key, ld, chains):
-        """Zeros shaped as the chains' state, not `started` (the first chunk initialises).
-        Its shapes are traced once per method and argument shapes (`initial_shapes`)."""
+        """Zeros shaped as the chains' state (what a chunk program takes). Its shapes are
+        traced once per method and argument shapes (`initial_shapes`)."""
         shape = initial_shapes(self, key, ld, chains)
-        blank = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shape)
-        return blank._replace(started=np.zeros(shape.started.shape, bool))
+        return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shape)
 
     def _initial(self, key, ld, chains):
-        """The chains' state at a point (for its shapes: the first chunk finds the real start)."""
+        """The chains' state at a point (for its shapes: `_init_program` finds the real start)."""
         dtype = jnp.result_type(float)
         z = jnp.zeros(ld.dim, dtype)
         log_density = self._log_density(ld, z)
@@ -275,24 +280,38 @@ class ChainMethod(Method):
             store = MemoryStore(groups)
         work = [chunks.Group(states[g], starts[g], max(total, starts[g])) for g in range(groups)]
         divergences = [0] * groups
-        checked = [s > 0 for s in starts]
         compile_s, source, interrupted, run_s = 0.0, "memory", False, 0.0
         if any(w.start < w.stop for w in work):
-            rows0 = self._plan(0, 0, length)
-            executable, compile_s = prepare(self, key, ld, ids[0], blank, rows0)
-            source = executable.source
+            fresh = [g for g in range(groups) if starts[g] == 0]
+            t0 = time.perf_counter()
+            # The initialisation compiles on its own thread while the chunk program is traced
+            # and compiled here: on a first call the two compile times overlap.
+            pending = prepare_in_background(self, key, ld, ids[0], entry="_init_program") if fresh else None
+            try:
+                executable, _ = prepare(self, key, ld, ids[0], blank, self._plan(0, 0, length))
+            except BaseException:
+                if pending is not None:
+                    pending.wait()  # no compile is left running behind the error
+                raise
+            sources = [executable.source]
+            if pending is not None:
+                starter, _ = pending.result()
+                sources.append(starter.source)
+            compile_s = time.perf_counter() - t0
+            source = next((s for s in ("compiled", "disk") if s in sources), "memory")
+            for g in fresh:
+                work[g].state = jax.device_get(execute(starter, (key, ld, ids[g])))
+                ok = np.asarray(work[g].state.ok)
+                if not ok.all():
+                    bad = int(np.argmin(ok))
+                    move = work[g].state.move
+                    position = move.position if hasattr(move, "position") else move
+                    raise init_error(ld, np.asarray(position)[bad], 100)
 
             def run_chunk(g, state, rows):
                 return jax.device_get(execute(executable, (key, ld, ids[g], state, rows)))
 
             def on_chunk(c: chunks.Chunk):
-                if not checked[c.group]:
-                    ok = np.asarray(c.state.ok)
-                    if not ok.all():
-                        bad = int(np.argmin(ok))
-                        position = c.state.move.position if hasattr(c.state.move, "position") else c.state.move
-                        raise init_error(ld, np.asarray(position)[bad], 100)
-                    checked[c.group] = True
                 keep = np.flatnonzero(np.asarray(c.rows.record)[: c.n])
                 draws = {k: np.asarray(v)[:, keep] for k, v in c.outputs.values.items()}
                 stats = _stats(c.outputs.infos, keep, c.state)

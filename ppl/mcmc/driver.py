@@ -131,14 +131,13 @@ class ChainState(NamedTuple):
 
     Fields: ``move`` (the move's state, e.g. a NUTS ``State``), ``tuning`` (one
     :class:`Tuning` per adapted block), ``tally`` (:class:`Tally`), ``thinned``
-    (:class:`Thinned`), ``started`` (initialised) and ``ok`` (its initial point was finite).
+    (:class:`Thinned`) and ``ok`` (its initial point was finite).
     """
 
     move: Any
     tuning: Tuple[Tuning, ...]
     tally: Tally
     thinned: Thinned
-    started: jax.Array
     ok: jax.Array
 
 
@@ -185,7 +184,7 @@ def new_chain_state(move: Move, z0, logdensity_fn, settings: Settings = Settings
     thinned = Thinned(zero, jnp.zeros((nb,), dtype), jnp.zeros((nb,), bool), jnp.zeros((nb,), jnp.int32),
                       jnp.zeros((nb,), bool))
     return ChainState(move_state, tuple(tunings), Tally(zero, zero, zero, jnp.zeros((dim,), dtype)),
-                      thinned, jnp.asarray(True), jnp.asarray(ok))
+                      thinned, jnp.asarray(ok))
 
 
 def record_template(move: Move, state: ChainState, logdensity_fn, length: int):

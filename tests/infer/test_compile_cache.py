@@ -38,7 +38,7 @@ def run(method=METHOD, key=0):
 def test_a_new_process_loads_the_program_from_disk(cache):
     first = run()
     assert first.timing["compile_source"] == "compiled"
-    assert len(list(cache.glob("*.xla"))) == 1
+    assert len(list(cache.glob("*.xla"))) == 2  # the chains' initialisation and their chunk program
     assert run().timing["compile_source"] == "memory"
     _program.clear_cache()  # what a new process starts with
     again = run()
@@ -48,8 +48,8 @@ def test_a_new_process_loads_the_program_from_disk(cache):
 
 def test_a_damaged_cache_file_is_recompiled_not_an_error(cache):
     run()
-    (path,) = cache.glob("*.xla")
-    path.write_bytes(b"not an executable")
+    for path in cache.glob("*.xla"):
+        path.write_bytes(b"not an executable")
     _program.clear_cache()
     r = run()
     assert r.timing["compile_source"] == "compiled"
