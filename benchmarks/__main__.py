@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--key", type=int, default=0)
     scaling = sub.add_parser("scaling", help="NUTS cost against chains, N and d")
     scaling.add_argument("--quick", action="store_true")
-    scaling.add_argument("--axes", nargs="+", default=None, choices=["chains", "N", "d"])
+    scaling.add_argument("--axes", nargs="+", default=None, choices=["chains", "N", "d", "many"])
     scaling.add_argument("--values", nargs="+", type=int, default=None, help="values for the (single) axis")
     scaling.add_argument("--no-report", action="store_true")
     report = sub.add_parser("report", help="REPORT.md and plots from every results file")

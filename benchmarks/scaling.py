@@ -15,6 +15,8 @@ Axes:
   chains  eight schools (non-centred), chains 1, 4, 16, 64, 256, 1024
   N       logistic regression with d = 5, N = 1e3, 1e4, 1e5 (4 chains)
   d       logistic regression with N = 1000, d = 5, 25, 100, 400 (4 chains)
+  many    1 to 4096 vectorised chains: NUTS as lanes and in lockstep, ChEES, NumPyro's
+          vectorised NUTS, on three models (`benchmarks.many_chains`)
 """
 from __future__ import annotations
 
@@ -24,13 +26,14 @@ import warnings
 import jax
 
 import ppl
-from benchmarks import harness
+from benchmarks import harness, many_chains
 from benchmarks._common import hardware
 from benchmarks.bench_mcmc import numpyro_kernel_floor
 from benchmarks.bridge import to_numpyro
 
-FULL_AXES = {"chains": [1, 4, 16, 64, 256, 1024], "N": [1_000, 10_000, 100_000], "d": [5, 25, 100, 400]}
-QUICK_AXES = {"chains": [1, 4, 16], "N": [1_000, 10_000], "d": [5, 25]}
+FULL_AXES = {"chains": [1, 4, 16, 64, 256, 1024], "N": [1_000, 10_000, 100_000], "d": [5, 25, 100, 400],
+             "many": list(many_chains.FULL_CHAINS)}
+QUICK_AXES = {"chains": [1, 4, 16], "N": [1_000, 10_000], "d": [5, 25], "many": list(many_chains.QUICK_CHAINS)}
 FULL_ITERS, QUICK_ITERS = (500, 500), (100, 100)
 AXIS_CHAINS = 4
 
@@ -93,6 +96,9 @@ def run_scaling(axes=None, values=None, quick=False, out_dir=harness.RESULTS_DIR
     for axis in axes:
         if axis not in grid:
             raise ValueError(f"unknown scaling axis {axis!r}; choose from {sorted(grid)}.")
+        if axis == "many":
+            _run_many(values or grid[axis], quick, warmup, draws, numpyro, scaling, path, data, log)
+            continue
         for value in (values or grid[axis]):
             t = time.perf_counter()
             p = point(axis, value, warmup, draws, numpyro=numpyro)
@@ -103,3 +109,18 @@ def run_scaling(axes=None, values=None, quick=False, out_dir=harness.RESULTS_DIR
             log(f"scaling {axis}={value:<7} {p['model']:<34} chains {p['chains']:<5} ppl {p['us_per_grad']:.2f} us/grad "
                 f"(compile {p['compile_s']:.1f}s, run {p['run_s']:.2f}s){np_part} [{time.perf_counter() - t:.0f}s]")
     return path
+
+
+def _run_many(chain_counts, quick, warmup, draws, numpyro, scaling, path, data, log):
+    """The many-chains points (`benchmarks.many_chains`), saved one by one."""
+    many = scaling.setdefault("many", {})
+    for name in (many_chains.QUICK_MODELS if quick else many_chains.MODELS):
+        for chains in chain_counts:
+            for sampler in many_chains.samplers(numpyro):
+                t = time.perf_counter()
+                p = {k: harness._clean(v) for k, v in many_chains.point(name, chains, warmup, draws, sampler).items()}
+                many[f"{name}/{chains}/{sampler}"] = p
+                harness.save_results(path, data)
+                log(f"many {name:<16} chains {chains:<5} {sampler:<14} first {p['first_s']:.2f}s "
+                    f"(compile {p['compile_s']:.2f}s) ESS/s {p['ess_per_s']:.0f} us/grad {p['us_per_grad']:.2f} "
+                    f"lane util {p['lane_util']:.3f} [{time.perf_counter() - t:.0f}s]")

@@ -17,8 +17,9 @@ from ppl.mcmc.gibbs import Gibbs, GibbsBlock
 from ppl.model import handlers
 from ppl.model.primitives import (deterministic, factor, module, observe, param, plate, prng_key, sample,
                                   subsample)
+from ppl.model.scan import scan
 from ppl.model.sites import Plate, Site, Trace
-from ppl.mcmc.sampler import HMC, MH, NUTS
+from ppl.mcmc.sampler import HMC, MH, NUTS, ChEES
 from ppl.optimize.point import MAP, MLE
 from ppl.sampling.importance import Importance
 from ppl.sampling.rejection import Rejection
@@ -26,7 +27,7 @@ from ppl.sbc import SBCResult, sbc
 from ppl import evaluate, vi
 from ppl.evaluate import predictive
 from ppl.vi import ELBO, IWAE, VI
-from ppl import _import_paths, util  # noqa: F401 - ppl.handlers, ppl.dist, ppl.distributions as import paths
+from ppl import _import_paths, contrib, util  # noqa: F401 - ppl.handlers, ppl.dist, ppl.distributions as import paths
 from ppl.util import enable_x64, set_host_device_count, set_platform
 import ppl.infer as infer  # noqa: E402 - the package, callable as ppl.infer.api.infer (see ppl/infer/__init__.py)
 
@@ -34,12 +35,12 @@ distributions = dist
 
 __all__ = [
     "dist", "distributions", "handlers", "util",
-    "sample", "observe", "plate", "deterministic", "factor", "param", "module", "prng_key", "subsample",
+    "sample", "observe", "plate", "deterministic", "factor", "param", "module", "prng_key", "subsample", "scan",
     "enable_x64", "set_platform", "set_host_device_count",
     "Site", "Plate", "Trace", "ModelSpec",
     "compile", "LogDensity", "LogJoint",
     "infer", "METHODS", "register", "Method", "Result",
-    "NUTS", "HMC", "MH", "MLE", "MAP", "Importance",
+    "NUTS", "HMC", "MH", "ChEES", "MLE", "MAP", "Importance",
     "Gibbs", "GibbsBlock", "Rejection",
     "VI", "ELBO", "IWAE", "vi", "evaluate", "predictive",
     "sbc", "SBCResult", "check", "Report",

@@ -1,4 +1,5 @@
-"""NumPyro's import paths under `ppl`: `ppl.handlers`, `ppl.dist` and `ppl.distributions`.
+"""NumPyro's import paths under `ppl`: `ppl.handlers`, `ppl.dist`, `ppl.distributions` and
+`ppl.diagnostics` (NumPyro's `hpdi`, `effective_sample_size`, ... as they are).
 
 A NumPyro model is ported by renaming `numpyro` to `ppl`, so these paths must import:
 
@@ -18,6 +19,7 @@ import importlib
 import pkgutil
 import sys
 
+import numpyro.diagnostics
 import numpyro.distributions
 
 from ppl.model import handlers
@@ -38,3 +40,4 @@ def alias(name: str, module) -> None:
 alias("ppl.handlers", handlers)
 alias("ppl.dist", numpyro.distributions)
 alias("ppl.distributions", numpyro.distributions)
+alias("ppl.diagnostics", numpyro.diagnostics)

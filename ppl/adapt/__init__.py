@@ -1,5 +1,6 @@
 """Warmup adaptation: step size by dual averaging, mass matrix by Welford estimates over
-Stan's windowed schedule, and the initial step-size heuristic."""
-from ppl.adapt import dual_averaging, initial_step_size, welford, window
+Stan's windowed schedule, the initial step-size heuristic, and ChEES-HMC's trajectory length
+adapted across chains."""
+from ppl.adapt import chees, dual_averaging, initial_step_size, welford, window
 
-__all__ = ["dual_averaging", "initial_step_size", "welford", "window"]
+__all__ = ["chees", "dual_averaging", "initial_step_size", "welford", "window"]

@@ -11,6 +11,7 @@ from numpyro.distributions import ImproperUniform
 from numpyro.distributions.transforms import biject_to
 
 from ppl.model._runtime import Message, Messenger
+from ppl.model.scanned_dist import is_scanned
 from ppl.model.sites import user_dist
 
 
@@ -45,6 +46,8 @@ class FromFlat(Messenger):
         if lat.is_discrete:
             msg.value = u.reshape(lat.shape).astype(lat.dtype)
             msg.log_jacobian = jnp.zeros((), self.z.dtype)
+        elif is_scanned(msg.dist):
+            return  # inside ppl.scan: each step maps its row through its own support's bijection
         else:
             t = biject_to(msg.dist.support)
             msg.value = t(u)
@@ -115,9 +118,12 @@ class InitValues(Messenger):
         if msg.dist.is_discrete or (self.strategy == "prior" and not _improper(msg.dist)):
             msg.key = sub
             return
+        dtype = jnp.result_type(float)
+        if is_scanned(msg.dist):  # inside ppl.scan: each step maps its row through its own support
+            msg.unconstrained = jax.random.uniform(sub, msg.dist.unconstrained_shape, dtype, -self.radius, self.radius)
+            return
         t = biject_to(msg.dist.support)
         shape = t.inverse_shape(msg.dist.shape())
-        dtype = jnp.result_type(float)
         u = jax.random.uniform(sub, shape, dtype, -self.radius, self.radius)
         msg.unconstrained = u
         msg.value = t(u)

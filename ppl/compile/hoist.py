@@ -181,6 +181,11 @@ def _evaluate(eqns, env, products=None, transposed=None, wanted=None):
                 need.update(v for v in eqn.invars if not isinstance(v, jex_core.Literal))
         eqns = keep[::-1]
     read = lambda v: v.val if isinstance(v, jex_core.Literal) else env[v]
+    # Each equation is replayed in its own context (compute type, PRNG partitioning, XLA
+    # metadata) but under the mesh of the trace that replays it: the log density is hoisted
+    # outside a `jax.shard_map` and replayed inside it (`ppl.runtime.distributed.per_device`),
+    # where values are typed by the shard_map's manual mesh.
+    mesh = jax.sharding.get_abstract_mesh()
     for eqn in eqns:
         product = products.get(id(eqn)) if products else None
         if product is not None:
@@ -188,7 +193,7 @@ def _evaluate(eqns, env, products=None, transposed=None, wanted=None):
             env[eqn.outvars[0]] = _replay_product(eqn, product, other, transposed[product.matrix, product.perm])
             continue
         params = eqn.primitive.get_bind_params(eqn.params)
-        with eqn.ctx.manager:
+        with eqn.ctx.manager, jax.sharding.use_abstract_mesh(mesh):
             out = eqn.primitive.bind(*map(read, eqn.invars), **params)
         outs = out if eqn.primitive.multiple_results else [out]
         for v, x in zip(eqn.outvars, outs):

@@ -5,7 +5,7 @@ from typing import Callable, Dict
 
 from ppl.method.base import Method
 from ppl.mcmc.gibbs import Gibbs
-from ppl.mcmc.sampler import HMC, MH, NUTS
+from ppl.mcmc.sampler import HMC, MH, NUTS, ChEES
 from ppl.optimize.point import MAP, MLE
 from ppl.sampling.importance import Importance
 from ppl.sampling.rejection import Rejection
@@ -19,7 +19,7 @@ def register(name: str, factory: Callable[[], Method]) -> None:
     METHODS[name] = factory
 
 
-for _name, _factory in (("nuts", NUTS), ("hmc", HMC), ("mh", MH), ("mle", MLE), ("map", MAP),
-                        ("importance", Importance), ("gibbs", Gibbs), ("rejection", Rejection),
+for _name, _factory in (("nuts", NUTS), ("hmc", HMC), ("mh", MH), ("chees", ChEES), ("mle", MLE),
+                        ("map", MAP), ("importance", Importance), ("gibbs", Gibbs), ("rejection", Rejection),
                         ("vi", VI), ("iwae", lambda: VI(objective=IWAE()))):
     register(_name, _factory)

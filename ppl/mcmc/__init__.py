@@ -2,8 +2,10 @@
 
 Kernel modules ``hmc``, ``nuts``, ``mh`` each export ``State``, ``Info``, ``init``,
 ``build_kernel`` (and ``probe`` for the step-size heuristic); ``driver.run_chain`` runs
-Stan-style warmup and sampling for any of them.
+Stan-style warmup and sampling for any of them. ``chees`` exports ``State``, ``Info``,
+``init`` and ``build_move``: ChEES-HMC's move, whose chains adapt together (it runs under a
+named ``vmap`` over chains, ``ppl.ChEES``).
 """
-from ppl.mcmc import base, driver, hmc, integrators, metrics, mh, nuts
+from ppl.mcmc import base, chees, driver, hmc, integrators, metrics, mh, nuts
 
-__all__ = ["base", "driver", "hmc", "integrators", "metrics", "mh", "nuts"]
+__all__ = ["base", "chees", "driver", "hmc", "integrators", "metrics", "mh", "nuts"]

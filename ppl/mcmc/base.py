@@ -14,10 +14,31 @@ a non-finite gradient, at a point the transition computed; see
 the site whose term fails there.
 """
 import dataclasses
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+
+
+class Resumable(NamedTuple):
+    """A kernel's transition cut at its gradient evaluations, so that a schedule can advance
+    each chain by one evaluation at a time and start a chain's next transition as soon as
+    its last one ends (``ppl.mcmc.lanes``). Run as ``c = begin(...)``, then ``c = tick(c,
+    ...)`` until ``done(c)``, then ``end(c)``: the same ``(State, Info)``, bit for bit, as
+    the kernel's ``step`` with the same arguments.
+
+    Fields:
+      begin: ``(words, state, step_size, inverse_mass_matrix, trial) -> carry`` (``words``: a
+        ``_counter_rng`` key, what ``step`` derives from its key);
+      tick: ``(carry, logdensity_fn, inverse_mass_matrix) -> carry``, one gradient evaluation;
+      done: ``carry -> bool``;
+      end: ``carry -> (State, Info)``.
+    """
+
+    begin: Callable
+    tick: Callable
+    done: Callable
+    end: Callable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +65,9 @@ class Kernel:
         "float" meaning the position's (a scalar), "position" a vector like the position. It
         lets a driver lay out its records without tracing the kernel an extra time; None: the
         driver traces it (``jax.eval_shape``).
+      resumable: the same transition as a :class:`Resumable` (one gradient evaluation at a
+        time), for schedules that interleave many chains' transitions (``ppl.mcmc.lanes``);
+        None when the kernel offers none.
     """
 
     step: Callable
@@ -52,6 +76,7 @@ class Kernel:
     name: str
     restart_at_windows: bool = True
     info_type: Optional[type] = None
+    resumable: Optional["Resumable"] = None
 
     def info_shapes(self, state, key, logdensity_fn, step_size, inverse_mass_matrix, dtype):
         """The ``Info`` of one step as ``jax.ShapeDtypeStruct``s."""
@@ -92,6 +117,8 @@ class Move:
         slow window changes the mass matrix (Stan's HMC/NUTS warmup; not for random walks).
       target_accept: per block, a dual-averaging target fixed by the move (None: the
         method's option for every block).
+      kernel: the one kernel the move applies to every coordinate (``driver.single``), or
+        None (Gibbs): a schedule may then run the kernel's ``resumable`` form.
     """
 
     blocks: tuple
@@ -102,3 +129,4 @@ class Move:
     name: str
     restart_at_windows: bool = True
     target_accept: Optional[float] = None
+    kernel: Optional[Kernel] = None

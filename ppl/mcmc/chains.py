@@ -10,7 +10,8 @@ chunk when asked, and assembles the draws, sample statistics and tuned values.
 
 Layouts: chain c's keys are `fold_in(key_init, c)` and `fold_in(key_run, c)`, so the same
 key gives the same draws whether chains run vectorised, one after another, in concurrent
-groups, sharded over devices, or in chunks of any length.
+groups, sharded over devices (those of several processes under `jax.distributed`: see
+`ppl.runtime.distributed`), or in chunks of any length.
 """
 from __future__ import annotations
 
@@ -27,13 +28,16 @@ from ppl.compile.init import check_init_values, first_finite, init_error
 from ppl.runtime.program import (calls_linalg, chain_groups, execute, initial_shapes, prepare,
                                  prepare_in_background, when)
 from ppl.method.base import Method, draws_from_flat, require_continuous
-from ppl.mcmc import driver
-from ppl.runtime import chunks, progress
+from ppl.mcmc import driver, lanes
+from ppl.runtime import chunks, distributed, progress
 from ppl.runtime.checkpoint import Checkpoint, identity
 from ppl.runtime.interrupt import Interrupt
 from ppl.runtime.store import DiskStore, LazySamples, MemoryStore
 
 CHUNK_BYTES = 16 << 20  # a chunk's output of draws stays below this (per group)
+# The name of the vmap axis over chains: code mapped over the chains may reduce across them
+# (`jax.lax.pmean(x, CHAIN_AXIS)`; ChEES-HMC's warmup, `ppl.mcmc.chees`).
+CHAIN_AXIS = "chains"
 # Options that change neither the draws nor the warmup: a checkpoint may be resumed with new
 # values (num_samples: a finished run is extended, or cut).
 FREE_OPTIONS = ("num_samples", "progress_bar", "chunk_size", "chain_method")
@@ -41,11 +45,28 @@ FREE_OPTIONS = ("num_samples", "progress_bar", "chunk_size", "chain_method")
 
 class ChunkOutput(NamedTuple):
     """What one chunk of a group hands back: ``values`` (site -> (chains, length, *shape),
-    constrained draws with deterministic sites; zeros in a chunk that records nothing) and
-    ``infos`` (per adapted block, its ``Info`` of (chains, length) arrays)."""
+    constrained draws with deterministic sites; zeros in a chunk that records nothing),
+    ``infos`` (per adapted block, its ``Info`` of (chains, length) arrays) and ``work``
+    (a `lanes.LaneWork` of (chains,) arrays when the chains run as lanes, else zeros)."""
 
     values: dict
     infos: tuple
+    work: Any
+
+
+class Layout(NamedTuple):
+    """How a group's programs run its chains (`ChainMethod._layout`): the chain indices
+    (sharded over devices), the log density and move, the driver's settings, the dtype,
+    ``over_chains(f, *a)`` mapping ``f`` over the chain axis, and whether that map runs the
+    chains one after another (``sequential``) rather than as one vectorised batch."""
+
+    chains: Any
+    log_density: Any
+    move: Any
+    settings: Any
+    dtype: Any
+    over_chains: Any
+    sequential: bool
 
 
 class ChainRun(NamedTuple):
@@ -60,21 +81,13 @@ class ChainRun(NamedTuple):
     run_s: float
     source: str
     interrupted: bool
+    lane_utilization: float = float("nan")
 
 
-def _chain_sharding(num_chains):
-    """A NamedSharding of the chain axis over all devices, or None on one device."""
-    devices = jax.devices()
-    if len(devices) < 2 or num_chains % len(devices):
-        return None
-    mesh = jax.sharding.Mesh(np.array(devices), ("chain",))
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chain"))
-
-
-def _shard(tree, sharding):
-    if sharding is None:
-        return tree
-    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+# The chain axis over every device (of every process under jax.distributed), or None on one
+# device; and that layout imposed inside a traced program (see `ppl.runtime.distributed`).
+_chain_sharding = distributed.chain_sharding
+_shard = distributed.constrain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,47 +198,56 @@ class ChainMethod(Method):
         z0, ok, state = first_finite(ld, key, evaluate, strategy, 2.0, values)
         return driver.new_chain_state(move, z0.astype(dtype), log_density, settings, state, ok)
 
-    def _layout(self, ld, chains):
-        """What the group's programs share: ``(chains, log_density, move, settings, dtype,
-        over_chains)``: the chain indices sharded over devices, and ``over_chains(f, *a)``
-        mapping ``f`` over the chain axis (vmap, or one after another)."""
+    def _layout(self, ld, chains) -> "Layout":
+        """What the group's programs share (a :class:`Layout`)."""
         dtype = jnp.result_type(float)
         z_example = jnp.zeros(ld.dim, dtype)
         log_density = self._log_density(ld, z_example)
         move = self._move(ld, log_density)
         sharding = _chain_sharding(chains.shape[0])
         chains = _shard(chains, sharding)
-        if self._sequential(sharding, log_density, z_example):
+        sequential = self._sequential(sharding, log_density, z_example)
+        if sequential:
             def over_chains(f, *a):
                 return jax.lax.map(lambda x: f(*x), a)
         else:
             def over_chains(f, *a):
-                return jax.vmap(f)(*a)
-        return chains, log_density, move, self._settings(), dtype, over_chains
+                return jax.vmap(f, axis_name=CHAIN_AXIS)(*a)
+        settings = self._settings()
+        if sharding is not None and settings.chain_axis is None:
+            # Chains that never reduce across one another: each device runs its own.
+            over_chains = distributed.per_device(over_chains, sharding)
+        return Layout(chains, log_density, move, settings, dtype, over_chains, sequential)
 
     def _init_program(self, key, ld, chains):
         """The chains `chains` (their indices) at their starting points: their
         :class:`driver.ChainState`, each chain's ``ok`` False where no finite start was found.
         A program of its own, compiled beside the chunk program on a first call."""
         k_init, _ = jax.random.split(key)
-        chains, log_density, move, settings, dtype, over_chains = self._layout(ld, chains)
-        return over_chains(lambda c: self._start(jax.random.fold_in(k_init, c), ld, move, log_density,
-                                                 settings, dtype), chains)
+        lay = self._layout(ld, chains)
+        return lay.over_chains(lambda c: self._start(jax.random.fold_in(k_init, c), ld, lay.move, lay.log_density,
+                                                     lay.settings, lay.dtype), lay.chains)
 
     def _program(self, key, ld, chains, state, rows):
         """ONE chunk of iterations for the chains `chains` (their indices): `(state, rows)`
         -> `(state, ChunkOutput)`."""
         _, k_run = jax.random.split(key)
-        chains, log_density, move, settings, _, over_chains = self._layout(ld, chains)
-        state = _shard(state, _chain_sharding(chains.shape[0]))
+        lay = self._layout(ld, chains)
+        state = _shard(state, _chain_sharding(lay.chains.shape[0]))
+        # Vectorised chains of a resumable kernel (NUTS) run as lanes, each chain starting
+        # its next transition as soon as its last one ends (`ppl.mcmc.lanes`).
+        as_lanes = not lay.sequential and lanes.supports(lay.move)
 
         def one_chain(c, s):
             words = _counter_rng.key_words(jax.random.fold_in(k_run, c))
-            return driver.advance(words, s, rows, move, log_density, settings)
+            if as_lanes:
+                return lanes.advance(words, s, rows, lay.move, lay.log_density, lay.settings, CHAIN_AXIS)
+            state, record = driver.advance(words, s, rows, lay.move, lay.log_density, lay.settings)
+            return state, record, lanes.LaneWork(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
-        state, record = over_chains(one_chain, chains, state)
+        state, record, work = lay.over_chains(one_chain, lay.chains, state)
         values = when(jnp.any(rows.record == 1), lambda p: draws_from_flat(ld, p), record.position)
-        return state, ChunkOutput(values, record.infos)
+        return state, ChunkOutput(values, record.infos, work)
 
     def _whole(self, key, ld, chains):
         """The whole run as ONE chunk, pure and vmappable (simulation-based calibration runs
@@ -257,11 +279,28 @@ class ChainMethod(Method):
 
     # -- the run -------------------------------------------------------------------------------
     def _execute(self, key, ld, checkpoint=None) -> ChainRun:
-        """Run (or resume, or extend) the chains; returns a :class:`ChainRun`."""
+        """Run (or resume, or extend) the chains; returns a :class:`ChainRun`.
+
+        With several devices the chains are sharded over them (`ppl.runtime.distributed`):
+        in a multi-process run (`jax.distributed`) each process computes its devices' chains
+        and every process returns every chain; checkpoints are refused there."""
         groups = self._groups()
         per = self.num_chains // groups
         ids = [np.arange(g * per, (g + 1) * per, dtype=np.int32) for g in range(groups)]
         length = self._length(ld, per)
+        place = distributed.Placement(_chain_sharding(per))
+        many = distributed.processes() > 1
+        if many:
+            if checkpoint is not None:
+                raise ValueError(
+                    f"{self.name}: checkpoint= is not supported in a multi-process (jax.distributed) run "
+                    f"({distributed.processes()} processes); drop checkpoint=, or run in one process.")
+            distributed.require_same_call(identity(ld, self, key, ignore=("progress_bar", "chunk_size")),
+                                          f"ppl.infer(method={self.name!r})")
+        # The program's inputs: on several devices, global arrays (chains sharded, the rest
+        # replicated); on one, as they are.
+        g_key, g_ld = place.everywhere((key, ld))
+        g_ids = [place.chains(i) for i in ids]
         total = self._total()
         blank = self._blank_state(key, ld, ids[0])
         states, starts = [blank] * groups, [0] * groups
@@ -280,15 +319,17 @@ class ChainMethod(Method):
             store = MemoryStore(groups)
         work = [chunks.Group(states[g], starts[g], max(total, starts[g])) for g in range(groups)]
         divergences = [0] * groups
+        lane_work = [0, 0]  # gradient evaluations made, and lane slots offered (lanes)
         compile_s, source, interrupted, run_s = 0.0, "memory", False, 0.0
         if any(w.start < w.stop for w in work):
             fresh = [g for g in range(groups) if starts[g] == 0]
             t0 = time.perf_counter()
             # The initialisation compiles on its own thread while the chunk program is traced
             # and compiled here: on a first call the two compile times overlap.
-            pending = prepare_in_background(self, key, ld, ids[0], entry="_init_program") if fresh else None
+            pending = prepare_in_background(self, g_key, g_ld, g_ids[0], entry="_init_program") if fresh else None
             try:
-                executable, _ = prepare(self, key, ld, ids[0], blank, self._plan(0, 0, length))
+                executable, _ = prepare(self, g_key, g_ld, g_ids[0], place.chains(blank),
+                                        place.everywhere(self._plan(0, 0, length)))
             except BaseException:
                 if pending is not None:
                     pending.wait()  # no compile is left running behind the error
@@ -300,7 +341,7 @@ class ChainMethod(Method):
             compile_s = time.perf_counter() - t0
             source = next((s for s in ("compiled", "disk") if s in sources), "memory")
             for g in fresh:
-                work[g].state = jax.device_get(execute(starter, (key, ld, ids[g])))
+                work[g].state = place.host(execute(starter, (g_key, g_ld, g_ids[g])))
                 ok = np.asarray(work[g].state.ok)
                 if not ok.all():
                     bad = int(np.argmin(ok))
@@ -309,13 +350,16 @@ class ChainMethod(Method):
                     raise init_error(ld, np.asarray(position)[bad], 100)
 
             def run_chunk(g, state, rows):
-                return jax.device_get(execute(executable, (key, ld, ids[g], state, rows)))
+                args = (g_key, g_ld, g_ids[g], place.chains(state), place.everywhere(rows))
+                return place.host(execute(executable, args))
 
             def on_chunk(c: chunks.Chunk):
                 keep = np.flatnonzero(np.asarray(c.rows.record)[: c.n])
                 draws = {k: np.asarray(v)[:, keep] for k, v in c.outputs.values.items()}
                 stats = _stats(c.outputs.infos, keep, c.state)
                 divergences[c.group] += int(stats["diverging"].sum()) if "diverging" in stats else 0
+                lane_work[0] += int(np.sum(c.outputs.work.ticks))
+                lane_work[1] += int(np.sum(c.outputs.work.offered))
                 store.append(c.group, draws, stats)
                 if ckpt is not None:
                     ckpt.save(c.group, c.start + c.n, c.state)
@@ -326,11 +370,12 @@ class ChainMethod(Method):
             names = [f"{self.name} chains {i[0]}-{i[-1]}" if groups > 1 else self.name for i in ids]
             t0 = time.perf_counter()
             with Interrupt(self.name) as interrupt, \
-                    progress.Bars(progress.enabled(self.progress_bar), names, [w.stop for w in work], starts) as bars:
+                    progress.Bars(progress.enabled(self.progress_bar) and jax.process_index() == 0, names,
+                                  [w.stop for w in work], starts) as bars:
                 interrupted = chunks.run(
                     run_chunk, work, lambda g, start, n: self._plan(start, n, length), length, on_chunk,
                     concurrent=groups > 1 and not executable.blocking, interrupt=interrupt,
-                    chunk_size=self.chunk_size)
+                    chunk_size=self.chunk_size, agree=distributed.agree_on_chunk if many else None)
             run_s = time.perf_counter() - t0
         done = min(w.start for w in work)
         limit = min(min(store.count(g) for g in range(groups)), self.num_samples)
@@ -342,7 +387,8 @@ class ChainMethod(Method):
         else:
             samples, stats = store.arrays(limit)
         states = jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *[w.state for w in work])
-        return ChainRun(samples, stats, states, done, compile_s, run_s, source, interrupted)
+        utilization = lane_work[0] / lane_work[1] if lane_work[1] else float("nan")
+        return ChainRun(samples, stats, states, done, compile_s, run_s, source, interrupted, utilization)
 
     def _records_before(self, iteration: int) -> int:
         """Draws recorded by the first `iteration` iterations."""

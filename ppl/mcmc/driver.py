@@ -23,7 +23,7 @@ Hoffman & Gelman (2014), section 3.2.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -151,13 +151,40 @@ class Record(NamedTuple):
 
 
 class Settings(NamedTuple):
-    """The driver's static options."""
+    """The driver's static options.
+
+    ``chain_axis``: None, or the name of the ``vmap`` axis over chains (chains in lockstep,
+    :func:`advance` vectorised): the chains then adapt TOGETHER, sharing one step size and
+    one mass matrix: dual averaging is fed the chains' mean acceptance statistic (harmonic
+    for transitions ``i < harmonic_until``, arithmetic afterwards: :func:`pooled_acceptance`),
+    and a slow window's mass matrix is estimated from the draws of every chain
+    (``welford.pooled_inverse_mass_matrix``). The move must keep the chains' step sizes
+    equal where it re-runs the step-size heuristic (ChEES-HMC, ``ppl.mcmc.chees``, pools
+    its trials).
+    """
 
     target_accept: float = 0.8
     dense_mass: bool = False
     adapt_mass: bool = True
     adapt_step_size: bool = True
     initial_step_size: float = 1.0
+    chain_axis: Optional[str] = None
+    harmonic_until: int = 0
+
+
+def pooled_acceptance(accept, axis_name, harmonic):
+    """The chains' mean of ``accept`` over the ``vmap`` axis ``axis_name`` (the same value in
+    every chain): what dual averaging follows when the chains adapt together. Where
+    ``harmonic`` (a traced bool) the harmonic mean, which stays low while ANY chain rejects
+    nearly everything (a chain started where the posterior is far narrower than in its bulk),
+    so that the shared step size shrinks until every chain moves (the reduction of ChEES-HMC's
+    authors' TensorFlow Probability code); else the arithmetic mean, which, once the
+    chains are in the bulk, is not dragged down by the rare low acceptance of one chain among
+    many (measured: with the harmonic mean throughout, 256 chains on the non-centred eight
+    schools kept an acceptance of 0.99 and a step size less than half of NUTS's)."""
+    tiny = jnp.finfo(accept.dtype).tiny
+    return jnp.where(harmonic, 1.0 / jax.lax.pmean(1.0 / jnp.maximum(accept, tiny), axis_name),
+                     jax.lax.pmean(accept, axis_name))
 
 
 def _block_dims(move: Move, dim: int):
@@ -243,7 +270,7 @@ def single(kernel: Kernel) -> Move:
         return state, (info,), (used,)
 
     return Move(blocks=(None,), init=kernel.init, step=step, position=lambda s: s.position,
-                info_shapes=shapes, name=kernel.name, restart_at_windows=kernel.restart_at_windows)
+                info_shapes=shapes, name=kernel.name, restart_at_windows=kernel.restart_at_windows, kernel=kernel)
 
 
 def _adapt(t: Tuning, x, accept, row: Rows, settings: Settings, target_accept, dense: bool):
@@ -256,7 +283,11 @@ def _adapt(t: Tuning, x, accept, row: Rows, settings: Settings, target_accept, d
         wf = jax.lax.cond(row.add_sample == 1, lambda w: welford.update(w, x), lambda w: w, t.welford)
 
         def close_window(t):
-            return t._replace(inverse_mass_matrix=welford.regularized_inverse_mass_matrix(t.welford),
+            if settings.chain_axis is None:
+                imm = welford.regularized_inverse_mass_matrix(t.welford)
+            else:
+                imm = welford.pooled_inverse_mass_matrix(t.welford, settings.chain_axis)
+            return t._replace(inverse_mass_matrix=imm,
                               welford=welford.init(x.shape[0], dense, dtype))
 
         t = jax.lax.cond(row.window_end == 1, close_window, lambda t: t, t._replace(welford=wf))
@@ -266,27 +297,32 @@ def _adapt(t: Tuning, x, accept, row: Rows, settings: Settings, target_accept, d
     return t
 
 
-def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, settings: Settings = Settings()):
-    """Run the active iterations of ``rows`` on one chain; pure and jittable (vmap over chains).
+class Steps(NamedTuple):
+    """The parts of one iteration that every schedule shares (:func:`steps_of`), so that the
+    chain-by-chain loop (:func:`advance`) and the lane schedule (``ppl.mcmc.lanes``) run
+    the same warmup and keep the same records:
 
-    Args:
-      words: the chain's raw ``uint32[2]`` key (``_counter_rng.key_words``); iteration ``i``
-        uses ``_counter_rng.subkey(words, i, ITERATION)``.
-      state: the chain's :class:`ChainState`.
-      rows: the chunk's :class:`Rows` (from :func:`plan`).
-      move: the :class:`ppl.mcmc.base.Move` (``single(kernel)`` for NUTS/HMC/MH).
-      logdensity_fn: ``z -> scalar`` over the flat vector.
-      settings: :class:`Settings`.
-
-    Returns:
-      ``(state, record)``: the state after the chunk and its :class:`Record` (rows past the
-      active ones are zeros).
+    prepare: ``(tuning, z, row) -> tuning``, the adaptation owed to the previous transition;
+    bookkeeping: ``(state, tuning, infos, row) -> (state, row_values)``: the tally, the
+      thinning sums and the values to record (draw and scalar fields, one flat vector);
+    width: the length of a record row;
+    unpack: ``buffer -> Record``, a chunk's rows back into named fields.
     """
-    length = rows.i.shape[0]
+
+    prepare: Callable
+    bookkeeping: Callable
+    width: int
+    unpack: Callable
+
+
+def steps_of(move: Move, state: ChainState, logdensity_fn, length: int, settings: Settings) -> Steps:
+    """The :class:`Steps` of ``move`` for chunks of ``length`` rows."""
     targets = move.target_accept if move.target_accept is not None else (settings.target_accept,) * len(move.blocks)
     record0 = record_template(move, state, logdensity_fn, length)
     indices = [None if idx is None else jnp.asarray(idx, jnp.int32) for idx in move.blocks]
     names = [[n for n, v in zip(info._fields, info) if v is not None] for info in record0.infos]
+    dtype = state.tally.nonfinite_position.dtype
+    dim = state.tally.nonfinite_position.shape[0]
 
     def prepare(tuning, z, row):
         """The adaptation owed to the previous transition, per block."""
@@ -302,8 +338,9 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
     def bookkeeping(s: ChainState, tuning, infos, row):
         """The accept statistics for the next adaptation, the warmup tally, the thinning sums
         and the fields to record (over a thinned group: acceptance averaged, divergence and
-        failure any-ed, gradient evaluations summed; other fields the last transition's)."""
-        dtype = s.tally.nonfinite_position.dtype
+        failure any-ed, gradient evaluations summed; other fields the last transition's).
+        Draw and fields share one row of one buffer: one in-place write each iteration
+        (integer and boolean fields are exact in floating point)."""
         warm = row.warmup == 1
 
         def stack(values, kind):  # per block (a move may have no adapted block: Gibbs on discrete sites)
@@ -313,7 +350,9 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
         div = stack([i.is_divergent for i in infos], bool)
         bad = stack([i.is_nonfinite for i in infos], bool)
         grads = stack([i.num_grad_evals for i in infos], jnp.int32)
-        tuning = tuple(t._replace(last_accept=a) for t, a in zip(tuning, accept))
+        pooled = accept if settings.chain_axis is None else \
+            pooled_acceptance(accept, settings.chain_axis, row.i < settings.harmonic_until)
+        tuning = tuple(t._replace(last_accept=a) for t, a in zip(tuning, pooled))
         witness = s.tally.nonfinite_position
         for i in infos:
             witness = jnp.where(i.is_nonfinite, i.nonfinite_position, witness)
@@ -331,41 +370,73 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
             fields.append(tuple(summary[n] if n in summary else getattr(info, n) for n in keep))
         # Warmup transitions and recorded groups leave nothing behind for the next group.
         th = jax.tree.map(lambda a: jnp.where(warm | (row.record == 1), jnp.zeros_like(a), a), th)
-        return s._replace(tuning=tuning, tally=tally, thinned=th), tuple(fields)
+        values = [move.position(s.move)] + [jnp.asarray(f, dtype)[None] for block in fields for f in block]
+        return s._replace(tuning=tuning, tally=tally, thinned=th), jnp.concatenate(values)
+
+    def unpack(buffer) -> Record:
+        """The draws, then each block's scalar fields in their dtypes."""
+        infos, column = [], dim
+        for rec, keep in zip(record0.infos, names):
+            values = {}
+            for n in keep:
+                values[n] = buffer[:, column].astype(getattr(rec, n).dtype)
+                column += 1
+            infos.append(type(rec)(*(values.get(n) for n in rec._fields)))
+        return Record(buffer[:, :dim], tuple(infos))
+
+    return Steps(prepare, bookkeeping, dim + sum(len(keep) for keep in names), unpack)
+
+
+def restart_searched(tuning, used, row: Rows):
+    """Where ``row.search`` re-ran the step-size heuristic: each block's step size is the one
+    found (``used``) and its dual averaging restarts there."""
+    restarted = tuple(t._replace(step_size=e, dual_averaging=dual_averaging.init(e)) for t, e in zip(tuning, used))
+    return jax.tree.map(lambda a, b: jnp.where(row.search == 1, a, b), restarted, tuning)
+
+
+def row_at(rows: Rows, k) -> Rows:
+    """Row ``k`` of a chunk's plan."""
+    return Rows(*(r[k] for r in rows))
+
+
+def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, settings: Settings = Settings()):
+    """Run the active iterations of ``rows`` on one chain, one after another; pure and
+    jittable (vmap over chains: a chain's iterations then wait for the batch's longest
+    transition; ``ppl.mcmc.lanes.advance`` avoids that for kernels that can resume).
+
+    Args:
+      words: the chain's raw ``uint32[2]`` key (``_counter_rng.key_words``); iteration ``i``
+        uses ``_counter_rng.subkey(words, i, ITERATION)``.
+      state: the chain's :class:`ChainState`.
+      rows: the chunk's :class:`Rows` (from :func:`plan`).
+      move: the :class:`ppl.mcmc.base.Move` (``single(kernel)`` for NUTS/HMC/MH).
+      logdensity_fn: ``z -> scalar`` over the flat vector.
+      settings: :class:`Settings`.
+
+    Returns:
+      ``(state, record)``: the state after the chunk and its :class:`Record` (rows past the
+      active ones are zeros).
+    """
+    length = rows.i.shape[0]
+    steps = steps_of(move, state, logdensity_fn, length, settings)
 
     def iteration(carry, k):
         s, buffer = carry
-        row = Rows(*(r[k] for r in rows))
-        tuning = _cpu_blocks.nested(prepare, s.tuning, move.position(s.move), row)
+        row = row_at(rows, k)
+        tuning = _cpu_blocks.nested(steps.prepare, s.tuning, move.position(s.move), row)
         key = _counter_rng.subkey(words, row.i, _counter_rng.ITERATION)
         params = tuple((t.step_size, t.inverse_mass_matrix) for t in tuning)
         move_state, infos, used = move.step(key, s.move, logdensity_fn, params, row.search == 1)
-        restarted = tuple(t._replace(step_size=e, dual_averaging=dual_averaging.init(e))
-                          for t, e in zip(tuning, used))
-        tuning = jax.tree.map(lambda a, b: jnp.where(row.search == 1, a, b), restarted, tuning)
-        s, fields = _cpu_blocks.nested(bookkeeping, s._replace(move=move_state), tuning, infos, row)
-        # Draw and fields share one row of one buffer: one in-place write each iteration
-        # (integer and boolean fields are exact in floating point).
-        values = [move.position(move_state)] + [jnp.asarray(f, dtype)[None] for block in fields for f in block]
-        new_row = jnp.concatenate(values)
+        tuning = restart_searched(tuning, used, row)
+        s, new_row = _cpu_blocks.nested(steps.bookkeeping, s._replace(move=move_state), tuning, infos, row)
         return s, jax.lax.dynamic_update_slice(buffer, new_row[None], (k, jnp.zeros_like(k)))
 
     def body(k, carry):
         return _cpu_blocks.nested_update(iteration, carry, k)
 
     dtype = state.tally.nonfinite_position.dtype
-    dim = state.tally.nonfinite_position.shape[0]
-    width = dim + sum(len(keep) for keep in names)
-    state, buffer = jax.lax.fori_loop(0, jnp.sum(rows.active), body, (state, jnp.zeros((length, width), dtype)))
-    # Unpacked after the loop: the draws, then each block's scalar fields in their dtypes.
-    infos, column = [], dim
-    for rec, keep in zip(record0.infos, names):
-        values = {}
-        for n in keep:
-            values[n] = buffer[:, column].astype(getattr(rec, n).dtype)
-            column += 1
-        infos.append(type(rec)(*(values.get(n) for n in rec._fields)))
-    return state, Record(buffer[:, :dim], tuple(infos))
+    state, buffer = jax.lax.fori_loop(0, jnp.sum(rows.active), body, (state, jnp.zeros((length, steps.width), dtype)))
+    return state, steps.unpack(buffer)
 
 
 def run_chain(key, logdensity_fn: Callable, z0, *, kernel, num_warmup: int = 1000,

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from ppl import _counter_rng
 from ppl.mcmc import _cpu_blocks, hmc
-from ppl.mcmc.base import Kernel
+from ppl.mcmc.base import Kernel, Resumable
 from ppl.mcmc.integrators import is_nonfinite, safe_value_and_grad, sanitize
 from ppl.mcmc.metrics import gaussian_euclidean
 
@@ -253,13 +253,28 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
     Each stage of the loop body runs as a nested computation (``_cpu_blocks``).
     """
     metric = gaussian_euclidean(inverse_mass_matrix)
-    value_and_grad = jax.value_and_grad(logdensity_fn)
-    dtype = state.position.dtype
-    step_size = jnp.asarray(step_size, dtype)
-    levels = jnp.arange(max_tree_depth, dtype=jnp.int32)
+    step_size = jnp.asarray(step_size, state.position.dtype)
     depth_limit = max_tree_depth if depth_limit is None else depth_limit
     carry, h0 = _cpu_blocks.nested(
         lambda s, p: _initial_carry(s, p, metric.velocity(p), max_tree_depth), state, momentum)
+
+    def body(c: _Carry) -> _Carry:
+        return _cpu_blocks.nested(partial(_leaf, key=key, direction_bits=direction_bits, h0=h0,
+                                          logdensity_fn=logdensity_fn, step_size=step_size,
+                                          inverse_mass_matrix=inverse_mass_matrix, max_tree_depth=max_tree_depth,
+                                          max_delta_energy=max_delta_energy, depth_limit=depth_limit), c)
+
+    return jax.lax.while_loop(lambda c: c.count.done == 0, body, carry)
+
+
+def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inverse_mass_matrix,
+          max_tree_depth, max_delta_energy, depth_limit) -> _Carry:
+    """One leapfrog step of the trajectory (its next leaf) with its multinomial draws,
+    U-turn checks and merges: the loop body of :func:`_trajectory`."""
+    metric = gaussian_euclidean(inverse_mass_matrix)
+    value_and_grad = jax.value_and_grad(logdensity_fn)
+    dtype = c.vectors.dtype
+    levels = jnp.arange(max_tree_depth, dtype=jnp.int32)
 
     def bit(depth):
         return ((direction_bits >> depth.astype(jnp.uint32)) & 1) == 1
@@ -356,21 +371,15 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         stack = jax.lax.dynamic_update_slice(stack, row[:, None, :], (zero, level, zero))
         return jnp.concatenate([backward, forward, draw, sub_draw, rho[None]]), stack
 
-    def step(c: _Carry) -> _Carry:
-        position, momentum, eps = _cpu_blocks.nested(drift, c.vectors, c.counters)
-        log_density, grad = _cpu_blocks.nested(value_and_grad, position)
-        point_vectors, point_scalars = _cpu_blocks.nested(kick, position, momentum, eps, log_density, grad)
-        ok, rho_r, r_beg_p, r_beg_v = _cpu_blocks.nested(
-            lambda stack, v: _merge_ok(stack, Point(*v, None)), c.stack, point_vectors)
-        scalars, counters, flags = _cpu_blocks.nested(bookkeeping, c.scalars, c.counters, point_scalars, ok)
-        vectors, stack = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, rho_r, r_beg_p,
-                                            r_beg_v, flags)
-        return _Carry(vectors, scalars, counters, stack)
-
-    def body(c: _Carry) -> _Carry:
-        return _cpu_blocks.nested(step, c)
-
-    return jax.lax.while_loop(lambda c: c.count.done == 0, body, carry)
+    position, momentum, eps = _cpu_blocks.nested(drift, c.vectors, c.counters)
+    log_density, grad = _cpu_blocks.nested(value_and_grad, position)
+    point_vectors, point_scalars = _cpu_blocks.nested(kick, position, momentum, eps, log_density, grad)
+    ok, rho_r, r_beg_p, r_beg_v = _cpu_blocks.nested(
+        lambda stack, v: _merge_ok(stack, Point(*v, None)), c.stack, point_vectors)
+    scalars, counters, flags = _cpu_blocks.nested(bookkeeping, c.scalars, c.counters, point_scalars, ok)
+    vectors, stack = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, rho_r, r_beg_p,
+                                        r_beg_v, flags)
+    return _Carry(vectors, scalars, counters, stack)
 
 
 def _finish(c: _Carry, direction_bits):
@@ -400,17 +409,56 @@ def _transition(words, state: State, step_size, inverse_mass_matrix, trial, logd
     """One NUTS transition keyed by ``words`` (a ``_counter_rng`` key); a ``trial`` one
     stops after its first leapfrog step (one doubling)."""
 
-    def start(words, state, inverse_mass_matrix):
-        metric = gaussian_euclidean(inverse_mass_matrix)
-        dtype = state.position.dtype
-        noise = _counter_rng.normal(words, _counter_rng.MOMENTUM, state.position.shape, dtype)
-        return metric.scale_noise(noise), _counter_rng.bits(words, 0, _counter_rng.DIRECTION)
-
-    momentum, direction_bits = _cpu_blocks.nested(start, words, state, inverse_mass_matrix)
+    momentum, direction_bits = _cpu_blocks.nested(_momentum, words, state, inverse_mass_matrix)
     depth_limit = jnp.where(trial, 1, max_tree_depth).astype(jnp.int32)
     c = _trajectory(words, state, momentum, direction_bits, logdensity_fn, step_size,
                     inverse_mass_matrix, max_tree_depth, max_delta_energy, depth_limit)
     return _cpu_blocks.nested(_finish, c, direction_bits)
+
+
+class Trajectory(NamedTuple):
+    """A transition under way (the carry of :func:`resumable`): the loop carry, the
+    transition's key, direction bits and initial energy, its step size and depth limit."""
+
+    carry: _Carry
+    words: jax.Array
+    direction_bits: jax.Array
+    h0: jax.Array
+    step_size: jax.Array
+    depth_limit: jax.Array
+
+
+def _momentum(words, state: State, inverse_mass_matrix):
+    """A transition's momentum and direction bits, from its key."""
+    metric = gaussian_euclidean(inverse_mass_matrix)
+    noise = _counter_rng.normal(words, _counter_rng.MOMENTUM, state.position.shape, state.position.dtype)
+    return metric.scale_noise(noise), _counter_rng.bits(words, 0, _counter_rng.DIRECTION)
+
+
+def resumable(max_tree_depth: int, max_delta_energy: float) -> Resumable:
+    """The NUTS transition one leapfrog step at a time (see :class:`ppl.mcmc.base.Resumable`):
+    the steps of :func:`_transition`, with the trajectory's loop turned inside out."""
+
+    def begin(words, state: State, step_size, inverse_mass_matrix, trial):
+        momentum, direction_bits = _momentum(words, state, inverse_mass_matrix)
+        velocity = gaussian_euclidean(inverse_mass_matrix).velocity(momentum)
+        carry, h0 = _initial_carry(state, momentum, velocity, max_tree_depth)
+        depth_limit = jnp.where(trial, 1, max_tree_depth).astype(jnp.int32)
+        return Trajectory(carry, words, direction_bits, h0, jnp.asarray(step_size, state.position.dtype), depth_limit)
+
+    def tick(t: Trajectory, logdensity_fn, inverse_mass_matrix) -> Trajectory:
+        carry = _leaf(t.carry, key=t.words, direction_bits=t.direction_bits, h0=t.h0, logdensity_fn=logdensity_fn,
+                      step_size=t.step_size, inverse_mass_matrix=inverse_mass_matrix, max_tree_depth=max_tree_depth,
+                      max_delta_energy=max_delta_energy, depth_limit=t.depth_limit)
+        return t._replace(carry=carry)
+
+    def done(t: Trajectory):
+        return t.carry.count.done == 1
+
+    def end(t: Trajectory):
+        return _finish(t.carry, t.direction_bits)
+
+    return Resumable(begin, tick, done, end)
 
 
 def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> Kernel:
@@ -443,4 +491,5 @@ def build_kernel(max_tree_depth: int = 10, max_delta_energy: float = 1000.0) -> 
         return _cpu_blocks.nested(transition, words, state, step_size, inverse_mass_matrix,
                                   jnp.asarray(trial))
 
-    return Kernel(step=step, init=init, probe=hmc.probe, name="nuts", info_type=Info)
+    return Kernel(step=step, init=init, probe=hmc.probe, name="nuts", info_type=Info,
+                  resumable=resumable(max_tree_depth, max_delta_energy))

@@ -1,4 +1,4 @@
-"""The MCMC methods of `ppl.infer`: `NUTS`, `HMC` and `MH`.
+"""The MCMC methods of `ppl.infer`: `NUTS`, `HMC`, `MH` and `ChEES`.
 
 Each method's chains run through the one chain driver a chunk at a time (`ppl.mcmc.chains`:
 initialisation, Stan-style warmup and sampling, the constrained draws and deterministic
@@ -12,11 +12,11 @@ sharded across them (`jax.sharding`), when the chains divide evenly.
 `chain_method="auto"` (the default) on a single CPU device splits the chains into as many
 equal groups as the CPU has cores (at most one chain per group), compiles ONE program for a
 group and runs the groups at the same time, each from its own thread (an XLA executable runs
-on the thread that calls it). Within a group NUTS chains run one after another: under `vmap`,
-NUTS chains share one tree-building loop that runs until the longest trajectory of the batch
-finishes, so on a CPU (which gains little from batching small operations) vectorised NUTS
-chains cost as much to run as sequential ones and take longer to compile (measured in
-benchmarks/bench_mcmc.py). HMC and MH gain from batching and stay vectorised, unless the
+on the thread that calls it). Within a group NUTS chains run one after another: a CPU gains
+little from batching small operations, and vectorised NUTS chains take longer to compile
+(measured in benchmarks/bench_mcmc.py). Vectorised NUTS chains run as lanes
+(`ppl.mcmc.lanes`): a chain whose trajectory ends starts its next transition at once
+instead of waiting for the batch's longest one, with the draws it makes alone. HMC and MH gain from batching and stay vectorised, unless the
 model takes a LAPACK-backed factorisation (batched, it could stop the groups from running at
 once: see `ppl.runtime.program.blocks_the_pool`). On accelerators and several devices, "auto"
 is one vectorised program.
@@ -37,8 +37,9 @@ from ppl.compile.terms import nonfinite_terms
 from ppl.method.diagnostics import flag_stuck_chains, per_site
 from ppl.method.flags import flag
 from ppl.method.result import Result
-from ppl.mcmc import driver, hmc, mh, nuts
-from ppl.mcmc.chains import ChainMethod
+from ppl.adapt import window
+from ppl.mcmc import chees, driver, hmc, mh, nuts
+from ppl.mcmc.chains import CHAIN_AXIS, ChainMethod
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,10 @@ class _MCMC(ChainMethod):
     def _assemble(self, ld, run) -> Result:
         samples = run.samples
         diagnostics = self._diagnostics(samples, run.stats, run.states)
+        if np.isfinite(run.lane_utilization):
+            # Chains run as lanes (`ppl.mcmc.lanes`): gradient evaluations made / (chains x
+            # batched steps), this run's chunks only.
+            diagnostics["lane_utilization"] = run.lane_utilization
         if diagnostics["nonfinite"]:
             diagnostics["nonfinite_sites"] = _failing_sites(ld, run.states)
         result = Result(method=self, samples=samples, diagnostics=diagnostics, log_density=ld)
@@ -237,3 +242,123 @@ class MH(_MCMC):
 
     def _kernel(self):
         return mh.build_kernel()
+
+
+@dataclasses.dataclass(frozen=True)
+class ChEES(_MCMC):
+    """ChEES-HMC: HMC for many chains at once, its trajectory length adapted across the
+    chains (Hoffman, Radul & Sountsov 2021, "An adaptive MCMC scheme for setting trajectory
+    lengths in Hamiltonian Monte Carlo", AISTATS, Algorithm 1).
+
+    Every chain makes the same number of leapfrog steps at each iteration, ceil(h T / eps):
+    a fraction h of the trajectory length T (h the base-2 Halton sequence at the iteration:
+    the jitter, t = h T), with the step size eps. All chains share T, eps and the mass matrix,
+    so hundreds or thousands of vectorised chains advance in lockstep with no idle lanes.
+    Warmup follows Stan's windowed schedule (as `NUTS`), the chains adapting together:
+
+    - step size: dual averaging (Hoffman & Gelman 2014, eq. 6) on the chains' mean
+      acceptance probability (``driver.pooled_acceptance``): the harmonic mean over Stan's
+      initial buffer (the reduction of the authors' TensorFlow Probability code), so that the step size shrinks until even a chain started
+      in a narrow region moves; the arithmetic mean afterwards, which one chain's rare low
+      acceptance among many does not drag down (with the harmonic mean throughout, 256
+      chains on the non-centred eight schools kept an acceptance of 0.99 and half the step
+      size of NUTS). The step-size heuristic at each window's end follows the chains' mean
+      trial acceptance, so every chain keeps the same step size;
+    - mass matrix: each slow window's diagonal estimate from the draws of every chain
+      (pooled Welford, ``ppl.adapt.welford.pooled_inverse_mass_matrix``: a cross-chain
+      variance as the paper's, regularised as Stan's);
+    - trajectory length: Adam ascent of log T on the ChEES criterion
+      ChEES = 1/4 E[(||theta' - E theta||^2 - ||theta - E theta||^2)^2], whose gradient is
+      estimated after every transition from all chains, h T sum_c a_c g_c / sum_c a_c with
+      g_c = (||theta'_c - mean'||^2 - ||theta_c - mean||^2) (theta'_c - mean') . v'_c and a_c
+      the acceptance probabilities (`ppl.adapt.chees`; norms in the mass matrix's metric).
+
+    Where a window ends, T is rescaled by the change of the slowest time scale under the
+    new metric (``ppl.adapt.chees.rescale``). Sampling uses the final step size and the
+    averaged T, still jittered.
+
+    Args:
+      num_chains: chains (at least 2; default 64: the cross-chain estimates that steer the
+        warmup, the ChEES gradient above all, are noisy with a handful of chains and steady
+        from a few dozen, while 64 chains of a small model still run in seconds on a CPU; on
+        a GPU a thousand chains cost little more time per iteration than a few).
+      num_warmup, num_samples: iterations per chain (1000 + 1000, as NUTS). With
+        num_warmup=0 nothing is adapted: one leapfrog step of size 1 per transition.
+      target_accept: the chains' mean acceptance probability that dual averaging targets
+        (0.8, as NUTS; 0.9 cut the divergences on the non-centred eight schools 20-fold for
+        5-15% fewer effective draws per gradient).
+      max_leapfrog_steps: at most this many leapfrog steps per transition.
+      learning_rate: Adam's learning rate for log T (0.025, as the paper's implementation).
+      thinning, init, progress_bar, chunk_size: as `NUTS`. The mass matrix is diagonal
+        (``dense_mass=True`` is refused: see `check`).
+      chain_method: "auto" and "vectorized" both run the chains as one vectorised program
+        (the warmup reduces across chains at every iteration); "sequential" is refused.
+
+    Diagnostics are those of `NUTS` (divergences, nonfinite, step_size, acceptance_rate,
+    r_hat, ess, ...) and ``trajectory_length``, the adapted T (in the units of the
+    unconstrained space scaled by the mass matrix: a transition integrates h T with h in (0, 1]).
+
+    Example:
+      >>> r = ppl.infer(model, data, method=ppl.ChEES(num_chains=256, num_samples=200))
+    """
+
+    num_chains: int = 64
+    target_accept: float = 0.8
+    max_leapfrog_steps: int = 1000
+    learning_rate: float = 0.025
+    name: ClassVar[str] = "chees"
+
+    def check(self, ld) -> None:
+        super().check(ld)
+        if self.num_chains < 2:
+            raise ValueError(f"ChEES: num_chains must be at least 2 (the warmup averages over chains), got "
+                             f"{self.num_chains!r}; use 64 or more chains, or NUTS for a few chains.")
+        if self.chain_method == "sequential":
+            raise ValueError(
+                "ChEES: chain_method='sequential' cannot run ChEES: its warmup adapts the step size, mass matrix "
+                "and trajectory length from statistics across all chains at every iteration, so the chains "
+                "must advance together in one vectorised program; use chain_method='vectorized' (or 'auto').")
+        if self.dense_mass:
+            raise ValueError(
+                "ChEES: dense_mass=True is not supported: ChEES estimates one mass matrix from every chain's "
+                "draws, and early in warmup, with the chains still spread along a posterior ridge, a dense "
+                "estimate can be near-singular and fling chains to absurd points (seen on kidiq with 64 "
+                "chains); use the diagonal metric (dense_mass=False, the paper's choice) or "
+                "ppl.NUTS(dense_mass=True).")
+        if not isinstance(self.max_leapfrog_steps, int) or isinstance(self.max_leapfrog_steps, bool) \
+                or self.max_leapfrog_steps < 1:
+            raise ValueError(f"ChEES: max_leapfrog_steps must be a positive int, got {self.max_leapfrog_steps!r}.")
+        if not isinstance(self.learning_rate, (int, float)) or isinstance(self.learning_rate, bool) \
+                or not 0.0 < self.learning_rate <= 1.0:
+            raise ValueError(f"ChEES: learning_rate must be a number in (0, 1], got {self.learning_rate!r}.")
+
+    def _move(self, ld, log_density):
+        return chees.build_move(self.num_warmup, CHAIN_AXIS, self.max_leapfrog_steps, float(self.learning_rate),
+                                self.dense_mass)
+
+    def _restart_at_windows(self) -> bool:
+        return True
+
+    def _settings(self) -> driver.Settings:
+        # The harmonic mean of the chains' acceptance over the initial fast buffer (every chain
+        # reaches the bulk), the arithmetic mean afterwards (`driver.pooled_acceptance`).
+        buffers = window.buffers(self.num_warmup)
+        return driver.Settings(self.target_accept, self.dense_mass, chain_axis=CHAIN_AXIS,
+                               harmonic_until=buffers[0] if buffers else self.num_warmup)
+
+    def _sequential(self, sharding, log_density, z) -> bool:
+        return False  # the chains reduce across the vmap axis: never one after another
+
+    def _groups(self) -> int:
+        return 1  # every chain in one program: the warmup's statistics span all of them
+
+    def _evaluations_per_transition(self) -> int:
+        return 16  # a typical adapted trajectory; the compiler's options only need the scale
+
+    def _diagnostics(self, samples, stats, states):
+        d = super()._diagnostics(samples, stats, states)
+        traj = states.move.trajectory
+        log_length = np.where(np.asarray(traj.avg_count) > 0, np.asarray(traj.log_length_avg),
+                              np.asarray(traj.log_length))
+        d["trajectory_length"] = float(np.exp(np.max(log_length)))
+        return d

@@ -8,9 +8,14 @@ running model, so nothing persists between runs.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import threading
+import traceback
 from typing import Any, Callable, Optional
+
+from jax.extend.core import get_opaque_trace_state
 
 from ppl.model.site_keys import NumPyroKeys
 
@@ -55,7 +60,8 @@ class Messenger:
     """Base effect handler: a context manager and a function wrapper.
 
     Subclasses override `process` and/or `postprocess`. `Messenger(fn)(*args)` runs `fn`
-    inside the handler; `with Messenger():` installs it for the block.
+    inside the handler; `with Messenger():` installs it for the block; `Messenger()(fn)`
+    (a decorator) wraps `fn`.
     """
 
     def __init__(self, fn: Optional[Callable] = None):
@@ -67,8 +73,14 @@ class Messenger:
         self.fn = fn
 
     def __enter__(self):
+        self._entered_in = get_opaque_trace_state(convention="ppl")
         _stack().append(self)
         return self
+
+    def entered_here(self) -> bool:
+        """Whether the running code is in the JAX trace this handler was entered in (not in
+        a transformation, such as a `jax.lax.scan` body, begun since)."""
+        return getattr(self, "_entered_in", None) == get_opaque_trace_state(convention="ppl")
 
     def __exit__(self, exc_type, exc, tb):
         stack = _stack()
@@ -80,6 +92,11 @@ class Messenger:
         return False
 
     def __call__(self, *args, **kwargs):
+        if self.fn is None and len(args) == 1 and not kwargs and callable(args[0]):
+            # A decorator, as in NumPyro: `@reparam(config=...)` over `def model(...)`.
+            wrapped = copy.copy(self)
+            wrapped.fn = args[0]
+            return wrapped
         if self.fn is None:
             raise TypeError(
                 f"{type(self).__name__} has no function to wrap; use it as "
@@ -102,13 +119,75 @@ def active_handlers() -> tuple:
 
 def apply_stack(msg: Message, default: Callable[[Message], None]) -> Message:
     """Send `msg` through the active handlers; `default` fills the value if none did."""
+    reached = process_stack(msg)
+    default(msg)
+    postprocess_stack(msg, reached)
+    return msg
+
+
+def process_stack(msg: Message) -> tuple:
+    """The first half of `apply_stack`: `process` by each handler, innermost first, until one
+    sets `msg.stop`. Returns the handlers reached, for `postprocess_stack`.
+
+    Raises:
+      TypeError: naming the site, when the message comes from inside a JAX transformation
+        entered after the innermost handler (a site in a bare `jax.lax.scan` body).
+    """
     stack = _stack()
-    pointer = 0
-    for pointer, handler in enumerate(reversed(stack)):
+    if stack and not stack[-1].entered_here():
+        raise transformed_site_error(msg)
+    reached = []
+    for handler in reversed(stack):
+        reached.append(handler)
         handler.process(msg)
         if msg.stop:
             break
-    default(msg)
-    for handler in stack[len(stack) - pointer - 1:]:
+    return tuple(reached)
+
+
+def postprocess_stack(msg: Message, reached: tuple) -> None:
+    """The second half of `apply_stack`: `postprocess` by the handlers `process_stack`
+    reached, outermost first."""
+    for handler in reversed(reached):
         handler.postprocess(msg)
-    return msg
+
+
+@contextlib.contextmanager
+def local_stack(*handlers: Messenger):
+    """Run a block with a stack of its own, holding `handlers` (outermost first) and what the
+    block enters: `ppl.scan` runs its body so, away from the handlers around the scan."""
+    saved = _stack()
+    _LOCAL.stack = []
+    try:
+        with contextlib.ExitStack() as entered:
+            for h in handlers:
+                entered.enter_context(h)
+            yield
+    finally:
+        _LOCAL.stack = saved
+
+
+_TRANSFORMS = {"scan": "jax.lax.scan", "fori_loop": "jax.lax.fori_loop", "while_loop": "jax.lax.while_loop",
+               "cond": "jax.lax.cond", "switch": "jax.lax.switch", "map": "jax.lax.map", "vmap": "jax.vmap",
+               "vmap_f": "jax.vmap", "checkpoint": "jax.checkpoint", "jit": "jax.jit", "pjit": "jax.jit"}
+
+
+def transformed_site_error(msg: Message) -> TypeError:
+    """The error for a site inside a JAX transformation begun after its innermost handler was
+    entered (a model's own `jax.lax.scan`): the handlers cannot see it there (its value would
+    leak out of the transformation)."""
+    where = "a JAX transformation"
+    for info in traceback.extract_stack()[::-1]:  # the innermost JAX transformation the site is in
+        if "/jax/" in info.filename.replace("\\", "/") and info.name in _TRANSFORMS:
+            where = f"the body of {_TRANSFORMS[info.name]}"
+            break
+    what = f"{msg.kind} site '{msg.name}'" if msg.kind != "prng_key" else "ppl.prng_key()"
+    return TypeError(
+        f"{what} is called inside {where}, begun inside the handlers around the site; ppl's "
+        f"handlers (and so its compiler and methods) cannot see a site there, and its value "
+        f"would leak out of the transformation. In a model, for a loop over time steps use "
+        f"ppl.scan (from ppl.contrib.control_flow import scan), which has jax.lax.scan's "
+        f"signature and records each site once with a leading time dimension; for independent "
+        f"copies use ppl.plate; for a branch, jnp.where on sites called outside it. Around a "
+        f"model, enter the handlers inside the transformed function: "
+        f"jax.jit(lambda: seed(model, 0)()), not seed around jax.jit(model).")

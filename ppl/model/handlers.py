@@ -8,6 +8,7 @@
     scale(fn, scale)               multiply log densities
     mask(fn, mask)                 drop log-density elements where mask is False
     replay(fn, trace)              reuse the latent values of an earlier trace
+    reparam(fn, config)            rewrite sites as functions of new ones (see `ppl.model.reparam`)
 
 All are pure Python bookkeeping around JAX values, so they compose with `jax.jit`,
 `jax.vmap` and `jax.grad` when used inside the transformed function.
@@ -22,6 +23,8 @@ import jax.numpy as jnp
 from ppl._keys import as_key
 from ppl.model._runtime import Message, Messenger
 from ppl.model.primitives import has_initialiser
+from ppl.model.reparam import reparam
+from ppl.model.scanned_dist import is_scanned
 from ppl.model.sites import KINDS, Trace, site_from_message
 
 
@@ -73,6 +76,9 @@ class seed(Messenger):
         needs_key = msg.value is None and msg.key is None and (
             msg.kind in ("latent", "plate", "prng_key") or (msg.kind == "param" and has_initialiser(msg))
         )
+        # A site inside ppl.scan may be given values for fewer steps than the scan has; the
+        # rest are drawn, so it gets a key whatever its value.
+        needs_key = needs_key or (msg.key is None and msg.kind in ("latent", "observed") and is_scanned(msg.dist))
         if needs_key:
             self._key, msg.key = jax.random.split(self._key)
 
@@ -184,4 +190,4 @@ class replay(Messenger):
             msg.value = site.value
 
 
-__all__ = ["trace", "seed", "substitute", "condition", "block", "scale", "mask", "replay"]
+__all__ = ["trace", "seed", "substitute", "condition", "block", "scale", "mask", "replay", "reparam"]

@@ -126,8 +126,11 @@ def user_dist(d):
 
 
 def dist_name(d) -> str:
-    """The name of the user's distribution (see `user_dist`)."""
-    return type(user_dist(d)).__name__
+    """The name of the user's distribution (see `user_dist`); for a site inside `ppl.scan`,
+    the name of its step distribution."""
+    d = user_dist(d)
+    facts = getattr(d, "facts", None) if getattr(d, "scanned", False) else None
+    return f"{facts.dist_name} (per step of ppl.scan)" if facts is not None else type(d).__name__
 
 
 def _log_prob_error(site, value, error) -> ValueError:

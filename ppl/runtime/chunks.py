@@ -61,7 +61,8 @@ def next_length(group: Group, length: int, chunk_size: Optional[int], target_sec
 
 def run(execute: Callable, groups: List[Group], rows: Callable, length: int, on_chunk: Callable, *,
         concurrent: bool = True, interrupt=None, chunk_size: Optional[int] = None,
-        target_seconds: float = TARGET_SECONDS, finished: Optional[Callable] = None) -> bool:
+        target_seconds: float = TARGET_SECONDS, finished: Optional[Callable] = None,
+        agree: Optional[Callable] = None) -> bool:
     """Advance every group to its ``stop`` (or until ``finished``), a chunk at a time.
 
     Args:
@@ -80,12 +81,18 @@ def run(execute: Callable, groups: List[Group], rows: Callable, length: int, on_
       chunk_size: a fixed number of iterations per chunk (None: about ``target_seconds``).
       finished: ``(group_index, state) -> bool``: a group that is done early (an optimiser
         that converged); None: only ``stop`` ends a group.
+      agree: ``(n, stop) -> n``: processes that run one program together agree before each
+        chunk on its length and on stopping (``ppl.runtime.distributed.agree_on_chunk``; 0:
+        every process stops), so that they run the same chunks in step. Called by the
+        worker before every chunk, also once the run was asked to stop.
 
     Returns:
-      True when the run stopped early because of an interrupt.
+      True when the run stopped early because of an interrupt (here or, with ``agree``, in
+      another process).
     """
     events: queue.Queue = queue.Queue(maxsize=2 * max(1, len(groups)))
     stop = threading.Event()
+    halted = threading.Event()  # `agree` stopped the run
 
     def done(g: int) -> bool:
         group = groups[g]
@@ -94,12 +101,18 @@ def run(execute: Callable, groups: List[Group], rows: Callable, length: int, on_
     def work(indices):
         pending = [g for g in indices if not done(g)]
         try:
-            while pending and not stop.is_set():
+            while pending and (agree is not None or not stop.is_set()):
                 for g in list(pending):
-                    if stop.is_set():
+                    if agree is None and stop.is_set():
                         break
                     group = groups[g]
                     n = next_length(group, length, chunk_size, target_seconds)
+                    if agree is not None:
+                        n = agree(n, stop.is_set())
+                        if n == 0:
+                            halted.set()
+                            pending = []
+                            break
                     plan = rows(g, group.start, n)
                     t0 = time.perf_counter()
                     state, outputs = execute(g, group.state, plan)
@@ -142,4 +155,4 @@ def run(execute: Callable, groups: List[Group], rows: Callable, length: int, on_
     except BaseException:
         stop.set()
         raise
-    return bool(interrupt is not None and interrupt.requested)
+    return bool(interrupt is not None and interrupt.requested) or halted.is_set()

@@ -57,8 +57,12 @@ _cache_dir: list = []  # [Path or None] once resolved
 
 
 def _aval(leaf):
+    """The leaf's shape, dtype and weak type; and its sharding when it is a global array laid
+    out over several devices (`ppl.runtime.distributed`): the program is compiled for it."""
     dtype = leaf.dtype if hasattr(leaf, "dtype") else jax.numpy.asarray(leaf).dtype
-    return jax.ShapeDtypeStruct(np.shape(leaf), dtype, weak_type=bool(getattr(leaf, "weak_type", False)))
+    sharding = leaf.sharding if isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1 else None
+    return jax.ShapeDtypeStruct(np.shape(leaf), dtype, weak_type=bool(getattr(leaf, "weak_type", False)),
+                                sharding=sharding)
 
 
 def _compiler_options(avals, platform_name, evaluations=None):
@@ -292,7 +296,9 @@ def _build(program, method, args, avals, device):
     options = _compiler_options(avals, getattr(device, "platform", jax.default_backend()),
                                 method.expected_evaluations())
     directory = compile_cache_dir()
-    if directory is None:
+    # A multi-process program (jax.distributed) is compiled in every process; a serialised
+    # one holds its own process's devices, so it is never shared through the disk cache.
+    if directory is None or jax.process_count() > 1:
         return Executable(_compile(lowered, options), "compiled", blocking)
     path = directory / f"{_disk_key(text, options, device)}.xla"
     if path.exists():
@@ -491,7 +497,9 @@ def _cpu_cores() -> int:
 
 def chain_groups(num_chains: int) -> int:
     """How many groups of chains to run at once: on a single CPU device, the largest divisor
-    of `num_chains` not above the number of cores; elsewhere 1 (one vectorised program)."""
+    of `num_chains` not above the number of cores; elsewhere 1: one vectorised program, on
+    an accelerator, or sharded over several devices (`jax.device_count()` counts every
+    process's devices under `jax.distributed`; see `ppl.runtime.distributed`)."""
     if jax.device_count() > 1 or jax.default_backend() != "cpu":
         return 1
     cores = min(_cpu_cores(), num_chains)

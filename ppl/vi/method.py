@@ -383,7 +383,8 @@ class VI(Method):
         out = jax.lax.map(one, (jax.random.split(k_part, num_chunks), batch_keys))
         log_w, scale, values = jax.tree.map(lambda v: v.reshape((num_chunks * chunk,) + v.shape[2:])[:m], out)
         draws = jax.tree.map(lambda v: v[None, : self.num_draws], values)
-        log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w[:m_eval])
+        log_w = log_w[:m_eval]  # the draws may outnumber the particles that estimate the bound
+        log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)
         bound, se = obj.bound(log_w, scale)
         if scale is None:  # joint weights: the ELBO and the importance-sampling estimate
             joint, is_ = log_w, logsumexp(log_w) - jnp.log(m_eval)

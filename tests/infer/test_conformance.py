@@ -22,6 +22,7 @@ from ppl import dist
 FAST = {
     "nuts": dict(num_warmup=100, num_samples=100, num_chains=2),
     "hmc": dict(num_warmup=100, num_samples=100, num_chains=2, num_steps=8),
+    "chees": dict(num_warmup=100, num_samples=50, num_chains=8),
     "mh": dict(num_warmup=200, num_samples=200, num_chains=2),
     "gibbs": dict(num_warmup=50, num_samples=50, num_chains=2),
     "rejection": dict(num_samples=100),
@@ -32,7 +33,7 @@ FAST = {
 # Whether a method yields a log-evidence estimate or bound (contract); unlisted: not checked.
 HAS_LOG_EVIDENCE = {
     "importance": True, "rejection": True, "vi": True, "iwae": True,
-    "nuts": False, "hmc": False, "mh": False, "gibbs": False, "mle": False, "map": False,
+    "nuts": False, "hmc": False, "mh": False, "chees": False, "gibbs": False, "mle": False, "map": False,
 }
 METHOD_NAMES = sorted(ppl.METHODS)
 

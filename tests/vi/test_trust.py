@@ -151,3 +151,9 @@ def test_a_learning_rate_is_in_units_of_the_posterior_sd():
     r = ppl.infer(model, y, method=ppl.VI(optimizer=optax.adam(1e-2), num_steps=1000), key=0)
     assert abs(r.samples["mu"].mean() - mean) < 0.15 * sd
     assert abs(r.samples["mu"].std() / sd - 1) < 0.1
+
+
+def test_more_draws_than_evaluation_particles():
+    r = ppl.infer(far_prior, Y, method=ppl.VI(num_steps=200, num_draws=3000, num_eval_particles=500), key=0)
+    assert r.samples["mu"].shape == (1, 3000)
+    assert np.isfinite(r.log_evidence)

@@ -1,0 +1,87 @@
+"""Vectorised NUTS chains run as lanes (`ppl.mcmc.lanes`): each chain's draws are exactly
+those it makes alone, whatever the schedule; the lane utilisation is reported."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.mcmc import driver, lanes, nuts
+
+Y = jnp.array([28.0, 8, -3, 7, -1, 1, 18, 12])
+SIGMA = jnp.array([15.0, 10, 16, 11, 9, 11, 10, 18])
+
+
+def schools(sigma, y=None):  # trajectories of very different lengths (the funnel's neck)
+    mu = ppl.sample("mu", dist.Normal(0.0, 5.0))
+    tau = ppl.sample("tau", dist.HalfCauchy(5.0))
+    with ppl.plate("j", sigma.shape[0]):
+        theta = ppl.sample("theta", dist.Normal(0.0, 1.0))
+        ppl.observe("y", dist.Normal(mu + tau * theta, sigma), y)
+
+
+def _run(chain_method, **options):
+    method = ppl.NUTS(num_warmup=150, num_samples=60, num_chains=4, chain_method=chain_method,
+                      progress_bar=False, **options)
+    return ppl.infer(schools, SIGMA, y=Y, method=method, key=5)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lanes_give_each_chain_the_draws_it_makes_alone(x64):
+    alone = _run("sequential", thinning=2)
+    batch = _run("vectorized", thinning=2)
+    assert "lane_utilization" in batch.diagnostics and "lane_utilization" not in alone.diagnostics
+    for name in ("mu", "tau", "theta"):
+        np.testing.assert_allclose(batch.samples[name], alone.samples[name], rtol=0, atol=1e-9)
+    for field in ("n_steps", "tree_depth", "diverging", "acceptance_rate"):
+        np.testing.assert_allclose(batch.diagnostics["sample_stats"][field],
+                                   alone.diagnostics["sample_stats"][field], atol=1e-9)
+    np.testing.assert_allclose(batch.diagnostics["step_size"], alone.diagnostics["step_size"], rtol=1e-12)
+    assert batch.diagnostics["num_warmup_grad_evals"] == alone.diagnostics["num_warmup_grad_evals"]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lanes_in_chunks_give_the_draws_of_one_chunk(x64):
+    whole = _run("vectorized")
+    chunked = _run("vectorized", chunk_size=37)
+    np.testing.assert_allclose(chunked.samples["theta"], whole.samples["theta"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lane_utilisation_counts_the_gradient_evaluations_made():
+    r = _run("vectorized")
+    u = r.diagnostics["lane_utilization"]
+    assert 0.0 < u <= 1.0
+    # Every gradient evaluation is counted once: transitions' (sampling and warmup) plus the
+    # step-size searches' trials, so the useful work is at least the transitions'.
+    grads = r.diagnostics["num_grad_evals"] + r.diagnostics["num_warmup_grad_evals"]
+    assert grads > 0
+
+
+def test_the_resumable_kernel_is_the_kernel_one_step_at_a_time(x64):
+    def log_density(z):
+        return -0.5 * jnp.sum(z ** 2 / jnp.array([1.0, 4.0, 0.25]))
+
+    kernel = nuts.build_kernel(max_tree_depth=6)
+    state = kernel.init(jnp.array([0.3, -1.0, 0.2]), log_density)
+    words = jnp.array([7, 11], jnp.uint32)
+    imm = jnp.array([1.0, 2.0, 0.5])
+    for trial in (False, True):
+        expected = kernel(words, state, log_density, 0.4, imm, trial)
+        r = kernel.resumable
+        c = r.begin(words, state, 0.4, imm, jnp.asarray(trial))
+        ticks = 0
+        while not bool(r.done(c)):
+            c = r.tick(c, log_density, imm)
+            ticks += 1
+        got = r.end(c)
+        assert ticks == int(expected[1].num_grad_evals)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_only_single_kernel_moves_with_a_resumable_kernel_run_as_lanes():
+    assert lanes.supports(driver.single(nuts.build_kernel()))
+    from ppl.mcmc import mh
+    assert not lanes.supports(driver.single(mh.build_kernel()))
