@@ -7,10 +7,12 @@ trajectory of 3 leapfrog steps idles while another of 63 finishes, and the batch
 the sum over iterations of the longest trajectory. Here each chain is a small state machine
 (Radul et al. 2020, "Automatically batching control-intensive programs for modern
 accelerators": the program counter made data; Dance et al. 2025 apply it to NUTS) whose
-every step makes ONE gradient evaluation of its current transition; a chain whose transition
-ends records it, applies its adaptation and starts its next iteration at once. The batch
-loop runs until every chain has done the chunk's iterations, so its work is the longest
-chain's total over the chunk, not the sum of per-iteration maxima.
+every step makes ONE gradient evaluation of its current transition. The batch steps while
+most of its lanes (``BUSY_FRACTION``) are inside a trajectory; then every lane whose
+trajectory ended is served at once: its transition recorded, its adaptation applied and its
+next trajectory started. The batch loop runs until every chain has done the chunk's
+iterations, so its work is about the busiest chain's total over the chunk, not the sum of
+per-iteration maxima.
 
 A chain's phases: NEW (the adaptation owed to the previous transition, the iteration's key
 and, where the plan says so, a step-size search), BEGIN (start a trajectory: a search trial,
@@ -67,8 +69,7 @@ class LaneWork(NamedTuple):
 def supports(move: driver.Move) -> bool:
     """Whether ``move`` can run as lanes: one kernel over every coordinate
     (``driver.single``) whose kernel is resumable."""
-    kernel = getattr(move, "kernel", None)
-    return isinstance(kernel, Kernel) and kernel.resumable is not None
+    return isinstance(move.kernel, Kernel) and move.kernel.resumable is not None
 
 
 # The batch ticks on while at least this fraction of its lanes is inside a trajectory; then

@@ -277,6 +277,11 @@ class ChEES(_MCMC):
     new metric (``ppl.adapt.chees.rescale``). Sampling uses the final step size and the
     averaged T, still jittered.
 
+    Shared tuning has a price where some chains sit in a minor mode they never leave (a
+    mixture, with a hundred chains or more): those chains bias the pooled draws as they would
+    with NUTS, and they also widen the shared mass matrix and shrink the shared step size for
+    every chain. ``r_hat`` and the per-chain means show it.
+
     Args:
       num_chains: chains (at least 2; default 64: the cross-chain estimates that steer the
         warmup, the ChEES gradient above all, are noisy with a handful of chains and steady

@@ -266,11 +266,15 @@ def test_draws_do_not_depend_on_chunks_and_are_fixed_by_the_key(tmp_path, x64):
 @pytest.mark.parametrize("name", [n for n in REFERENCE_MODELS if n != "eight_schools_centered"])
 def test_matches_reference_posterior(name):
     """64 chains x (1000 warmup + 200 draws): at most about a minute per model on two CPU
-    cores (1024 chains take a quarter of an hour for the mixture there). The pass rule of
-    tests/mcmc/test_reference_posteriors.py: |mean - reference| / reference sd < 0.25 and sd
-    within 20%; with more than 2000 effective draws the Monte Carlo error of the mean is below
-    0.025 sd and of the sd below 2%, so a failure is bias. The centred eight schools is a
-    funnel, left out as for NUTS."""
+    cores. The pass rule of tests/mcmc/test_reference_posteriors.py: |mean - reference| /
+    reference sd < 0.25 and sd within 20%; with more than 2000 effective draws the Monte Carlo
+    error of the mean is below 0.025 sd and of the sd below 2%, so a failure is bias. The
+    centred eight schools is a funnel, left out as for NUTS.
+
+    With 1024 chains every other model passes too. The mixture does not from about 128
+    chains: uniform(-2, 2) starts put ~2% of the chains in a minor mode (mu[1] ~ mu[2] ~ -2.3,
+    sigma ~ (4.1, 0.8)) that they never leave; NUTS with 128 chains has the same three chains
+    of 128 there (key 0), and ChEES's shared metric and step size then also slow the others."""
     m = ZOO[name]
     args, kwargs = m.load()
     with warnings.catch_warnings():

@@ -70,10 +70,11 @@ def test_the_resumable_kernel_is_the_kernel_one_step_at_a_time(x64):
     for trial in (False, True):
         expected = kernel(words, state, log_density, 0.4, imm, trial)
         r = kernel.resumable
+        tick = jax.jit(lambda c: r.tick(c, log_density, imm))
         c = r.begin(words, state, 0.4, imm, jnp.asarray(trial))
         ticks = 0
         while not bool(r.done(c)):
-            c = r.tick(c, log_density, imm)
+            c = tick(c)
             ticks += 1
         got = r.end(c)
         assert ticks == int(expected[1].num_grad_evals)

@@ -1,8 +1,8 @@
 """A sampler's initialisation program is prepared on a thread of its own while the chunk
 program is traced and compiled (`ppl.runtime.program.prepare_in_background`): a stress test
 of that concurrency. Many first calls (every compiled program forgotten before each) of
-several models and methods, each compared with the draws of a run prepared in one thread;
-errors raised while the other program compiles leave no thread behind.
+several models and methods (three each), each compared with the draws of a run prepared in
+one thread; errors raised while the other program compiles leave no thread behind.
 """
 import threading
 
@@ -79,7 +79,7 @@ def test_first_calls_prepared_at_once_give_the_draws_of_one_thread(case, no_disk
     monkeypatch.setattr(_program, "BACKGROUND_PREPARE", False)
     expected = _first_call(model, args, method, 3).samples
     monkeypatch.setattr(_program, "BACKGROUND_PREPARE", True)
-    for repeat in range(4):
+    for repeat in range(3):
         got = _first_call(model, args, method, 3)
         assert got.timing["compile_source"] == "compiled"
         for name, value in expected.items():
