@@ -121,6 +121,9 @@ def _run_many(chain_counts, quick, warmup, draws, numpyro, scaling, path, data, 
                 p = {k: harness._clean(v) for k, v in many_chains.point(name, chains, warmup, draws, sampler).items()}
                 many[f"{name}/{chains}/{sampler}"] = p
                 harness.save_results(path, data)
+                def fmt(key, spec):  # NaN is saved as None (ChEES has no lanes; see many_chains)
+                    return "-" if p[key] is None else format(p[key], spec)
+
                 log(f"many {name:<16} chains {chains:<5} {sampler:<14} first {p['first_s']:.2f}s "
-                    f"(compile {p['compile_s']:.2f}s) ESS/s {p['ess_per_s']:.0f} us/grad {p['us_per_grad']:.2f} "
-                    f"lane util {p['lane_util']:.3f} [{time.perf_counter() - t:.0f}s]")
+                    f"(compile {fmt('compile_s', '.2f')}s) ESS/s {p['ess_per_s']:.0f} us/grad "
+                    f"{fmt('us_per_grad', '.2f')} lane util {fmt('lane_util', '.3f')} [{time.perf_counter() - t:.0f}s]")

@@ -104,10 +104,13 @@ def test_quick_run_writes_results_and_report(tmp_path):
     assert merged["cells"][f"beta_bernoulli/nuts/{device}"] == data["cells"][f"beta_bernoulli/nuts/{device}"]
 
 
-@pytest.mark.parametrize("sampler", ["nuts", "nuts_lockstep", "numpyro"])
+@pytest.mark.parametrize("sampler", ["nuts", "nuts_lockstep", "chees", "numpyro"])
 def test_a_many_chains_point_records_speed_and_lane_utilisation(sampler):
     from benchmarks import many_chains
 
     p = many_chains.point("eight_schools", 4, 30, 30, sampler)
-    assert p["first_s"] >= p["run_s"] > 0 and p["ess_per_s"] > 0 and p["us_per_grad"] > 0
-    assert 0.0 < p["lane_util"] <= 1.0
+    assert p["first_s"] > 0 and p["ess_per_s"] > 0
+    if sampler != "numpyro":  # NumPyro's run alone is not measured (see many_chains.numpyro_point)
+        assert p["first_s"] >= p["run_s"] > 0 and p["us_per_grad"] > 0
+    if sampler != "chees":  # every ChEES chain takes the same steps: no lanes to measure
+        assert 0.0 < p["lane_util"] <= 1.0
