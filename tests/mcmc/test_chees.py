@@ -208,22 +208,26 @@ def test_trajectory_length_adapts_to_the_chees_optimum_whatever_the_scale():
         assert 0.5 * t / eps <= steps <= 0.5 * t / eps + 1.0, (steps, t, eps)
 
 
+NORMAL_Y = jnp.asarray(np.random.default_rng(0).normal(1.0, 2.0, 20))
+
+
+def normal_model(y):
+    mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+    sigma = ppl.sample("sigma", dist.HalfNormal(5.0))
+    with ppl.plate("n", y.shape[0]):
+        ppl.observe("y", dist.Normal(mu, sigma), y)
+
+
 def test_a_chain_started_in_a_narrow_region_is_not_left_behind():
     """With the arithmetic mean acceptance from the start, chain 1 of this run (key 1) began
     at sigma = 0.16, where the posterior is far narrower than in its bulk, and never accepted
     a move with the shared step size (200 divergences, flagged as stuck). The harmonic mean
     over the initial buffer shrinks the step size until every chain moves."""
-    y = jnp.asarray(np.random.default_rng(0).normal(1.0, 2.0, 20))
-
-    def model(y):
-        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
-        sigma = ppl.sample("sigma", dist.HalfNormal(5.0))
-        with ppl.plate("n", y.shape[0]):
-            ppl.observe("y", dist.Normal(mu, sigma), y)
+    y = NORMAL_Y
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        r = ppl.infer(model, y, method=ppl.ChEES(num_chains=16, num_warmup=300, num_samples=200,
+        r = ppl.infer(normal_model, y, method=ppl.ChEES(num_chains=16, num_warmup=300, num_samples=200,
                                                  progress_bar=False), key=1)
     assert not [w for w in caught if "stopped moving" in str(w.message)]
     assert r.diagnostics["divergences"] == 0
@@ -236,25 +240,19 @@ def test_draws_do_not_depend_on_chunks_and_are_fixed_by_the_key(tmp_path, x64):
     """The warmup's cross-chain reductions are functions of the iteration alone: the same
     draws in one chunk or in chunks of 37 (with a checkpoint), and extended later; float64,
     exact to 1e-9 (the checkpoint contract, tests/runtime/test_checkpoint.py)."""
-    y = jnp.asarray(np.random.default_rng(0).normal(1.0, 2.0, 20))
-
-    def model(y):
-        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
-        sigma = ppl.sample("sigma", dist.HalfNormal(5.0))
-        with ppl.plate("n", y.shape[0]):
-            ppl.observe("y", dist.Normal(mu, sigma), y)
+    y = NORMAL_Y
 
     options = dict(num_warmup=150, num_samples=100, num_chains=8, progress_bar=False)
-    one = ppl.infer(model, y, method=ppl.ChEES(**options), key=1)
-    again = ppl.infer(model, y, method=ppl.ChEES(**options), key=1)
+    one = ppl.infer(normal_model, y, method=ppl.ChEES(**options), key=1)
+    again = ppl.infer(normal_model, y, method=ppl.ChEES(**options), key=1)
     np.testing.assert_array_equal(np.asarray(again.samples["mu"]), np.asarray(one.samples["mu"]))
-    other = ppl.infer(model, y, method=ppl.ChEES(**options), key=2)
+    other = ppl.infer(normal_model, y, method=ppl.ChEES(**options), key=2)
     assert not np.array_equal(np.asarray(other.samples["mu"]), np.asarray(one.samples["mu"]))
-    chunked = ppl.infer(model, y, method=ppl.ChEES(chunk_size=37, **options), key=1, checkpoint=tmp_path / "c")
+    chunked = ppl.infer(normal_model, y, method=ppl.ChEES(chunk_size=37, **options), key=1, checkpoint=tmp_path / "c")
     np.testing.assert_array_equal(np.asarray(chunked.samples["mu"]), np.asarray(one.samples["mu"]))
     assert chunked.diagnostics["trajectory_length"] == one.diagnostics["trajectory_length"]
-    longer = ppl.infer(model, y, method=ppl.ChEES(**{**options, "num_samples": 160}), key=1)
-    extended = ppl.infer(model, y, method=ppl.ChEES(**{**options, "num_samples": 160}), key=1,
+    longer = ppl.infer(normal_model, y, method=ppl.ChEES(**{**options, "num_samples": 160}), key=1)
+    extended = ppl.infer(normal_model, y, method=ppl.ChEES(**{**options, "num_samples": 160}), key=1,
                          checkpoint=tmp_path / "c")
     np.testing.assert_allclose(np.asarray(extended.samples["mu"]), np.asarray(longer.samples["mu"]), rtol=0,
                                atol=1e-9)
