@@ -18,6 +18,8 @@ from ppl.model import handlers
 from ppl.model.primitives import (deterministic, factor, module, observe, param, plate, prng_key, sample,
                                   subsample)
 from ppl.model.scan import scan
+from ppl.model.enumeration import config_enumerate
+from ppl.model.indexing import Vindex
 from ppl.model.sites import Plate, Site, Trace
 from ppl.mcmc.sampler import HMC, MH, NUTS, ChEES
 from ppl.optimize.point import MAP, MLE
@@ -29,6 +31,7 @@ from ppl.evaluate import predictive
 from ppl.vi import ELBO, IWAE, VI
 from ppl import _import_paths, contrib, util  # noqa: F401 - ppl.handlers, ppl.dist, ppl.distributions as import paths
 from ppl.util import enable_x64, set_host_device_count, set_platform
+from ppl.infer.discrete import infer_discrete
 import ppl.infer as infer  # noqa: E402 - the package, callable as ppl.infer.api.infer (see ppl/infer/__init__.py)
 
 distributions = dist
@@ -39,6 +42,7 @@ __all__ = [
     "enable_x64", "set_platform", "set_host_device_count",
     "Site", "Plate", "Trace", "ModelSpec",
     "compile", "LogDensity", "LogJoint",
+    "config_enumerate", "Vindex", "infer_discrete",
     "infer", "METHODS", "register", "Method", "Result",
     "NUTS", "HMC", "MH", "ChEES", "MLE", "MAP", "Importance",
     "Gibbs", "GibbsBlock", "Rejection",

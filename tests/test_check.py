@@ -90,7 +90,14 @@ def test_discrete_and_improper_sites_decide_the_methods():
 
     r = check(mixture, jnp.array(1.0))
     assert r.site("k").discrete and "gibbs" in r.applicable and "importance" in r.applicable
-    assert "nuts" not in r.applicable and "'k' is discrete" in r.methods["nuts"]
+    assert "nuts" in r.applicable  # a finite discrete site is summed out for gradient methods
+
+    def counts(y):
+        k = ppl.sample("k", dist.Poisson(3.0))
+        ppl.observe("y", dist.Normal(1.0 * k, 1.0), y)
+
+    r = check(counts, jnp.array(1.0))
+    assert "nuts" not in r.applicable and "'k' has a Poisson" in r.methods["nuts"]
 
     def flat(y):
         a = ppl.sample("a", dist.ImproperUniform(C.real, (), ()))

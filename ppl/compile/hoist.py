@@ -54,6 +54,11 @@ def hoist(f, z, known):
     Returns:
       ``g(z)``; ``f`` itself (with ``known`` bound) when nothing is worth computing ahead.
     """
+    if _on_a_mesh((z, known)):
+        # Values laid out over a device mesh (chains over several devices): the program
+        # replays the log density inside a `shard_map`, where equations recorded with the
+        # outer mesh's shardings do not bind. Nothing is hoisted there.
+        return lambda z2: f(z2, known)
     closed, out_shape = jax.make_jaxpr(f, return_shape=True)(z, known)
     jaxpr = closed.jaxpr
     n_z = len(jax.tree.leaves(z))
@@ -167,6 +172,19 @@ def _replay_product(eqn, product, other, matrix_t):
         order = tuple(range(n_other_free, n_other_free + n_matrix_free)) + tuple(range(n_other_free))
         out = jax.lax.transpose(out, order)
     return out.astype(eqn.outvars[0].aval.dtype)
+
+
+def _on_a_mesh(tree) -> bool:
+    """Whether a leaf of `tree` is typed with a sharding over a device mesh, or a mesh is
+    in context."""
+    if not jax.sharding.get_abstract_mesh().empty:
+        return True
+    for x in jax.tree.leaves(tree):
+        sharding = getattr(jax.typeof(x), "sharding", None)
+        mesh = getattr(sharding, "mesh", None)
+        if mesh is not None and not mesh.empty:
+            return True
+    return False
 
 
 def _evaluate(eqns, env, products=None, transposed=None, wanted=None):

@@ -53,9 +53,10 @@ def split_arguments(args, kwargs):
 
     Objects that hold an array (a pandas Series or DataFrame of numbers) are data too.
 
+    An unhashable Python value that is no array is static by identity (`ByIdentity`).
+
     Raises:
-      TypeError: naming the argument, for an array of strings or objects, or a leaf that is
-        neither an array nor a hashable Python value.
+      TypeError: naming the argument, for an array of strings or objects.
     """
     leaves, tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
     data, static = [], []
@@ -65,12 +66,8 @@ def split_arguments(args, kwargs):
         else:
             try:
                 hash(leaf)
-            except TypeError as e:
-                raise TypeError(
-                    f"model {argument_label(path)} of type {type(leaf).__name__} is neither an array "
-                    f"nor a hashable Python value; pass arrays, pytrees of arrays (dicts, tuples), or "
-                    f"Python scalars and strings (static)."
-                ) from e
+            except TypeError:
+                leaf = ByIdentity(leaf)  # an options object (argparse.Namespace), as NumPyro's examples pass
             static.append((i, leaf))
     return tuple(data), tree, tuple(static)
 
@@ -105,6 +102,24 @@ def data_labels(args, kwargs) -> list:
 
 
 _MISSING = object()
+
+
+class ByIdentity:
+    """An unhashable Python argument that is no array (an `argparse.Namespace` of options):
+    a static leaf compared and hashed by identity, so the same object reuses the compiled
+    program and another object recompiles (NumPyro's methods close over such arguments)."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, ByIdentity) and other.obj is self.obj
+
+    def __repr__(self):
+        return f"ByIdentity({self.obj!r})"
 
 
 class Constant:
@@ -168,6 +183,8 @@ class LogDensity:
             if isinstance(value, Constant):
                 next(data)
                 value = value.array
+            elif isinstance(value, ByIdentity):
+                value = value.obj
             leaves.append(next(data) if value is _MISSING else value)
         return jax.tree.unflatten(self._tree, leaves)
 

@@ -6,25 +6,29 @@
 
     r = ppl.infer(model, x, y=y, method="nuts", key=0)       # ppl's entry point (a call)
     from ppl.infer import Predictive, log_likelihood, NUTS   # what NumPyro users type
+    mcmc = ppl.infer.MCMC(ppl.infer.NUTS(model), num_warmup=500, num_samples=500)  # NumPyro's driver
 
-work. (The function `infer` bound as `ppl.infer` would make `from ppl.infer import X` read
-another object than `ppl.infer`, and attributes on a function are no import path.)
+work. `ppl.infer.NUTS`/`HMC` called with a model are NumPyro's kernels (for `MCMC`); called
+without one they are `ppl.NUTS`/`ppl.HMC` (see `numpyro_names`). (The function `infer`
+bound as `ppl.infer` would make `from ppl.infer import X` read another object than
+`ppl.infer`, and attributes on a function are no import path.)
 `ppl.infer.api.infer` stays the plain function.
 """
 import sys
 import types
 
 from ppl.infer import api
-from ppl.infer.numpyro_names import Predictive, log_likelihood
-from ppl.mcmc.sampler import HMC, MH, NUTS
+from ppl.infer.numpyro_names import (HMC, MCMC, NUTS, UNAVAILABLE, Predictive, Unavailable, init_to_feasible,
+                                     init_to_mean, init_to_median, init_to_sample, init_to_uniform, init_to_value,
+                                     log_likelihood)
+from ppl.mcmc.sampler import MH
 
-__all__ = ["Predictive", "log_likelihood", "NUTS", "HMC", "MH"]
+__all__ = ["Predictive", "log_likelihood", "MCMC", "NUTS", "HMC", "MH", "init_to_feasible", "init_to_mean",
+           "init_to_median", "init_to_sample", "init_to_uniform", "init_to_value"]
 
-_NUMPYRO_ONLY = {
-    "MCMC": "ppl has no MCMC driver object: run r = ppl.infer(model, *args, method=ppl.NUTS(num_warmup=..., "
-            "num_samples=..., num_chains=...), key=0) and read r.samples",
-    "SVI": "ppl has no SVI driver object: run r = ppl.infer(model, *args, method=ppl.VI(guide=..., num_steps=...))",
-}
+# NumPyro names ppl does not offer: importable (a ported file that imports SVI but runs
+# MCMC works), an error naming them when used.
+globals().update({name: Unavailable(name, advice) for name, advice in UNAVAILABLE.items()})
 
 
 class CallableModule(types.ModuleType):
@@ -34,8 +38,6 @@ class CallableModule(types.ModuleType):
         return api.infer(model, *args, **kwargs)
 
     def __getattr__(self, name):
-        if name in _NUMPYRO_ONLY:
-            raise ImportError(f"ppl.infer.{name} (NumPyro's) does not exist: {_NUMPYRO_ONLY[name]}.")
         raise AttributeError(f"module 'ppl.infer' has no attribute {name!r}")
 
 

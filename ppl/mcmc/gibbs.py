@@ -3,7 +3,7 @@
 One sweep visits the blocks of a schedule in order; each redraws its sites given all others:
 
 - discrete sites with finite support are drawn from their exact full conditional
-  (`ppl.mcmc.enumerate`): elements of a plate at once (O(N K) terms for N elements with K
+  (`ppl.compile.enumerate`): elements of a plate at once (O(N K) terms for N elements with K
   values), small groups of interacting sites jointly, Markov chains of states by forward
   filtering backward sampling, anything else one site at a time — see that module for how
   the structure is detected;
@@ -41,7 +41,8 @@ from ppl.method.diagnostics import flag_stuck_chains, per_site
 from ppl.method.flags import flag
 from ppl.method.base import Method
 from ppl.method.result import Result
-from ppl.mcmc import enumerate as enum
+from ppl.compile import enumerate as enum
+from ppl.model.scanned_dist import is_scanned
 from ppl.mcmc import driver, hmc, mh, nuts
 from ppl.mcmc.chains import ChainMethod
 
@@ -126,7 +127,7 @@ class Gibbs(Method):
 
     Args:
       blocks: the schedule, or None for the automatic one (every discrete site by enumeration,
-        grouped as `ppl.mcmc.enumerate` detects, then all continuous sites as one `inner`
+        grouped as `ppl.compile.enumerate` detects, then all continuous sites as one `inner`
         block). Entries: a site name, a tuple of names, `(names, sampler)`, or a `GibbsBlock`;
         latent sites named in no block are appended with the automatic treatment.
       inner: "nuts" (default), "hmc" or "mh" for continuous blocks.
@@ -143,7 +144,7 @@ class Gibbs(Method):
       thinning, chain_method, chunk_size: as `ppl.NUTS` (the same chain driver runs the
         sweeps: chunks, checkpoints, Ctrl-C).
 
-    Structure exploited (detected once per model, before compiling; see `ppl.mcmc.enumerate`):
+    Structure exploited (detected once per model, before compiling; see `ppl.compile.enumerate`):
     which log-density terms depend on which discrete site is read from the traced program
     (data flow through the jaxpr, never missed); a site's plate is an independent axis when
     every dependent term lies in that plate along the same dim (and a numerical probe on a
@@ -241,6 +242,8 @@ class Gibbs(Method):
             tr = (traced or enum.traced_structure(ld))[0]
             for lat in ld.spec.discrete:
                 d = tr[lat.name].dist
+                if lat.name not in sampled and is_scanned(d):
+                    raise enum.scan_error(lat.name, "gibbs")
                 if lat.name not in sampled and not getattr(d, "has_enumerate_support", False):
                     raise enum.infinite_support_error(lat.name, d)
         for b in blocks:
@@ -319,6 +322,7 @@ class _GibbsProgram(ChainMethod):
     options: Gibbs
     blocks: Tuple
     name: ClassVar[str] = "gibbs"
+    sums_out_discrete: ClassVar[bool] = False  # its sweep draws them
 
     num_warmup = _option("num_warmup")
     num_samples = _option("num_samples")

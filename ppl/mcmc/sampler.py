@@ -44,7 +44,11 @@ from ppl.mcmc.chains import CHAIN_AXIS, ChainMethod
 
 @dataclasses.dataclass(frozen=True)
 class _MCMC(ChainMethod):
-    """Shared options of the gradient-free and gradient-based samplers."""
+    """Shared options of the gradient-free and gradient-based samplers. Finite discrete
+    latent sites are summed out of the log density and drawn afterwards (see
+    `ppl.compile.marginal`)."""
+
+    sums_out_discrete: ClassVar[bool] = True
 
     num_warmup: int = 1000
     num_samples: int = 1000

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.extend import core as jex_core
 
+from ppl.compile.marginal import marginalize
+from ppl.method.discrete import with_discrete
 from ppl.runtime.program import jaxpr_calls_linalg, run_program
 from ppl.method.flags import flag
 from ppl.method.result import Result
@@ -57,9 +59,21 @@ class Method:
     name: ClassVar[str] = ""
     # The method can write and resume checkpoints (`ppl.infer(..., checkpoint=path)`).
     checkpoints: ClassVar[bool] = False
+    # The method runs on continuous latents: finite discrete ones are summed out of the log
+    # density (`ppl.compile.marginal`) and drawn afterwards from their conditional posterior
+    # given each draw (at temperature 0: their most probable values, for point estimates).
+    sums_out_discrete: ClassVar[bool] = False
+    discrete_temperature: ClassVar[int] = 1
 
     def check(self, ld) -> None:
         """Raise a clear error if this method cannot run on the compiled model `ld`."""
+
+    def model_for(self, ld):
+        """The log density this method runs on: `ld`, or `ld` with its discrete sites summed
+        out when the method `sums_out_discrete`."""
+        if self.sums_out_discrete and ld.spec.discrete:
+            return marginalize(ld, self.name)
+        return ld
 
     def run(self, key, ld, checkpoint=None) -> Result:
         """Check, execute, assemble: the `Result` of this method on the compiled model `ld`."""
@@ -67,8 +81,11 @@ class Method:
         if checkpoint is not None and not self.checkpoints:
             raise ValueError(f"method '{self.name}' does not write checkpoints; drop checkpoint= or use one "
                              f"of the MCMC, VI, MLE or MAP methods.")
-        execution = self._execute(key, ld, checkpoint)
-        result = self._assemble(ld, execution)
+        summed = self.model_for(ld)
+        execution = self._execute(key, summed, checkpoint)
+        result = self._assemble(summed, execution)
+        if summed is not ld:
+            result = with_discrete(result, summed, key, self.discrete_temperature)
         result.timing.update(compile_s=execution.compile_s, run_s=execution.run_s,
                              compile_source=execution.source)
         if execution.interrupted:
@@ -95,14 +112,13 @@ class Method:
 
 
 def require_continuous(method_name: str, ld) -> None:
-    """Gradient and optimisation methods need every latent site continuous."""
-    discrete = [lat.name for lat in ld.spec.discrete]
-    if discrete:
-        raise ValueError(
-            f"method '{method_name}' needs continuous latent sites, but site '{discrete[0]}' is "
-            f"discrete; use method=\"gibbs\" (exact enumeration of discrete sites), "
-            f"\"importance\", or marginalise the site out of the model."
-        )
+    """Gradient and optimisation methods run on continuous latents: the discrete ones must
+    be summable out of the log density (finite supports, a structure `marginalize` handles).
+
+    Raises:
+      ValueError: naming the site and the fix, when they are not.
+    """
+    marginalize(ld, method_name)
 
 
 def require_proper(method_name: str, ld) -> None:

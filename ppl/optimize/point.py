@@ -299,6 +299,9 @@ class MLE(Method):
       >>> r.params["w"]
     """
 
+    sums_out_discrete: ClassVar[bool] = True
+    discrete_temperature: ClassVar[int] = 0  # the most probable discrete values at the optimum
+
     optimizer: Any = None
     num_steps: int = 1000
     tolerance: float = 1e-6

@@ -30,6 +30,7 @@ from ppl import _counter_rng
 from ppl.compile import _handlers as H
 from ppl.compile.hoist import hoist
 from ppl.compile.logdensity import log_joint_of
+from ppl.compile.marginal import MarginalLogDensity
 from ppl.model import handlers
 from ppl.model.sites import user_dist
 from ppl.model._runtime import Message, Messenger
@@ -91,10 +92,7 @@ class PlateKeys(Messenger):
 def subsampled_plates(ld) -> bool:
     """Whether the model has a subsampled plate (its runs then need a key)."""
     rec = RecordPlates()
-    args, kwargs = ld.arguments()
-    with rec, handlers.substitute(data=ld.params), handlers.seed(rng_seed=0):
-        with H.FromFlat(jnp.zeros((ld.dim,), jnp.result_type(float)), ld.spec):
-            ld.model(*args, **kwargs)
+    ld.run(jnp.zeros((ld.dim,), jnp.result_type(float)), extra=(rec, handlers.seed(rng_seed=0)))
     return bool(rec.indices)
 
 
@@ -218,12 +216,25 @@ class AutoFamily:
     def _terms_of(self, tr):
         """(log likelihood, log prior) of a model trace: the prior in unconstrained space
         (with the Jacobian) unless the guide is a point."""
-        lj = log_joint_of(tr, self.ld.spec.checked_supports)
+        return self._parts(log_joint_of(tr, self.ld.spec.checked_supports))
+
+    def _parts(self, lj):
         return lj.likelihood, (lj.prior if self.guide.point else lj.prior + lj.jacobian)
+
+    @property
+    def _summed(self) -> bool:
+        """The model's discrete sites are summed out of `ld` (a `MarginalLogDensity`): its
+        terms come from `ld.log_joint`, not from one run's trace."""
+        return isinstance(self.ld, MarginalLogDensity)
+
+    def _terms_at(self, z, uparams, key):
+        if self._summed:
+            return self._parts(self.ld.log_joint(z, uparams))
+        return self._terms_of(self._run_model(z, uparams, key))
 
     def _log_terms(self, x, ld):
         """`_terms_of` the model at ``x = (z, model_uparams)`` over the data of ``ld``."""
-        return self._terms_of(ld.run(*x))
+        return self._parts(ld.log_joint(*x)) if self._summed else self._terms_of(ld.run(*x))
 
     def hoisted(self, state):
         """Compute the model's data-only work once, here (`ppl.compile.hoist`), for the
@@ -253,7 +264,7 @@ class AutoFamily:
         """
         k_z, k_g, k_m, k_h = jax.random.split(key, 4)
         model_u = {k: jax.tree.map(biject_to(c).inv, self.ld.params[k]) for k, c in self._constraints().items()}
-        log_prob = lambda z: sum(self._terms_of(self._run_model(z, model_u or None, k_m)))
+        log_prob = lambda z: sum(self._terms_at(z, model_u or None, k_m))
         z0, ok = _first_finite(log_prob, self.ld.dim, k_z)
         shift, unit, _ = find_frame(log_prob, z0, k_h)
         self.frame = (shift, unit)
@@ -270,6 +281,10 @@ class AutoFamily:
 
     def _finish(self, z, log_q, model_u, key):
         tr = self._run_model(z, model_u, key)
+        if self._summed:  # values without the placeholders of the summed-out sites
+            plan = self.ld.plan
+            values = {k: v for k, v in _values_of(tr).items() if k not in plan.discrete and k not in plan.deterministic}
+            return _particle(*self._terms_at(z, model_u, key), log_q), values
         return _particle(*self._terms_of(tr), log_q), _values_of(tr)
 
     def particle_values(self, state, key, plate=None, batch_key=None):

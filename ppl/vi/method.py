@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
+from ppl.compile.marginal import marginalize
 from ppl.runtime.program import initial_shapes, when
 from ppl.method.flags import flag
 from ppl.method.base import Method, param_values, to_numpy
@@ -213,7 +214,20 @@ class VI(Method):
         return isinstance(self._guide(), AUTO_GUIDE_TYPES)
 
     def check(self, ld) -> None:
-        self._check(ld)
+        self._check(self.model_for(ld))
+
+    def model_for(self, ld):
+        """An automatic guide is continuous: the model's finite discrete sites are summed
+        out of its log density (as NumPyro's TraceEnum_ELBO does) and drawn afterwards; a
+        guide function gives them a guide of its own (fitted with a score-function term)."""
+        if self._is_auto() and ld.spec.discrete:
+            if subsampled_plates(ld):
+                raise ValueError(
+                    f"VI: the model's discrete site '{ld.spec.discrete[0].name}' is summed out of the "
+                    f"log density, which needs the whole data set at each step; drop subsample_size "
+                    f"or write a guide function with a discrete ppl.sample site for it.")
+            return marginalize(ld, self.name)
+        return ld
 
     def _check(self, ld) -> tuple[dict, bool]:
         """Validate options and model; return the guide function's module statics and whether
@@ -232,12 +246,6 @@ class VI(Method):
                 f"VI: IWAE(plate={self.objective.plate!r}) computes the bound per plate element, which "
                 f"needs a guide function whose density factorises over it; the automatic guide "
                 f"{type(guide).__name__} is one joint density. Use plate=None or a guide function."
-            )
-        if ld.spec.discrete:
-            raise ValueError(
-                f"VI: the automatic guide {type(guide).__name__} is continuous, but latent site "
-                f"'{ld.spec.discrete[0].name}' is discrete; write a guide function with a discrete "
-                f"ppl.sample site for it (fitted with a score-function gradient), or use method=\"gibbs\"."
             )
         for lat in ld.spec.latents:
             sub = [p.name for p in lat.plates if p.subsample_size < p.size]

@@ -266,16 +266,95 @@ def _regression(x, y=None):
 
 
 def test_ppl_infer_is_callable_and_the_module_of_numpyro_infer_names():
-    from ppl.infer import HMC, NUTS, Predictive, log_likelihood
+    from ppl.infer import MH, Predictive, log_likelihood
     import ppl.infer as infer_module
 
     assert infer_module is ppl.infer and callable(ppl.infer)
-    assert (NUTS, HMC, Predictive, log_likelihood) == (ppl.NUTS, ppl.HMC, ppl.infer.Predictive,
-                                                       ppl.infer.log_likelihood)
+    assert (MH, Predictive, log_likelihood) == (ppl.MH, ppl.infer.Predictive, ppl.infer.log_likelihood)
+    # ppl.infer.NUTS/HMC are NumPyro's kernels given a model, ppl.NUTS/HMC without: test below
     r = ppl.infer(_regression, jnp.zeros(3), y=jnp.ones(3), method="map", key=0)
     assert float(r.samples["mu"][0, 0]) == pytest.approx(1.0, abs=1e-3)
-    with pytest.raises(ImportError, match=r"ppl.infer.MCMC .*method=ppl.NUTS"):
-        from ppl.infer import MCMC  # noqa: F401
+    from ppl.infer import SVI, autoguide  # importable (a ported file may import them) ...
+
+    with pytest.raises(NotImplementedError, match=r"ppl.infer.SVI .*method=ppl.VI"):
+        SVI(_regression)  # ... an error naming them when used
+    with pytest.raises(NotImplementedError, match=r"ppl.infer.autoguide.AutoDelta"):
+        autoguide.AutoDelta(_regression)
+    with pytest.raises(AttributeError, match="Nope"):
+        ppl.infer.Nope
+
+
+# -- 8b: NumPyro's MCMC driver -----------------------------------------------------------------
+def _normal_mean(y=None):
+    mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+    with ppl.plate("n", 5):
+        ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_mcmc_driver_runs_ppl_nuts_with_numpyros_calls():
+    """mu ~ N(0, 10^2), y_i ~ N(mu, 1), 5 points: posterior N(sum y / (5 + 0.01), 1 / 5.01).
+    2 x 400 draws, ESS >= ~300: standard error of the mean ~0.026; tolerance 0.13 (5 se)."""
+    from ppl.infer import MCMC, NUTS
+
+    y = jnp.arange(5.0)
+    kernel = NUTS(_normal_mean, target_accept_prob=0.9, max_tree_depth=8)
+    assert kernel.method == ppl.NUTS(target_accept=0.9, max_tree_depth=8)
+    mcmc = MCMC(kernel, num_warmup=300, num_samples=400, num_chains=2, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), y=y)
+    assert mcmc.result.method.num_chains == 2 and mcmc.result.method.chain_method == "auto"
+    samples, grouped = mcmc.get_samples(), mcmc.get_samples(group_by_chain=True)
+    assert samples["mu"].shape == (800,) and grouped["mu"].shape == (2, 400)
+    np.testing.assert_array_equal(samples["mu"], grouped["mu"].reshape(-1))
+    assert float(samples["mu"].mean()) == pytest.approx(10.0 / 5.01, abs=0.13)
+    extra = mcmc.get_extra_fields()
+    assert extra["diverging"].shape == (800,) and extra["diverging"].dtype == bool
+    assert set(extra) >= {"diverging", "num_steps", "accept_prob"}
+    same = ppl.infer(_normal_mean, y=y, key=jax.random.PRNGKey(0),
+                     method=ppl.NUTS(num_warmup=300, num_samples=400, num_chains=2, target_accept=0.9,
+                                     max_tree_depth=8, progress_bar=False))
+    np.testing.assert_array_equal(grouped["mu"], same.samples["mu"])  # a door, not another sampler
+
+
+def test_ppl_infer_nuts_without_a_model_is_ppls_method_object():
+    from ppl.infer import HMC, NUTS
+
+    assert NUTS(num_samples=10) == ppl.NUTS(num_samples=10)
+    assert HMC(num_steps=4) == ppl.HMC(num_steps=4)
+    assert HMC(_normal_mean, num_steps=4).method == ppl.HMC(num_steps=4)
+
+
+def test_mcmc_driver_refuses_what_ppl_does_not_do_by_name():
+    from ppl.infer import MCMC, NUTS, init_to_uniform
+
+    with pytest.raises(ValueError, match=r"NUTS\(model, adapt_step_size=False\): not supported"):
+        NUTS(_normal_mean, adapt_step_size=False)
+    with pytest.raises(TypeError, match="unknown keyword 'foo'"):
+        NUTS(_normal_mean, foo=1)
+    with pytest.raises(TypeError, match=r"MCMC\(sampler, ...\): sampler must be NUTS\(model"):
+        MCMC(ppl.NUTS(), num_warmup=10, num_samples=10)
+    mcmc = MCMC(NUTS(_normal_mean, init_strategy=init_to_uniform(radius=1)), num_warmup=10, num_samples=10)
+    with pytest.raises(ValueError, match=r"init_to_uniform\(radius=1\)"):
+        mcmc.run(0, y=jnp.zeros(5))
+    with pytest.raises(RuntimeError, match=r"call MCMC.run"):
+        mcmc.get_samples()
+    with pytest.raises(ValueError, match=r"extra_fields=\['foo'\]"):
+        mcmc.run(0, y=jnp.zeros(5), extra_fields=("foo",))
+
+
+def test_init_strategies_become_ppls_init_option():
+    """init_to_median/mean: the median/mean of prior draws (here of N(0, 10): within 0.5 * 10
+    of 0 for 15 draws, |median| > 5 has probability < 0.1%); init_to_feasible: 0 unconstrained."""
+    from ppl.infer import init_to_feasible, init_to_median, init_to_sample, init_to_uniform, init_to_value
+    from ppl.infer.numpyro_names import _ppl_init
+
+    def init(strategy):
+        return _ppl_init(strategy, _normal_mean, jax.random.PRNGKey(0), (), {"y": jnp.zeros(5)})
+
+    assert init(init_to_uniform()) == "uniform" and init(init_to_sample()) == "prior"
+    assert init(init_to_value(values={"mu": 1.5})) == {"mu": 1.5}
+    assert float(init(init_to_feasible())["mu"]) == 0.0
+    median = init(init_to_median(num_samples=15))
+    assert set(median) == {"mu"} and abs(float(median["mu"])) < 5.0
 
 
 def test_predictive_from_numpyro_style_draws_and_from_a_result():
@@ -336,3 +415,51 @@ def test_plate_takes_a_negative_third_argument_as_its_dim():
 
     with ppl.handlers.seed(rng_seed=0):
         assert model().shape == (3, 4)
+
+
+def test_mcmc_run_takes_an_unhashable_python_object_as_a_model_keyword():
+    """hmm_enum.py passes its argparse.Namespace as `args=`: NumPyro's driver takes any object."""
+    import argparse
+
+    from ppl.infer import MCMC, NUTS
+
+    def model(y, args=None):
+        mu = ppl.sample("mu", dist.Normal(0.0, args.prior_scale))
+        with ppl.plate("n", y.shape[0]):
+            ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    mcmc = MCMC(NUTS(model), num_warmup=100, num_samples=100, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(0), jnp.zeros(3), args=argparse.Namespace(prior_scale=1e-3))
+    assert float(jnp.abs(mcmc.get_samples()["mu"]).max()) < 5e-3  # the prior, scale 1e-3, dominates
+
+
+_TWO_DEVICES = """
+import jax, jax.numpy as jnp
+import ppl
+import ppl.distributions as dist
+from ppl.infer import MCMC, NUTS
+
+def fully_pooled(at_bats, hits=None):  # NumPyro's examples/baseball.py
+    phi = ppl.sample("phi", dist.Uniform(0, 1))
+    with ppl.plate("num_players", at_bats.shape[0]):
+        return ppl.sample("obs", dist.Binomial(at_bats, probs=phi), obs=hits)
+
+assert jax.device_count() == 2
+mcmc = MCMC(NUTS(fully_pooled), num_warmup=50, num_samples=50, num_chains=2, progress_bar=False)
+mcmc.run(jax.random.PRNGKey(0), jnp.full(18, 45), jnp.arange(18) % 20)
+print("draws", mcmc.get_samples()["phi"].shape)
+"""
+
+
+def test_example_with_set_host_device_count_runs_its_chains_on_two_devices():
+    """NumPyro's examples call set_host_device_count(num_chains) first; with 2 chains the
+    chains are then sharded over 2 CPU devices. (This failed while `hoist` replayed
+    equations recorded with the chains' mesh inside each device's shard_map.)"""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env, capture_output=True, text=True, timeout=250)
+    assert out.returncode == 0, ([line for line in out.stderr.splitlines() if "Error" in line] or ["?"])[-1]
+    assert "draws (100,)" in out.stdout

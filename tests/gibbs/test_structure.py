@@ -4,7 +4,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.mcmc import enumerate as enum
+from ppl.compile import enumerate as enum
 from models import bayes_net, gmm, hmm, lda, sbm
 
 
@@ -110,10 +110,16 @@ def test_bad_blocks():
         "enumerate z (5 values), vectorised over plate(s) ['data']"]
 
 
-def test_gradient_methods_point_to_gibbs():
+def test_gradient_methods_sum_the_discrete_sites_out():
+    """Gibbs enumerates z's conditionals; NUTS sums z out of the log density by the same
+    analysis (one vectorised sum over its 3 values along the plate)."""
+    from ppl.compile.marginal import marginalize
+
     x, _ = gmm.simulate(n=10)
-    with pytest.raises(ValueError, match="gibbs"):
-        ppl.infer(gmm.model, jnp.asarray(x), method="nuts", key=0)
+    ld = ppl.compile(gmm.model, jnp.asarray(x))
+    ppl.NUTS().check(ld)
+    plan = marginalize(ld).plan.describe()
+    assert len(plan) == 1 and plan[0].startswith("{z} summed over") and "['data']" in plan[0]
 
 
 def test_enumeration_with_hoisted_terms_draws_as_without():

@@ -146,11 +146,13 @@ def test_progress_is_off_under_tests_by_default():
 
 
 @pytest.mark.parametrize("method", ["nuts", "hmc", "mh"])
-def test_discrete_latent_names_the_site_and_suggests_gibbs(method):
+def test_infinite_discrete_latent_names_the_site_and_suggests_gibbs(method):
+    """A finite discrete site is summed out (tests/compile/test_marginal.py); an infinite
+    one cannot be, and the error names it and the way out."""
     def model():
-        ppl.sample("k", dist.Bernoulli(0.3))
+        ppl.sample("k", dist.Poisson(3.0))
 
-    with pytest.raises(ValueError, match=r"'k'.*gibbs"):
+    with pytest.raises(ValueError, match=r"'k' has a Poisson.*infinite.*gibbs"):
         ppl.infer(model, method=method)
 
 

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.model import handlers
+from ppl.model.scanned_dist import is_scanned
 from ppl.model.sites import dist_name
 
 JACOBIAN = "/jacobian"
@@ -91,18 +92,64 @@ def site_terms(ld, z):
     return terms_of(ld.run(z))
 
 
+def _propagate(jaxpr, in_deps):
+    """Dependences of `jaxpr`'s outputs given its inputs' (a list of frozensets). A `scan`
+    is followed into its body, its carry to a fixed point, and a `jit` into its program;
+    any other equation with a sub-program counts every input as reaching every output."""
+    from jax.extend.core import Literal
+
+    deps = dict(zip(jaxpr.invars, in_deps))
+
+    def of(v):
+        return _EMPTY if isinstance(v, Literal) else deps.get(v, _EMPTY)
+
+    for eqn in jaxpr.eqns:
+        ins = [of(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        if name == "scan":
+            body = eqn.params["jaxpr"].jaxpr
+            n_c, n_k = eqn.params["num_consts"], eqn.params["num_carry"]
+            consts, carry, xs = ins[:n_c], list(ins[n_c:n_c + n_k]), ins[n_c + n_k:]
+            while True:
+                out = _propagate(body, consts + carry + xs)
+                grown = [a | b for a, b in zip(carry, out[:n_k])]
+                if grown == carry:
+                    break
+                carry = grown
+            outs = carry + out[n_k:]
+        elif name in ("jit", "pjit") and "jaxpr" in eqn.params:
+            outs = _propagate(eqn.params["jaxpr"].jaxpr, ins)
+        else:
+            d = functools.reduce(frozenset.union, ins, _EMPTY)
+            outs = [d] * len(eqn.outvars)
+        for o, d in zip(eqn.outvars, outs):
+            deps[o] = d
+    return [of(v) for v in jaxpr.outvars]
+
+
+def dependence(fn, dvals, z):
+    """For each output leaf of `fn(dvals, z)` (a dict), the set of discrete sites (keys of
+    `dvals`) it depends on, by data flow through its jaxpr (`_propagate`): an equation's
+    outputs depend on the union of its inputs' dependences (sound for every primitive, exact
+    for elementwise ones). Nothing runs. Returns `(deps, shapes)`, dicts keyed like `fn`'s
+    output."""
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(dvals, z)
+    jaxpr = closed.jaxpr
+    in_deps = [frozenset([n]) for n in sorted(dvals)] + [_EMPTY] * (len(jaxpr.invars) - len(dvals))
+    outs = _propagate(jaxpr, in_deps)
+    leaves, tree = jax.tree.flatten(out_shape)
+    position = jax.tree.unflatten(tree, list(range(len(leaves))))
+    out = {name: outs[i] for name, i in position.items()}
+    return out, {k: tuple(v.shape) for k, v in out_shape.items()}
+
+
 def traced_structure(ld):
     """Trace the model's terms once as a function of (discrete values, z) — nothing runs.
 
-    Returns `(trace, deps)`: the `Trace` seen while tracing (its distributions' shapes,
-    plates and static supports are valid; its values are abstract) and, for every term, the
-    set of discrete sites it depends on. Dependence follows data flow through the jaxpr: an
-    equation's outputs depend on the union of its inputs' dependences (sound for every
-    primitive, exact for elementwise ones).
+    Returns `(trace, deps, shapes)`: the `Trace` seen while tracing (its distributions'
+    shapes, plates and static supports are valid; its values are abstract), for every term
+    the set of discrete sites it depends on (see `dependence`), and every term's shape.
     """
-    from jax.extend.core import Literal
-
-    names = tuple(lat.name for lat in ld.spec.discrete)
     dvals = {lat.name: jnp.zeros(lat.shape, lat.dtype) for lat in ld.spec.discrete}
     captured = {}
 
@@ -111,25 +158,8 @@ def traced_structure(ld):
         captured["trace"] = tr
         return terms_of(tr)
 
-    closed, out_shape = jax.make_jaxpr(g, return_shape=True)(dvals, jnp.zeros((ld.dim,), jnp.result_type(float)))
-    jaxpr = closed.jaxpr
-    deps = {}
-    for var, n in zip(jaxpr.invars, sorted(names) + [None]):
-        deps[var] = frozenset([n]) if n is not None else _EMPTY
-    for eqn in jaxpr.eqns:
-        d = _EMPTY
-        for v in eqn.invars:
-            if not isinstance(v, Literal):
-                d = d | deps.get(v, _EMPTY)
-        for o in eqn.outvars:
-            deps[o] = d
-    leaves, tree = jax.tree.flatten(out_shape)
-    position = jax.tree.unflatten(tree, list(range(len(leaves))))
-    out = {}
-    for name, i in position.items():
-        v = jaxpr.outvars[i]
-        out[name] = _EMPTY if isinstance(v, Literal) else deps.get(v, _EMPTY)
-    return captured["trace"], out, {k: tuple(v.shape) for k, v in out_shape.items()}
+    deps, shapes = dependence(g, dvals, jnp.zeros((ld.dim,), jnp.result_type(float)))
+    return captured["trace"], deps, shapes
 
 
 def term_dependencies(ld) -> Dict[str, FrozenSet[str]]:
@@ -146,7 +176,9 @@ class DiscreteSite:
 
     `support` holds the K values flattened (each of shape `event_shape`); `ind_axes` are the
     positions in the batch shape of its independent plates `ind_plates` (sorted by dim);
-    `coupled_axes` are the other batch positions.
+    `coupled_axes` are the other batch positions. A site inside `ppl.scan` (`scanned`) has
+    its time axis first, in neither: its steps form a Markov chain (see
+    `ppl.compile.marginal.ScanChain`).
     """
 
     name: str
@@ -159,6 +191,7 @@ class DiscreteSite:
     ind_plates: Tuple[str, ...]
     ind_axes: Tuple[int, ...]
     coupled_axes: Tuple[int, ...]
+    scanned: bool = False
 
     @property
     def batch_shape(self):
@@ -308,24 +341,28 @@ def _update_joint(block, key, z, terms_fn):
     return z
 
 
-def _update_chain(block, key, z, terms_fn):
+def chain_candidates(block, dtype):
+    """The K^2 states at which a chain's potentials are read: sites at even positions set to
+    a, odd ones to b, for every pair (a, b) (row a * K + b); `(pairs, values)` with `values`
+    one (K^2, *ind_shape, *event) layout per site."""
+    k = block.sites[0].num_values
+    ab = np.array(list(itertools.product(range(k), range(k))), np.int32)
+    values = []
+    for j, s in enumerate(block.sites):
+        v = s.support_array(dtype)[ab[:, j % 2]]
+        values.append(jnp.broadcast_to(v.reshape((len(ab),) + (1,) * len(s.ind_shape) + s.event_shape),
+                                       (len(ab),) + s.ind_shape + s.event_shape))
+    return ab, values
+
+
+def chain_potentials(block, terms, dtype):
+    """Unary `phi` (n, K, *ind) and pairwise `psi` (n - 1, K, K, *ind) log potentials of a
+    chain from its terms evaluated at `chain_candidates` (leading K^2 axis)."""
     sites = block.sites
     n, k = len(sites), sites[0].num_values
-    supports = [s.support_array(z.dtype) for s in sites]
-    ab = np.array(list(itertools.product(range(k), range(k))), np.int32)
-
-    def candidate(pair):
-        zz = z
-        for j, s in enumerate(sites):
-            v = supports[j][pair[j % 2]]
-            zz = s.set(zz, jnp.broadcast_to(v, (1,) + s.ind_shape + s.event_shape))
-        return zz
-
-    zs = jax.vmap(candidate)(jnp.asarray(ab))
-    terms = jax.vmap(terms_fn)(zs)
     ind = sites[0].ind_shape
-    phi = [jnp.zeros((k,) + ind, z.dtype) for _ in range(n)]
-    psi = [jnp.zeros((k, k) + ind, z.dtype) for _ in range(n - 1)]
+    phi = [jnp.zeros((k,) + ind, dtype) for _ in range(n)]
+    psi = [jnp.zeros((k, k) + ind, dtype) for _ in range(n - 1)]
     for t in block.terms:
         lp = t.reduce(terms[t.name]).reshape((k, k) + ind)
         kind, j = t.role
@@ -333,29 +370,66 @@ def _update_chain(block, key, z, terms_fn):
             phi[j] = phi[j] + (lp[:, 0] if j % 2 == 0 else lp[0, :])
         else:  # pair (j - 1, j): potential psi[j - 1][x_{j-1}, x_j]
             psi[j - 1] = psi[j - 1] + (lp if (j - 1) % 2 == 0 else jnp.swapaxes(lp, 0, 1))
-    phi = jnp.where(jnp.isnan(jnp.stack(phi)), -jnp.inf, jnp.stack(phi))
-    psi = jnp.where(jnp.isnan(jnp.stack(psi)), -jnp.inf, jnp.stack(psi))
+    phi = jnp.stack(phi)
+    psi = jnp.stack(psi) if psi else jnp.zeros((0, k, k) + ind, dtype)
+    return jnp.where(jnp.isnan(phi), -jnp.inf, phi), jnp.where(jnp.isnan(psi), -jnp.inf, psi)
+
+
+def _combine(temperature):
+    """How the forward pass combines a state's predecessors: log-sum-exp (sampling,
+    marginals), or max (temperature 0: the most probable sequence, Viterbi)."""
+    return jax.nn.logsumexp if temperature else jnp.max
+
+
+def chain_forward(phi, psi, temperature=1):
+    """Forward messages alpha (n, K, *ind): alpha_0 = phi_0 and alpha_j(x) = phi_j(x) +
+    combine_{x'}(alpha_{j-1}(x') + psi_{j-1}(x', x)). With log-sum-exp, logsumexp(alpha_{n-1})
+    is the log of the chain's sum over all its state sequences."""
+    combine = _combine(temperature)
 
     def forward(alpha, xs):
         psi_j, phi_j = xs
-        alpha = phi_j + jax.nn.logsumexp(alpha[:, None] + psi_j, axis=0)
+        alpha = phi_j + combine(alpha[:, None] + psi_j, axis=0)
         return alpha, alpha
 
     _, rest = jax.lax.scan(forward, phi[0], (psi, phi[1:]))
-    alphas = jnp.concatenate([phi[:1], rest])
+    return jnp.concatenate([phi[:1], rest])
+
+
+def _choose(key, logits, temperature):
+    """A draw from softmax(logits) along axis 0, or its argmax at temperature 0."""
+    if temperature:
+        return jax.random.categorical(key, logits, axis=0)
+    return jnp.argmax(logits, axis=0)
+
+
+def chain_backward(key, alphas, psi, temperature=1):
+    """State indices (n, *ind) drawn backward from the forward messages: the last from
+    alpha_{n-1}, each earlier one given the next (backward sampling; argmax at temperature
+    0, which with max-forward messages is the Viterbi path)."""
+    n = alphas.shape[0]
     keys = jax.random.split(key, n)
-    last = jax.random.categorical(keys[-1], alphas[-1], axis=0)
+    last = _choose(keys[-1], alphas[-1], temperature)
 
     def backward(x_next, xs):
         alpha_j, psi_next, kj = xs
         col = jnp.take_along_axis(psi_next, x_next[None, None], axis=1)[:, 0]
-        x = jax.random.categorical(kj, alpha_j + col, axis=0)
+        x = _choose(kj, alpha_j + col, temperature)
         return x, x
 
     _, states = jax.lax.scan(backward, last, (alphas[:-1], psi, keys[:-1]), reverse=True)
-    states = jnp.concatenate([states, last[None]])
-    for j, s in enumerate(sites):
-        z = s.set(z, supports[j][states[j]][None])
+    return jnp.concatenate([states, last[None]])
+
+
+def _update_chain(block, key, z, terms_fn):
+    """Forward filtering backward sampling (Frühwirth-Schnatter 1994; Carter & Kohn 1994)."""
+    _, values = chain_candidates(block, z.dtype)
+    zs = jax.vmap(lambda *vs: functools.reduce(lambda zz, sv: sv[0].set(zz, sv[1][None]), zip(block.sites, vs), z))(
+        *values)
+    phi, psi = chain_potentials(block, jax.vmap(terms_fn)(zs), z.dtype)
+    states = chain_backward(key, chain_forward(phi, psi), psi)
+    for j, s in enumerate(block.sites):
+        z = s.set(z, s.support_array(z.dtype)[states[j]][None])
     return z
 
 
@@ -373,30 +447,58 @@ class ModelStructure:
     deps: Dict[str, FrozenSet[str]]
 
 
-def infinite_support_error(name, d) -> ValueError:
+def infinite_support_error(name, d, who="gibbs") -> ValueError:
+    if who == "gibbs":
+        return ValueError(
+            f"gibbs: discrete site '{name}' has a {dist_name(d)} "
+            f"distribution, whose support is infinite, so its full conditional cannot be enumerated. "
+            f"Truncate it (e.g. a Categorical or Binomial with a bound), marginalise it out of the "
+            f"model, or give it your own conditional sampler: ppl.Gibbs(blocks=[ppl.GibbsBlock("
+            f"'{name}', sampler=fn)])."
+        )
     return ValueError(
-        f"gibbs: discrete site '{name}' has a {dist_name(d)} "
-        f"distribution, whose support is infinite, so its full conditional cannot be enumerated. "
-        f"Truncate it (e.g. a Categorical or Binomial with a bound), marginalise it out of the "
-        f"model, or give it your own conditional sampler: ppl.Gibbs(blocks=[ppl.GibbsBlock("
-        f"'{name}', sampler=fn)])."
+        f"method '{who}' sums discrete latent sites out of the log density by enumerating their "
+        f"values, but site '{name}' has a {dist_name(d)} distribution, whose support is infinite. "
+        f"Truncate it (e.g. a Categorical or a Binomial with a bound), marginalise it out of the model "
+        f"by hand, or use method=\"gibbs\" with your own conditional sampler for it "
+        f"(ppl.Gibbs(blocks=[ppl.GibbsBlock('{name}', sampler=fn)]))."
     )
 
 
-def _support_of(name, d):
+def scan_error(name, who):
+    return ValueError(
+            f"{who}: discrete latent site '{name}' is inside ppl.scan, whose steps Gibbs cannot "
+            f"enumerate yet. Use a gradient method (nuts, hmc, map, vi), which sums the chain out "
+            f"with the forward algorithm, write the loop over time as a Python for loop with one "
+            f"site per step, or give Gibbs your own conditional sampler for it "
+            f"(ppl.Gibbs(blocks=[ppl.GibbsBlock('{name}', sampler=fn)])).")
+
+
+def _support_of(name, d, who="gibbs"):
     if not getattr(d, "has_enumerate_support", False):
-        raise infinite_support_error(name, d)
+        raise infinite_support_error(name, d, who)
     try:
         values = np.asarray(d.enumerate_support(expand=False))
     except (NotImplementedError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError) as e:
         raise ValueError(
-            f"gibbs: cannot enumerate the support of discrete site '{name}' "
+            f"{who}: cannot enumerate the support of discrete site '{name}' "
             f"({type(d).__name__}): {e}. Its support must be the same for every element and "
             f"must not depend on other latent values (e.g. give Binomial one total_count)."
         ) from e
     k = values.shape[0]
     event = tuple(d.event_shape)
     return values.reshape((k,) + event), k
+
+
+def _elementwise(d):
+    """`(d, 0)`, or for a discrete distribution made an event by `to_event` (`Independent`),
+    its elementwise base and the number of event dims it reinterpreted (they are enumerated
+    as coupled positions: each element takes the base's values)."""
+    n = 0
+    while type(d).__name__ == "Independent" and getattr(d.base_dist, "has_enumerate_support", False):
+        n += d.reinterpreted_batch_ndims
+        d = d.base_dist
+    return d, n
 
 
 def _plate_key(p):
@@ -422,7 +524,7 @@ def _independent_plates(site, dependents, term_plates, term_shape):
     return keep
 
 
-def analyze(ld, names, key=None, check_plates=True, traced=None) -> ModelStructure:
+def analyze(ld, names, key=None, check_plates=True, traced=None, who="gibbs") -> ModelStructure:
     """Describe the discrete sites `names` of `ld`: supports, independent plates, dependences.
 
     Structure comes from one trace of the model (`traced_structure`); with `check_plates`,
@@ -443,40 +545,47 @@ def analyze(ld, names, key=None, check_plates=True, traced=None) -> ModelStructu
     for name in names:
         lat = ld.spec.latent(name)
         site = tr[name]
-        values, k = _support_of(name, site.dist)
-        dependents = [t for t, d in deps.items() if name in d]
+        scanned = is_scanned(site.dist)
+        if scanned and who == "gibbs":
+            raise scan_error(name, who)
+        d, reinterpreted = _elementwise(site.dist.steps if scanned else site.dist)
+        values, k = _support_of(name, d, who)
+        dependents = [t for t, dep in deps.items() if name in dep]
         plates = _independent_plates(site, dependents, term_plates, term_shape)
         nb = len(site.dist.batch_shape)
         ind_axes = tuple(nb + p.dim for p in plates)
         ds = DiscreteSite(
             name=name, offset=lat.offset, size=lat.size, shape=tuple(lat.shape),
-            event_ndim=len(site.dist.event_shape), support=tuple(values.reshape(-1).tolist()),
+            event_ndim=len(d.event_shape), support=tuple(values.reshape(-1).tolist()),
             num_values=k, ind_plates=tuple(p.name for p in plates), ind_axes=ind_axes,
-            coupled_axes=tuple(a for a in range(nb) if a not in ind_axes),
+            coupled_axes=tuple(a for a in range(int(scanned), nb + reinterpreted) if a not in ind_axes),
+            scanned=scanned,
         )
-        if ds.batch_shape != tuple(site.dist.batch_shape):
-            ds = dataclasses.replace(ds, ind_plates=(), ind_axes=(), coupled_axes=tuple(range(len(ds.batch_shape))))
+        if ds.batch_shape != tuple(site.dist.batch_shape) + tuple(site.dist.event_shape)[:reinterpreted]:
+            ds = dataclasses.replace(ds, ind_plates=(), ind_axes=(),
+                                     coupled_axes=tuple(range(int(scanned), len(ds.batch_shape))))
         sites[name] = ds
     structure = ModelStructure(sites, tuple(n for n in all_discrete if n in names),
                                {k: len(v) for k, v in term_shape.items()}, term_plates, deps)
     if check_plates:
-        _verify_plates(ld, jax.random.PRNGKey(0) if key is None else key, structure)
+        _verify_plates(ld, jax.random.PRNGKey(0) if key is None else key, structure, who=who)
     return structure
 
 
-def _keep_axes(structure, site: DiscreteSite, term: str):
+def keep_axes(structure, site: DiscreteSite, term: str):
     """Positions, in `term`'s array, of the site's independent plates."""
     ndim = structure.term_ndim[term]
     dims = {p.name: p.dim for p in structure.term_plates[term]}
     return tuple(ndim + dims[p] for p in site.ind_plates)
 
 
-def _verify_plates(ld, key, structure, seed=0):
+def _verify_plates(ld, key, structure, seed=0, who="gibbs"):
     """Numerical check of the declared plate independence at a random state: setting one
     element of a site to another value must change its dependent terms only at that
     element's plate position. Two perturbations per site (values j and j + 1 mod K, so at
     least one differs from the current value), all evaluated in one compiled probe."""
-    blocked = [s for s in structure.sites.values() if s.ind_plates and s.num_values > 1]
+    # (A site inside ppl.scan is not probed: its steps' plates are the body's own.)
+    blocked = [s for s in structure.sites.values() if s.ind_plates and s.num_values > 1 and not s.scanned]
     if not blocked:
         return
     rng = np.random.default_rng(seed)
@@ -507,7 +616,7 @@ def _verify_plates(ld, key, structure, seed=0):
             if s.name not in d:
                 continue
             changed = ~np.isclose(terms[t][i], terms[t][0], rtol=1e-6, atol=1e-6, equal_nan=True)
-            keep = _keep_axes(structure, s, t)
+            keep = keep_axes(structure, s, t)
             other = tuple(a for a in range(changed.ndim) if a not in keep)
             changed = changed.any(axis=other) if other else changed
             changed[e] = False
@@ -517,27 +626,28 @@ def _verify_plates(ld, key, structure, seed=0):
     for name, t in failed.items():
         s = structure.sites[name]
         warnings.warn(
-            f"gibbs: site '{name}' is declared inside plate(s) {list(s.ind_plates)}, but "
+            f"{who}: site '{name}' is declared inside plate(s) {list(s.ind_plates)}, but "
             f"changing one of its elements changed the term '{t}' at other plate positions; "
-            f"the plate's independence does not hold, so '{name}' is updated one element at "
-            f"a time (correct, slower). Check the model for sums or shifts over the plate.",
+            f"the plate's independence does not hold, so the elements of '{name}' are "
+            f"{'updated one at a time' if who == 'gibbs' else 'enumerated jointly'} (correct, slower). "
+            f"Check the model for sums or shifts over the plate.",
             stacklevel=5,
         )
         nb = len(s.batch_shape)
         structure.sites[name] = dataclasses.replace(s, ind_plates=(), ind_axes=(), coupled_axes=tuple(range(nb)))
 
 
-def _terms_for(structure, group, role_of=None):
+def terms_for(structure, group, role_of=None):
     names = {s.name for s in group}
     out = []
     for t, d in structure.deps.items():
         if d & names:
             role = role_of(d & names) if role_of else ()
-            out.append(Term(t, structure.term_ndim[t], _keep_axes(structure, group[0], t), role))
+            out.append(Term(t, structure.term_ndim[t], keep_axes(structure, group[0], t), role))
     return tuple(out)
 
 
-def _components(structure, names):
+def components(structure, names):
     parent = {n: n for n in names}
 
     def find(n):
@@ -558,7 +668,7 @@ def _components(structure, names):
     return list(groups.values()), edges
 
 
-def _path_order(group, edges):
+def path_order(group, edges):
     nbrs = {n: [] for n in group}
     for a, b in edges:
         if a in nbrs and b in nbrs:
@@ -577,17 +687,17 @@ def _path_order(group, edges):
 
 def plan(structure: ModelStructure, names, max_joint_states: int = 1024):
     """Group the discrete sites `names` into update blocks (see the module docstring)."""
-    groups, edges = _components(structure, names)
+    groups, edges = components(structure, names)
     blocks = []
     for group in groups:
         sites = [structure.sites[n] for n in group]
         shared = len(sites) > 1 and all(
             s.coupled_size == 1 and s.ind_plates == sites[0].ind_plates and s.ind_shape == sites[0].ind_shape
             for s in sites)
-        path = _path_order(group, edges) if shared and len(sites) > 2 and len({s.num_values for s in sites}) == 1 \
+        path = path_order(group, edges) if shared and len(sites) > 2 and len({s.num_values for s in sites}) == 1 \
             else None
         if path is None and shared and math.prod(s.num_values for s in sites) <= max_joint_states:
-            blocks.append(EnumerationBlock(tuple(sites), _terms_for(structure, sites)))
+            blocks.append(EnumerationBlock(tuple(sites), terms_for(structure, sites)))
             continue
         if path is not None:
             chain = [structure.sites[n] for n in path]
@@ -597,8 +707,8 @@ def plan(structure: ModelStructure, names, max_joint_states: int = 1024):
                 js = sorted(pos[n] for n in d)
                 return ("unary", js[0]) if len(js) == 1 else ("pair", js[1])
 
-            blocks.append(ChainBlock(tuple(chain), _terms_for(structure, chain, role)))
+            blocks.append(ChainBlock(tuple(chain), terms_for(structure, chain, role)))
             continue
         for s in sites:
-            blocks.append(EnumerationBlock((s,), _terms_for(structure, [s])))
+            blocks.append(EnumerationBlock((s,), terms_for(structure, [s])))
     return blocks

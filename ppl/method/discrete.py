@@ -1,0 +1,68 @@
+"""Discrete sites drawn after a run on their summed-out model: `with_discrete`.
+
+A method that ran on a `MarginalLogDensity` (the model's finite discrete sites summed out)
+returns draws of the continuous sites only. Each draw's discrete sites are then drawn from
+their conditional posterior given that draw's continuous values (exact: see
+`ppl.compile.marginal`), so the pairs are draws from the joint posterior, and the
+deterministic sites that depend on them are computed with them. At temperature 0 each draw
+gets the most probable discrete values instead (for point estimates: MAP, MLE).
+
+Draw (c, s) uses the key `fold_in(fold_in(fold_in(key, DISCRETE_STREAM), c), s)`, so the
+same key gives the same discrete draws whatever the chain layout.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+DISCRETE_STREAM = 0x0D15C
+_BUDGET_BYTES = 1 << 28  # all draws at once below this estimate of the memory, else in batches
+
+
+def _draw_all(marginal, values, keys, temperature):
+    def one(args):
+        v, k = args
+        return marginal.complete(marginal.unconstrain(v), k, temperature)
+
+    n = keys.shape[0]
+    per_draw = 8 * marginal.plan.size * max(marginal.full_spec.value_size, 1)
+    if n * per_draw <= _BUDGET_BYTES:
+        return jax.vmap(one)((values, keys))
+    return jax.lax.map(one, (values, keys), batch_size=max(1, _BUDGET_BYTES // per_draw))
+
+
+_draw_all_jit = jax.jit(_draw_all, static_argnums=(3,))
+
+
+def discrete_draws(marginal, samples, key, temperature=1) -> dict:
+    """Every latent and deterministic site for each draw of `samples` (site -> array
+    (chains, draws, *shape) holding at least the continuous latents of `marginal`), the
+    discrete sites drawn from their conditional posterior (see the module docstring)."""
+    names = [lat.name for lat in marginal.spec.latents]
+    c, s = np.shape(next(iter(samples.values())))[:2]
+    values = {n: jnp.asarray(np.asarray(samples[n])).reshape((c * s,) + np.shape(samples[n])[2:]) for n in names}
+    base = jax.random.fold_in(key, DISCRETE_STREAM)
+    keys = jax.vmap(lambda i: jax.vmap(lambda j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
+        jnp.arange(s)))(jnp.arange(c))
+    keys = keys.reshape((c * s,) + keys.shape[2:])
+    out = _draw_all_jit(marginal, values, keys, temperature)
+    return {k: np.asarray(v).reshape((c, s) + np.shape(v)[1:]) for k, v in out.items()}
+
+
+def with_discrete(result, marginal, key, temperature=1):
+    """`result` (a run on `marginal`) with the discrete sites, and the deterministic sites
+    that depend on them, added to its samples (and to its params, for a point estimate);
+    its `log_density` becomes the model's own, and `diagnostics["summed_out"]` says how the
+    discrete sites were summed."""
+    result.diagnostics["summed_out"] = marginal.plan.describe()
+    if result.samples:
+        drawn = discrete_draws(marginal, result.samples, key, temperature)
+        added = {k: v for k, v in drawn.items() if k in marginal.plan.discrete or k in marginal.plan.deterministic}
+        samples = result.samples if isinstance(result.samples, dict) else {k: result.samples[k] for k in result.samples}
+        samples.update(added)
+        result.samples = samples
+        if result.params and all(lat.name in result.params for lat in marginal.spec.latents):
+            result.params.update({k: v[0, 0] for k, v in added.items()})
+    result.log_density = marginal.full
+    return result

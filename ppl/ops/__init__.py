@@ -1,0 +1,1 @@
+"""NumPyro's `numpyro.ops` import paths under ppl (only `indexing`)."""

@@ -1,0 +1,281 @@
+"""Discrete sites summed out of the log density (`ppl.compile.marginal`, issue 17 §1), and drawn
+back (`ppl.infer_discrete`). Exact checks against brute-force sums over every joint value;
+statistical checks state their tolerance from Monte Carlo error and use fixed keys."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.compile.logdensity import compile as compile_model
+from ppl.compile.marginal import marginalize
+
+
+def brute_force(ld, m, zc, sites):
+    """log sum over every joint value of the discrete `sites` ((name, shape, K) triples)."""
+    sizes = [int(np.prod(shape)) for _, shape, _ in sites]
+    ranges = [range(k) for (_, _, k), n in zip(sites, sizes) for _ in range(n)]
+    out = []
+    for values in itertools.product(*ranges):
+        d, i = {}, 0
+        for (name, shape, _), n in zip(sites, sizes):
+            d[name] = jnp.array(values[i:i + n], jnp.int32).reshape(shape)
+            i += n
+        out.append(float(ld.log_prob(m.embed(zc, d))))
+    return float(jax.nn.logsumexp(jnp.array(out)))
+
+
+def mixture(y):
+    w = ppl.sample("w", dist.Dirichlet(jnp.ones(3)))
+    mu = ppl.sample("mu", dist.Normal(0.0, 5.0).expand([3]).to_event(1))
+    with ppl.plate("n", y.shape[0]):
+        z = ppl.sample("z", dist.Categorical(w))
+        ppl.deterministic("m", mu[z])
+        ppl.observe("y", dist.Normal(mu[z], 1.0), y)
+
+
+def hmm(y):
+    p = ppl.sample("p", dist.Beta(2.0, 2.0))
+    trans = jnp.array([[p, 1 - p], [1 - p, p]])
+    x = 0
+    for t in range(y.shape[0]):
+        x = ppl.sample(f"x{t}", dist.Categorical(trans[x]))
+        ppl.observe(f"y{t}", dist.Normal(2.0 * x, 1.0), y[t])
+
+
+def hmm_scan(y):  # the same chain as `hmm`, written with ppl.scan
+    p = ppl.sample("p", dist.Beta(2.0, 2.0))
+    trans = jnp.array([[p, 1 - p], [1 - p, p]])
+
+    def step(x, y_t):
+        x = ppl.sample("x", dist.Categorical(trans[x]))
+        ppl.observe("y", dist.Normal(2.0 * x, 1.0), y_t)
+        return x, None
+
+    ppl.scan(step, 0, y)
+
+
+def hmm_scan_plate(ys):  # two sequences (columns), independent given p
+    p = ppl.sample("p", dist.Beta(2.0, 2.0))
+    trans = jnp.array([[p, 1 - p], [1 - p, p]])
+    with ppl.plate("sequences", ys.shape[1]):
+        def step(x, y_t):
+            x = ppl.sample("x", dist.Categorical(trans[x]))
+            ppl.observe("y", dist.Normal(2.0 * x, 1.0), y_t)
+            return x, None
+
+        ppl.scan(step, jnp.zeros(ys.shape[1], jnp.result_type(int)), ys)
+
+
+def survival_scan(ys):  # capture-recapture: a continuous site per step, before the plate
+    rho = ppl.sample("rho", dist.Beta(2.0, 2.0))
+
+    def step(z, y_t):
+        phi = ppl.sample("phi", dist.Beta(3.0, 1.0))  # per-step survival, outside the plate
+        with ppl.plate("animals", ys.shape[1]):
+            z = ppl.sample("z", dist.Bernoulli(jnp.clip(phi * z, 1e-6, 1 - 1e-6)))
+            ppl.observe("y", dist.Bernoulli(jnp.clip(rho * z, 1e-6, 1 - 1e-6)), y_t)
+        return z, None
+
+    ppl.scan(step, jnp.ones(ys.shape[1], jnp.result_type(int)), ys)
+
+
+def two_levels(y):  # a global site, and per-item sites whose prior depends on it
+    q = ppl.sample("q", dist.Beta(1.0, 1.0))
+    g = ppl.sample("g", dist.Bernoulli(q))
+    with ppl.plate("i", y.shape[0]):
+        z = ppl.sample("z", dist.Bernoulli(jnp.where(g == 1, 0.9, 0.2)))
+        ppl.observe("y", dist.Normal(3.0 * z + g, 1.0), y)
+
+
+def coupled(y):  # no plate makes the elements of z independent: 2^3 joint values
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    z = ppl.sample("z", dist.Bernoulli(0.3).expand([3]).to_event(1))
+    ppl.observe("y", dist.Normal(mu + jnp.sum(z), 1.0), y)
+
+
+def joint_in_plate(y):  # two interacting sites per element, summed jointly per element
+    mu = ppl.sample("mu", dist.Normal(0.0, 2.0))
+    with ppl.plate("n", y.shape[0]):
+        a = ppl.sample("a", dist.Bernoulli(0.4))
+        b = ppl.sample("b", dist.Categorical(jnp.array([0.2, 0.3, 0.5])))
+        ppl.observe("y", dist.Normal(mu + a * b, 1.0), y)
+
+
+CASES = [
+    (mixture, jnp.array([-3.0, -2.5, 0.1, 4.0]), [("z", (4,), 3)], "summed over 3 joint values"),
+    (hmm, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [(f"x{t}", (), 2) for t in range(5)], "forward algorithm"),
+    (hmm_scan, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [("x", (5,), 2)], "5 steps of x in ppl.scan"),
+    (hmm_scan_plate, jnp.array([[0.1, 2.0], [2.2, 1.9], [1.9, -0.3], [-0.3, 0.2]]), [("x", (4, 2), 2)],
+     "4 steps of x in ppl.scan"),
+    (survival_scan, jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), [("z", (3, 2), 2)],
+     "3 steps of z in ppl.scan"),
+    (two_levels, jnp.array([0.1, 3.2, 2.9, 0.0]), [("g", (), 2), ("z", (4,), 2)], "two plate levels"),
+    (coupled, jnp.array(1.5), [("z", (3,), 2)], "summed over 8 joint values"),
+    (joint_in_plate, jnp.array([0.3, 1.9, -0.4]), [("a", (3,), 2), ("b", (3,), 3)], "summed over 6 joint values"),
+]
+
+
+@pytest.mark.parametrize("model,y,sites,plan", CASES, ids=[c[0].__name__ for c in CASES])
+def test_marginal_equals_the_brute_force_sum_and_its_gradient_is_right(model, y, sites, plan):
+    ld = compile_model(model, y)
+    m = marginalize(ld)
+    assert plan in " ".join(m.plan.describe())
+    assert [lat.name for lat in m.spec.latents] == [lat.name for lat in ld.spec.continuous]
+    zc = jax.random.normal(jax.random.PRNGKey(3), (m.dim,)) * 0.5
+    np.testing.assert_allclose(float(m.log_prob(zc)), brute_force(ld, m, zc, sites), rtol=2e-5)
+    eps = 1e-2
+    g = jax.grad(m.log_prob)(zc)
+    for i in range(m.dim):
+        e = jnp.zeros(m.dim).at[i].set(eps)
+        fd = (m.log_prob(zc + e) - m.log_prob(zc - e)) / (2 * eps)
+        np.testing.assert_allclose(float(g[i]), float(fd), rtol=2e-2, atol=2e-2)
+
+
+def test_most_probable_values_are_the_brute_force_argmax():
+    """temperature 0: the Viterbi path of the HMM, and the per-element modes of the two-level
+    model (given the continuous values), equal the argmax over every joint value."""
+    cases = {c[0].__name__: c for c in CASES}
+    for model, y, sites, _ in [cases["hmm"], cases["hmm_scan_plate"], cases["two_levels"]]:
+        ld = compile_model(model, y)
+        m = marginalize(ld)
+        zc = jnp.array([0.4])
+        best, best_lp = None, -np.inf
+        sizes = [int(np.prod(shape)) for _, shape, _ in sites]
+        for values in itertools.product(*[range(k) for (_, _, k), n in zip(sites, sizes) for _ in range(n)]):
+            d, i = {}, 0
+            for (name, shape, _), n in zip(sites, sizes):
+                d[name] = jnp.array(values[i:i + n], jnp.int32).reshape(shape)
+                i += n
+            lp = float(ld.log_prob(m.embed(zc, d)))
+            if lp > best_lp:
+                best, best_lp = d, lp
+        got = m.draw_discrete(zc, jax.random.PRNGKey(0), temperature=0)
+        for name, v in best.items():
+            np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(v), err_msg=name)
+
+
+def test_conditional_draws_have_the_exact_frequencies():
+    """temperature 1 on the two-level model: 4000 draws of (g, z) given q; each joint value's
+    frequency is within 4.5 binomial sds of its exact conditional probability."""
+    ld = compile_model(two_levels, jnp.array([0.1, 3.2, 2.9, 0.0]))
+    m = marginalize(ld)
+    zc = jnp.array([0.4])
+    draws = jax.jit(jax.vmap(lambda k: m.draw_discrete(zc, k)))(jax.random.split(jax.random.PRNGKey(1), 4000))
+    keys = np.concatenate([np.asarray(draws["g"])[:, None], np.asarray(draws["z"])], axis=1)
+    exact = {}
+    for values in itertools.product(range(2), repeat=5):
+        d = {"g": jnp.array(values[0], jnp.int32), "z": jnp.array(values[1:], jnp.int32)}
+        exact[values] = float(ld.log_prob(m.embed(zc, d)))
+    total = jax.nn.logsumexp(jnp.array(list(exact.values())))
+    for values, lp in exact.items():
+        p = float(np.exp(lp - total))
+        freq = np.mean(np.all(keys == np.array(values), axis=1))
+        assert abs(freq - p) <= 4.5 * np.sqrt(p * (1 - p) / len(keys)) + 1e-3, (values, freq, p)
+
+
+def asymmetric_mixture(y):
+    """A two-component mixture whose components the priors tell apart (no label switching)."""
+    w = ppl.sample("w", dist.Beta(2.0, 2.0))
+    lo = ppl.sample("lo", dist.Normal(-2.0, 0.5))
+    hi = ppl.sample("hi", dist.Normal(2.0, 0.5))
+    with ppl.plate("n", y.shape[0]):
+        z = ppl.sample("z", dist.Bernoulli(w))
+        ppl.observe("y", dist.Normal(jnp.where(z == 1, hi, lo), 1.0), y)
+
+
+def test_nuts_with_summed_out_sites_agrees_with_gibbs():
+    """NUTS on the marginal (the discrete sites drawn afterwards) and Gibbs (enumerated
+    conditionals) target the same posterior: every mean, z's included, agrees within 5
+    Monte Carlo standard errors of the difference (ESS from each run)."""
+    y = jnp.concatenate([jax.random.normal(jax.random.PRNGKey(0), (12,)) - 2.0,
+                         jax.random.normal(jax.random.PRNGKey(1), (8,)) + 2.0])
+    opts = dict(num_warmup=300, num_samples=400, num_chains=2)
+    a = ppl.infer(asymmetric_mixture, y, method=ppl.NUTS(**opts), key=0)
+    b = ppl.infer(asymmetric_mixture, y, method=ppl.Gibbs(**opts), key=1)
+    assert a.samples["z"].shape == (2, 400, 20) and a.samples["z"].dtype == b.samples["z"].dtype
+    assert "vectorised over plate(s) ['n']" in a.diagnostics["summed_out"][0]
+    sa, sb = a.summary(), b.summary()
+    for row in ["w", "lo", "hi", "z[0]", "z[15]"]:
+        mcse = np.hypot(sa.loc[row, "sd"] / np.sqrt(max(sa.loc[row, "ess_bulk"], 1)),
+                        sb.loc[row, "sd"] / np.sqrt(max(sb.loc[row, "ess_bulk"], 1)))
+        assert abs(sa.loc[row, "mean"] - sb.loc[row, "mean"]) < 5 * mcse + 1e-6, row
+
+
+def test_map_gives_the_most_probable_discrete_values_and_infer_discrete_redraws():
+    y = jnp.array([-2.1, -1.8, 2.2, 1.9, 2.4])
+    r = ppl.infer(asymmetric_mixture, y, method="map", key=0)
+    np.testing.assert_array_equal(np.asarray(r.params["z"]), [0, 0, 1, 1, 1])
+    n = ppl.infer(asymmetric_mixture, y, method=ppl.NUTS(num_warmup=100, num_samples=100, num_chains=1), key=0)
+    modes = ppl.infer_discrete(n, key=0, temperature=0)
+    assert np.all(np.asarray(modes.samples["z"])[..., 2:] == 1) and np.all(np.asarray(modes.samples["z"])[..., :2] == 0)
+    again = ppl.infer_discrete(n, key=0)
+    np.testing.assert_array_equal(np.asarray(again.samples["z"]), np.asarray(ppl.infer_discrete(n, key=0).samples["z"]))
+    np.testing.assert_array_equal(np.asarray(again.samples["lo"]), np.asarray(n.samples["lo"]))
+
+
+def test_sites_that_cannot_be_summed_are_refused_naming_them():
+    def counts(y):
+        k = ppl.sample("k", dist.Poisson(3.0))
+        ppl.observe("y", dist.Normal(1.0 * k, 1.0), y)
+
+    with pytest.raises(ValueError, match=r"method 'hmc'.*'k' has a Poisson.*infinite.*gibbs"):
+        ppl.infer(counts, jnp.array(1.0), method="hmc")
+
+    def many(y):
+        z = ppl.sample("z", dist.Bernoulli(0.5).expand([12]).to_event(1))
+        ppl.observe("y", dist.Normal(jnp.sum(z), 1.0), y)
+
+    with pytest.raises(ValueError, match=r"\['z'\].*4096 joint values.*ppl.plate.*gibbs"):
+        ppl.infer(many, jnp.array(1.0), method="map")
+
+    def two_in_a_scan(y):
+        def step(carry, y_t):
+            x = ppl.sample("x", dist.Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]])[carry[0]]))
+            w = ppl.sample("w", dist.Bernoulli(jnp.where(carry[1] == 1, 0.8, 0.3)))
+            ppl.observe("y", dist.Normal(2.0 * x + w, 1.0), y_t)
+            return (x, w), None
+        ppl.scan(step, (0, 0), y)
+
+    with pytest.raises(ValueError, match=r"inside ppl.scan.*\['x', 'w'\] interact.*Python for loop"):
+        ppl.infer(two_in_a_scan, jnp.zeros(3), method="nuts")
+    with pytest.raises(ValueError, match=r"gibbs: discrete latent site 'x' is inside ppl.scan"):
+        ppl.infer(hmm_scan, jnp.zeros(3), method="gibbs")
+
+
+def test_vindex_broadcasts_as_numpyros():
+    x = jnp.arange(3 * 4 * 4 * 5).reshape(3, 4, 4, 5)
+    i, j = jnp.array([0, 2, 1]), jnp.array([[1], [3]])
+    got = ppl.Vindex(x)[..., i, :, j]
+    want = np.stack([np.stack([np.asarray(x)[b][i[b], :, j[a, 0]] for b in range(3)]) for a in range(2)])
+    np.testing.assert_array_equal(np.asarray(got), want)
+    y = jnp.arange(12).reshape(3, 4)
+    assert ppl.Vindex(y)[jnp.array([[0], [2]]), :].shape == (2, 1, 4) and int(ppl.Vindex(y)[1, 2]) == 6
+    assert ppl.Vindex(x)[i].shape == (3, 4, 4, 5) and ppl.Vindex(y)[jnp.array([2, 0])].shape == (2, 4)
+    with pytest.raises(IndexError, match="only first"):
+        ppl.Vindex(x)[i, ..., 0]
+
+
+def test_numpyro_enumeration_names_import_and_work():
+    from ppl.contrib.funsor import config_enumerate, infer_discrete, markov
+    from ppl.ops.indexing import Vindex
+
+    assert Vindex is ppl.Vindex and list(markov(range(3))) == [0, 1, 2]
+
+    @config_enumerate
+    def model(y):
+        p = ppl.sample("p", dist.Beta(2.0, 2.0))
+        x = 0
+        for t in markov(range(y.shape[0])):
+            x = ppl.sample(f"x{t}", dist.Categorical(Vindex(jnp.array([[p, 1 - p], [1 - p, p]]))[x]))
+            ppl.observe(f"y{t}", dist.Normal(2.0 * x, 0.3), y[t])
+
+    y = jnp.array([0.1, 2.1, 1.9, 0.0])
+    tr = ppl.handlers.trace(ppl.handlers.seed(model, 0)).get_trace(y)
+    assert tr["x0"].infer["enumerate"] == "parallel"
+    conditioned = ppl.handlers.condition(model, data={"p": 0.8})
+    tr = ppl.handlers.trace(infer_discrete(conditioned, temperature=0, rng_key=0)).get_trace(y)
+    assert [int(tr[f"x{t}"].value) for t in range(4)] == [0, 1, 1, 0]
