@@ -394,6 +394,13 @@ def restart_searched(tuning, used, row: Rows):
     return jax.tree.map(lambda a, b: jnp.where(row.search == 1, a, b), restarted, tuning)
 
 
+def iteration_keys(words, rows: Rows):
+    """The raw keys of a chunk's iterations, ``(2, length)``: column ``k`` is
+    ``_counter_rng.subkey(words, rows.i[k], ITERATION)``, computed for the whole chunk at
+    once (one vectorised cipher instead of one inside the loop's body)."""
+    return _counter_rng.subkey(words, rows.i, _counter_rng.ITERATION)
+
+
 def row_at(rows: Rows, k) -> Rows:
     """Row ``k`` of a chunk's plan."""
     return Rows(*(r[k] for r in rows))
@@ -406,7 +413,7 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
 
     Args:
       words: the chain's raw ``uint32[2]`` key (``_counter_rng.key_words``); iteration ``i``
-        uses ``_counter_rng.subkey(words, i, ITERATION)``.
+        uses ``_counter_rng.subkey(words, i, ITERATION)`` (:func:`iteration_keys`).
       state: the chain's :class:`ChainState`.
       rows: the chunk's :class:`Rows` (from :func:`plan`).
       move: the :class:`ppl.mcmc.base.Move` (``single(kernel)`` for NUTS/HMC/MH).
@@ -419,12 +426,13 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
     """
     length = rows.i.shape[0]
     steps = steps_of(move, state, logdensity_fn, length, settings)
+    keys = iteration_keys(words, rows)
 
     def iteration(carry, k):
         s, buffer = carry
         row = row_at(rows, k)
         tuning = _cpu_blocks.nested(steps.prepare, s.tuning, move.position(s.move), row)
-        key = _counter_rng.subkey(words, row.i, _counter_rng.ITERATION)
+        key = keys[:, k]
         params = tuple((t.step_size, t.inverse_mass_matrix) for t in tuning)
         move_state, infos, used = move.step(key, s.move, logdensity_fn, params, row.search == 1)
         tuning = restart_searched(tuning, used, row)

@@ -30,7 +30,6 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ppl import _counter_rng
 from ppl.adapt import initial_step_size as step_search
 from ppl.mcmc import driver
 from ppl.mcmc.base import Kernel
@@ -66,6 +65,15 @@ class LaneWork(NamedTuple):
     offered: jax.Array
 
 
+def _per_lane(tree, words):
+    """``tree``, each leaf made a value of the lane (batched under ``vmap``, as a loop carry
+    that the loop makes per lane would become): ``vmap`` then finds how the loops' carries
+    are batched in one pass over their bodies instead of re-tracing them (XLA removes the
+    select)."""
+    same = words[0] == words[0]
+    return jax.tree.map(lambda a: jnp.where(same, a, a), tree)
+
+
 def supports(move: driver.Move) -> bool:
     """Whether ``move`` can run as lanes: one kernel over every coordinate
     (``driver.single``) whose kernel is resumable."""
@@ -99,6 +107,7 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
     n = jnp.sum(rows.active)
     steps = driver.steps_of(move, state, logdensity_fn, length, settings)
     dtype = state.tally.nonfinite_position.dtype
+    keys = driver.iteration_keys(words, rows)
 
     def count(flag):  # over the batch: unbatched, so a loop or branch on it stays one
         return jax.lax.psum(flag.astype(jnp.int32), axis_name)
@@ -112,7 +121,7 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
         tuning = steps.prepare(s.tuning, move.position(s.move), row)
         search = step_search.start(tuning[0].step_size, row.search == 1)
         return lane._replace(state=s._replace(tuning=tuning), phase=jnp.int32(BEGIN),
-                             words=_counter_rng.subkey(words, row.i, _counter_rng.ITERATION), search=search)
+                             words=keys[:, jnp.minimum(lane.k, length - 1)], search=search)
 
     def begin(lane: Lane) -> Lane:
         trial = ~lane.search.done
@@ -171,14 +180,20 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
         lane, buffer = carry
         lane, buffer = serve(lane, buffer)
         busy = jnp.maximum(1, jnp.ceil(busy_fraction * count(lane.k < n)).astype(jnp.int32))
-        lane = jax.lax.while_loop(lambda lane: count(running(lane)) >= busy, tick, tick(lane))
+        # At least one step, then on while enough lanes are busy: a loop whose first trip is
+        # forced, so that the step is traced and compiled once.
+        lane, _ = jax.lax.while_loop(lambda c: c[1] | (count(running(c[0])) >= busy),
+                                     lambda c: (tick(c[0]), jnp.zeros((), bool)), (lane, jnp.ones((), bool)))
         return lane, buffer
 
     t0 = state.tuning[0]
-    blank = resumable.begin(words, state.move, t0.step_size, t0.inverse_mass_matrix, jnp.asarray(False))
+    # A lane's trajectory before its first one begins: zeros (never read: the lane is not
+    # running), so that only the loop's copy of `begin` is compiled.
+    blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(
+        resumable.begin, words, state.move, t0.step_size, t0.inverse_mass_matrix, jnp.asarray(False)))
     zero = jnp.zeros((), jnp.int32)
     lane = Lane(state, zero, jnp.int32(NEW), words, step_search.start(t0.step_size, False), jnp.asarray(False),
                 blank, zero, zero)
     buffer = jnp.zeros((length + 1, steps.width), dtype)
-    lane, buffer = jax.lax.while_loop(lambda c: count(c[0].k < n) > 0, round_, (lane, buffer))
+    lane, buffer = jax.lax.while_loop(lambda c: count(c[0].k < n) > 0, round_, _per_lane((lane, buffer), words))
     return lane.state, steps.unpack(buffer[:length]), LaneWork(lane.ticks, lane.offered)

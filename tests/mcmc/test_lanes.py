@@ -86,3 +86,27 @@ def test_only_single_kernel_moves_with_a_resumable_kernel_run_as_lanes():
     assert lanes.supports(driver.single(nuts.build_kernel()))
     from ppl.mcmc import mh
     assert not lanes.supports(driver.single(mh.build_kernel()))
+
+
+def test_short_reductions_keep_library_fusions_for_dots_only():
+    from ppl.runtime import program
+
+    def batched_checks(v, p):  # a batched leapfrog's reductions: over 10 coordinates
+        return jnp.sum(v * p, axis=-1)
+
+    def likelihood(x, w):  # a long reduction: over 5000 terms
+        return jnp.sum(jax.nn.softplus(x @ w))
+
+    short = jax.jit(batched_checks).lower(jnp.ones((256, 10, 10)), jnp.ones((256, 10, 10))).as_text()
+    long = jax.jit(likelihood).lower(jnp.ones((5000, 25)), jnp.ones(25)).as_text()
+    assert program.longest_reduction(short) == 10
+    assert program.longest_reduction(long) == 5000
+    avals = [jax.ShapeDtypeStruct((10,), jnp.float32)]
+    key = "xla_cpu_experimental_ynn_fusion_type"
+    assert program._compiler_options(avals, "cpu", None, 10)[key] == program.YNN_DOTS_ONLY
+    assert key not in program._compiler_options(avals, "cpu", None, 5000)
+    assert key not in program._compiler_options(avals, "cpu", None, None)  # unknown: XLA's default
+    assert program._compiler_options(avals, "gpu", None, 10) == {}
+    # The option is one XLA accepts, and it keeps the dots' library fusions.
+    dot = jax.jit(lambda a, b: a @ b).lower(jnp.ones((256, 64)), jnp.ones((64, 64)))
+    assert dot.compile(compiler_options={key: program.YNN_DOTS_ONLY}) is not None
