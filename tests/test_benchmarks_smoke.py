@@ -49,9 +49,9 @@ def test_inapplicable_methods_are_skipped_with_the_reason():
     kidiq = harness.load_model("kidiq_kidscore_momiq", quick=True)
     cell = harness.run_cell(kidiq, "importance", harness.QUICK, harness.select_devices()[0])
     assert cell["status"] == "skipped" and "beta" in cell["reason"] and "improper" in cell["reason"]
-    gmm = harness.load_model("gmm", quick=True)
+    gmm = harness.load_model("gmm", quick=True)  # its discrete 'z' is summed out for NUTS: the cell runs
     cell = harness.run_cell(gmm, "nuts", harness.QUICK, harness.select_devices()[0])
-    assert cell["status"] == "skipped" and "'z'" in cell["reason"] and "gibbs" in cell["reason"]
+    assert cell["status"] == "ok", cell.get("reason")
 
 
 def test_quick_run_writes_results_and_report(tmp_path):

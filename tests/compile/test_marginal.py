@@ -14,18 +14,27 @@ from ppl.compile.logdensity import compile as compile_model
 from ppl.compile.marginal import marginalize
 
 
-def brute_force(ld, m, zc, sites):
-    """log sum over every joint value of the discrete `sites` ((name, shape, K) triples)."""
+def joint_values(sites):
+    """Every joint value of the discrete `sites` ((name, shape, K) triples): site -> array
+    with a leading axis over the joint values."""
     sizes = [int(np.prod(shape)) for _, shape, _ in sites]
-    ranges = [range(k) for (_, _, k), n in zip(sites, sizes) for _ in range(n)]
-    out = []
-    for values in itertools.product(*ranges):
-        d, i = {}, 0
-        for (name, shape, _), n in zip(sites, sizes):
-            d[name] = jnp.array(values[i:i + n], jnp.int32).reshape(shape)
-            i += n
-        out.append(float(ld.log_prob(m.embed(zc, d))))
-    return float(jax.nn.logsumexp(jnp.array(out)))
+    rows = np.array(list(itertools.product(*[range(k) for (_, _, k), n in zip(sites, sizes) for _ in range(n)])))
+    out, i = {}, 0
+    for (name, shape, _), n in zip(sites, sizes):
+        out[name] = jnp.asarray(rows[:, i:i + n].reshape((len(rows),) + tuple(shape)), jnp.int32)
+        i += n
+    return out
+
+
+def joint_log_probs(ld, m, zc, sites):
+    """`(values, log joint at each joint value)`, one vectorised evaluation."""
+    values = joint_values(sites)
+    return values, jax.jit(jax.vmap(lambda d: ld.log_prob(m.embed(zc, d))))(values)
+
+
+def brute_force(ld, m, zc, sites):
+    """log sum over every joint value of the discrete `sites`."""
+    return float(jax.nn.logsumexp(joint_log_probs(ld, m, zc, sites)[1]))
 
 
 def mixture(y):
@@ -126,12 +135,13 @@ def test_marginal_equals_the_brute_force_sum_and_its_gradient_is_right(model, y,
     assert plan in " ".join(m.plan.describe())
     assert [lat.name for lat in m.spec.latents] == [lat.name for lat in ld.spec.continuous]
     zc = jax.random.normal(jax.random.PRNGKey(3), (m.dim,)) * 0.5
-    np.testing.assert_allclose(float(m.log_prob(zc)), brute_force(ld, m, zc, sites), rtol=2e-5)
+    log_prob = jax.jit(m.log_prob)
+    np.testing.assert_allclose(float(log_prob(zc)), brute_force(ld, m, zc, sites), rtol=2e-5)
     eps = 1e-2
     g = jax.grad(m.log_prob)(zc)
     for i in range(m.dim):
         e = jnp.zeros(m.dim).at[i].set(eps)
-        fd = (m.log_prob(zc + e) - m.log_prob(zc - e)) / (2 * eps)
+        fd = (log_prob(zc + e) - log_prob(zc - e)) / (2 * eps)
         np.testing.assert_allclose(float(g[i]), float(fd), rtol=2e-2, atol=2e-2)
 
 
@@ -143,16 +153,8 @@ def test_most_probable_values_are_the_brute_force_argmax():
         ld = compile_model(model, y)
         m = marginalize(ld)
         zc = jnp.array([0.4])
-        best, best_lp = None, -np.inf
-        sizes = [int(np.prod(shape)) for _, shape, _ in sites]
-        for values in itertools.product(*[range(k) for (_, _, k), n in zip(sites, sizes) for _ in range(n)]):
-            d, i = {}, 0
-            for (name, shape, _), n in zip(sites, sizes):
-                d[name] = jnp.array(values[i:i + n], jnp.int32).reshape(shape)
-                i += n
-            lp = float(ld.log_prob(m.embed(zc, d)))
-            if lp > best_lp:
-                best, best_lp = d, lp
+        values, lps = joint_log_probs(ld, m, zc, sites)
+        best = {name: v[int(jnp.argmax(lps))] for name, v in values.items()}
         got = m.draw_discrete(zc, jax.random.PRNGKey(0), temperature=0)
         for name, v in best.items():
             np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(v), err_msg=name)
@@ -166,15 +168,12 @@ def test_conditional_draws_have_the_exact_frequencies():
     zc = jnp.array([0.4])
     draws = jax.jit(jax.vmap(lambda k: m.draw_discrete(zc, k)))(jax.random.split(jax.random.PRNGKey(1), 4000))
     keys = np.concatenate([np.asarray(draws["g"])[:, None], np.asarray(draws["z"])], axis=1)
-    exact = {}
-    for values in itertools.product(range(2), repeat=5):
-        d = {"g": jnp.array(values[0], jnp.int32), "z": jnp.array(values[1:], jnp.int32)}
-        exact[values] = float(ld.log_prob(m.embed(zc, d)))
-    total = jax.nn.logsumexp(jnp.array(list(exact.values())))
-    for values, lp in exact.items():
-        p = float(np.exp(lp - total))
-        freq = np.mean(np.all(keys == np.array(values), axis=1))
-        assert abs(freq - p) <= 4.5 * np.sqrt(p * (1 - p) / len(keys)) + 1e-3, (values, freq, p)
+    values, lps = joint_log_probs(ld, m, zc, [("g", (), 2), ("z", (4,), 2)])
+    probs = np.exp(np.asarray(lps - jax.nn.logsumexp(lps)))
+    joint = np.concatenate([np.asarray(values["g"])[:, None], np.asarray(values["z"])], axis=1)
+    for row, p in zip(joint, probs):
+        freq = np.mean(np.all(keys == row, axis=1))
+        assert abs(freq - p) <= 4.5 * np.sqrt(p * (1 - p) / len(keys)) + 1e-3, (row, freq, p)
 
 
 def asymmetric_mixture(y):
