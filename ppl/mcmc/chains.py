@@ -166,20 +166,6 @@ class ChainMethod(Method):
             return False
         return self._varying_trajectories or calls_linalg(jax.grad(log_density), z)
 
-    def _chain_by_chain(self, sharding) -> bool:
-        """Whether a group's chains run as calls of a ONE-chain program, one after another
-        (where they would run one after another inside the program anyway, as `_sequential`
-        decides without tracing the model): a program that loops over its chains slices
-        every field of their state in and out, measured as an eighth of the machine code
-        of NUTS on eight schools (the draws are the same)."""
-        if sharding is not None or distributed.processes() > 1 or self._settings().chain_axis is not None:
-            return False
-        if type(self)._sequential is not ChainMethod._sequential:
-            return False
-        if self.chain_method == "sequential":
-            return True
-        return self.chain_method == "auto" and jax.default_backend() == "cpu" and bool(self._varying_trajectories)
-
     def _groups(self) -> int:
         """How many groups of chains run at once, each from its own thread."""
         return chain_groups(self.num_chains) if self.chain_method == "auto" else 1
@@ -320,10 +306,6 @@ class ChainMethod(Method):
         g_ids = [place.chains(i) for i in ids]
         total = self._total()
         blank = self._blank_state(key, ld, ids[0])
-        # A group's chains as calls of a one-chain program, one after another (see
-        # `_chain_by_chain`); `program_ids`: the chains of the compiled program's shape.
-        by_chain = per > 1 and self._chain_by_chain(place.sharding)
-        program_ids, program_blank = (ids[0][:1], _chain(blank, 0)) if by_chain else (g_ids[0], blank)
         states, starts = [blank] * groups, [0] * groups
         ckpt = None
         if checkpoint is not None:
@@ -349,7 +331,7 @@ class ChainMethod(Method):
             # and compiled here: on a first call the two compile times overlap.
             pending = prepare_in_background(self, g_key, g_ld, g_ids[0], entry="_init_program") if fresh else None
             try:
-                executable, _ = prepare(self, g_key, g_ld, program_ids, place.chains(program_blank),
+                executable, _ = prepare(self, g_key, g_ld, g_ids[0], place.chains(blank),
                                         place.everywhere(self._plan(0, 0, length)))
             except BaseException:
                 if pending is not None:
@@ -371,10 +353,6 @@ class ChainMethod(Method):
                     raise init_error(ld, np.asarray(position)[bad], 100)
 
             def run_chunk(g, state, rows):
-                if by_chain:
-                    parts = [execute(executable, (g_key, g_ld, g_ids[g][j:j + 1], _chain(state, j), rows))
-                             for j in range(per)]
-                    return jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *parts)
                 args = (g_key, g_ld, g_ids[g], place.chains(state), place.everywhere(rows))
                 return place.host(execute(executable, args))
 
@@ -418,11 +396,6 @@ class ChainMethod(Method):
     def _records_before(self, iteration: int) -> int:
         """Draws recorded by the first `iteration` iterations."""
         return max(0, (iteration - self.num_warmup) // self.thinning)
-
-
-def _chain(tree, j: int):
-    """Chain ``j`` of arrays with a leading chain axis, the axis kept (of length one)."""
-    return jax.tree.map(lambda x: x[j:j + 1], tree)
 
 
 def _stats(infos, keep, state) -> dict:

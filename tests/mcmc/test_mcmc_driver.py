@@ -184,30 +184,3 @@ def test_driver_rejects_bad_arguments():
     with pytest.raises(ValueError, match="inverse_mass_matrix"):
         driver.run_chain(key, logdensity, jnp.zeros(2), kernel=kernel, dense_mass=True,
                          inverse_mass_matrix=jnp.ones(2))
-
-
-@pytest.mark.filterwarnings("ignore")
-def test_chains_run_chain_by_chain_give_the_draws_of_one_program(monkeypatch):
-    # chain_method="sequential": each chain as a call of a one-chain program (no loop over
-    # the chains inside it); the same draws as the program that loops over them.
-    import ppl
-    from ppl import dist
-    from ppl.mcmc.chains import ChainMethod
-
-    def model(y):
-        mu = ppl.sample("mu", dist.Normal(0.0, 5.0))
-        s = ppl.sample("s", dist.HalfNormal(2.0))
-        with ppl.plate("n", y.shape[0]):
-            ppl.observe("y", dist.Normal(mu, s), y)
-
-    y = jnp.array([1.0, 2.5, -0.3, 0.8])
-    method = ppl.NUTS(num_warmup=60, num_samples=40, num_chains=3, chain_method="sequential", progress_bar=False,
-                      chunk_size=45)
-    by_chain = ppl.infer(model, y, method=method, key=3)
-    monkeypatch.setattr(ChainMethod, "_chain_by_chain", lambda self, sharding: False)
-    looped = ppl.infer(model, y, method=method, key=3)
-    for name in ("mu", "s"):
-        assert by_chain.samples[name].shape == (3, 40)
-        np.testing.assert_array_equal(by_chain.samples[name], looped.samples[name])
-    np.testing.assert_array_equal(by_chain.diagnostics["sample_stats"]["n_steps"],
-                                  looped.diagnostics["sample_stats"]["n_steps"])
