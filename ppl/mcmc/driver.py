@@ -413,7 +413,7 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
 
     Args:
       words: the chain's raw ``uint32[2]`` key (``_counter_rng.key_words``); iteration ``i``
-        uses ``_counter_rng.subkey(words, i, ITERATION)`` (:func:`iteration_keys`).
+        uses ``_counter_rng.subkey(words, i, ITERATION)``.
       state: the chain's :class:`ChainState`.
       rows: the chunk's :class:`Rows` (from :func:`plan`).
       move: the :class:`ppl.mcmc.base.Move` (``single(kernel)`` for NUTS/HMC/MH).
@@ -426,13 +426,15 @@ def advance(words, state: ChainState, rows: Rows, move: Move, logdensity_fn, set
     """
     length = rows.i.shape[0]
     steps = steps_of(move, state, logdensity_fn, length, settings)
-    keys = iteration_keys(words, rows)
 
     def iteration(carry, k):
         s, buffer = carry
         row = row_at(rows, k)
         tuning = _cpu_blocks.nested(steps.prepare, s.tuning, move.position(s.move), row)
-        key = keys[:, k]
+        # Inside the body, not precomputed for the chunk: measured (eight schools, one chain,
+        # 2 cores) a (2, length) key array read by column cost 0.7 us per leapfrog (3.1 us
+        # against 2.4).
+        key = _counter_rng.subkey(words, row.i, _counter_rng.ITERATION)
         params = tuple((t.step_size, t.inverse_mass_matrix) for t in tuning)
         move_state, infos, used = move.step(key, s.move, logdensity_fn, params, row.search == 1)
         tuning = restart_searched(tuning, used, row)
