@@ -16,10 +16,11 @@ Leaf ``n`` of the subtree being built (of ``2**depth`` leaves) completes the sub
 sizes 2, 4, ..., 2**t, where t is the number of trailing one bits of n. A stack of
 ``max_tree_depth`` levels holds, at level k, the pending left sub-subtree of 2**k leaves
 (its first and last momenta and velocities, and its momentum sum); at leaf n the merges at
-levels 0..t-1 are checked together, vectorised over levels, and the merged tree is pushed
-to level t. The trajectory (far end first) sits at level ``depth`` while a subtree is built
-(pushed at the start and after every merge), so the check between the trajectory and a
-finished subtree is the same merge at one more level. No Python recursion at trace time; the
+levels 0..t-1 are checked together, vectorised over the fewest levels that hold them
+(:func:`check_levels`), and the merged tree is pushed to level t. The trajectory (far end
+first) sits at level ``depth`` while a subtree is built (pushed at the start and after every
+merge), so the check between the trajectory and a finished subtree is the same merge at one
+more level. No Python recursion at trace time; the
 carry has a fixed size; under ``vmap`` chains at different depths share the one loop, and the
 count of leapfrog steps is exact (one gradient per step, none for the initial point).
 
@@ -239,6 +240,48 @@ def _merge_ok(stack, point: Point):
     return ok, rho_r, r_beg_p, r_beg_v
 
 
+class Checks(NamedTuple):
+    """The U-turn verdicts of one leaf (see :func:`_turn_checks`): ``sub_turning``, a merge
+    inside the subtree fails (levels below t); ``top_turning``, the merge at level t fails
+    (read only at a subtree's last leaf, where it is the trajectory's merge with the
+    subtree); ``row`` (3, d), the tree of 2**t leaves ending at the leaf: its first momentum
+    and velocity and its momentum sum."""
+
+    sub_turning: jax.Array
+    top_turning: jax.Array
+    row: jax.Array
+
+
+def _checks_up_to(stack, point: Point, t, levels: int) -> Checks:
+    """The :class:`Checks` at a leaf completing ``t`` merges (t < ``levels``), from the
+    stack's lowest ``levels`` levels only."""
+    ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack[:, :levels], point)
+    sub_turning = jnp.any(~ok & (jnp.arange(levels) < t))
+    at = jnp.minimum(t, levels - 1)
+    return Checks(sub_turning, ~ok[at], jnp.stack([r_beg_p[at], r_beg_v[at], rho_r[at]]))
+
+
+def check_levels(max_tree_depth: int, restrict: bool):
+    """The stack depths :func:`_turn_checks` chooses from. A leaf completing t merges needs
+    levels 0..t only, and t is 0 at half the leaves, 1 at a quarter, ...: checking levels
+    0..1, 0..3 or all (whichever is the fewest that suffices) checks about 3 levels per leaf
+    instead of ``max_tree_depth``. Measured on the 503-dimensional stochastic volatility
+    model, where the checks dominate a leapfrog: see ``benchmarks/bench_mcmc.py``. Chains
+    batched by ``vmap`` run every branch of the choice (``restrict=False``: all levels)."""
+    if not restrict:
+        return (max_tree_depth,)
+    return tuple(sorted({min(s, max_tree_depth) for s in (2, 4)} | {max_tree_depth}))
+
+
+def _turn_checks(stack, point: Point, t, levels: tuple) -> Checks:
+    """The :class:`Checks` at a leaf completing ``t`` merges, over the fewest of
+    ``levels`` (see :func:`check_levels`) stack levels that hold levels 0..t."""
+    if len(levels) == 1:
+        return _checks_up_to(stack, point, t, levels[0])
+    branch = jnp.sum(jnp.asarray(levels[:-1]) < t + 1)
+    return jax.lax.switch(branch, [partial(_checks_up_to, levels=n) for n in levels], stack, point, t)
+
+
 def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step_size,
                 inverse_mass_matrix, max_tree_depth, max_delta_energy, depth_limit=None):
     """Run the NUTS trajectory from ``(state, momentum)``; returns the final loop carry.
@@ -262,19 +305,20 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
         return _cpu_blocks.nested(partial(_leaf, key=key, direction_bits=direction_bits, h0=h0,
                                           logdensity_fn=logdensity_fn, step_size=step_size,
                                           inverse_mass_matrix=inverse_mass_matrix, max_tree_depth=max_tree_depth,
-                                          max_delta_energy=max_delta_energy, depth_limit=depth_limit), c)
+                                          max_delta_energy=max_delta_energy, depth_limit=depth_limit,
+                                          levels=check_levels(max_tree_depth, True)), c)
 
     return jax.lax.while_loop(lambda c: c.count.done == 0, body, carry)
 
 
 def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inverse_mass_matrix,
-          max_tree_depth, max_delta_energy, depth_limit) -> _Carry:
+          max_tree_depth, max_delta_energy, depth_limit, levels) -> _Carry:
     """One leapfrog step of the trajectory (its next leaf) with its multinomial draws,
-    U-turn checks and merges: the loop body of :func:`_trajectory`."""
+    U-turn checks (over stack depths ``levels``, see :func:`check_levels`) and merges: the
+    loop body of :func:`_trajectory`."""
     metric = gaussian_euclidean(inverse_mass_matrix)
     value_and_grad = jax.value_and_grad(logdensity_fn)
     dtype = c.vectors.dtype
-    levels = jnp.arange(max_tree_depth, dtype=jnp.int32)
 
     def bit(depth):
         return ((direction_bits >> depth.astype(jnp.uint32)) & 1) == 1
@@ -298,7 +342,7 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         h = 0.5 * jnp.sum(momentum * v) - log_density
         return jnp.stack([position, momentum, grad, v]), jnp.stack([log_density, h, failed])
 
-    def bookkeeping(scalars, counters, point_scalars, ok):
+    def bookkeeping(scalars, counters, point_scalars, turning):
         """Energy error, multinomial choices, U-turn verdicts (scalars only). Returns the new
         scalars and counters, and the leaf's :class:`Flags` (packed)."""
         c = _Carry(None, scalars, counters, None)
@@ -323,9 +367,8 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         # leaf, level t = depth is the merge of the trajectory with the subtree.
         t = _trailing_ones(leaf)
         last = leaf == (1 << depth) - 1
-        fail = ~ok & (levels < t + last.astype(jnp.int32))
-        sub_turning = jnp.any(fail & (levels < t))
-        trajectory_turning = jnp.any(fail & (levels == t))
+        sub_turning = turning[0]
+        trajectory_turning = last & turning[1]
 
         # A valid finished subtree is merged: biased progressive sampling (Betancourt A.3.2).
         invalid = diverging | sub_turning
@@ -343,15 +386,13 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         flags = Flags(forward, take, take_sub, merge, last, bit(depth), t)
         return scalars, counters, jnp.stack([jnp.asarray(f, jnp.int32) for f in flags])
 
-    def assemble(vectors, stack, point_vectors, rho_r, r_beg_p, r_beg_v, flags):
+    def assemble(vectors, stack, point_vectors, r_beg, flags):
         """The new ends, draws, momentum sum and stack (vector data)."""
         f = Flags(*(flags[i] == 1 for i in range(6)), flags[6])
         c = _Carry(vectors, None, None, stack)
         point = Point(*point_vectors, None)
         sub_draw = jnp.where(f.take, jnp.stack([point.position, point.grad]), vectors[10:12])
         draw = jnp.where(f.take_sub, sub_draw, vectors[8:10])
-        at_t = (levels == f.t)[:, None]
-        r_beg = jnp.sum(jnp.where(at_t, jnp.stack([r_beg_p, r_beg_v, rho_r]), 0.0), axis=1)
         rho = jnp.where(f.merge, c.momentum_sum + r_beg[2], c.momentum_sum)
         backward = jnp.where(f.forward, vectors[0:4], point_vectors)
         forward = jnp.where(f.forward, point_vectors, vectors[4:8])
@@ -374,11 +415,13 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
     position, momentum, eps = _cpu_blocks.nested(drift, c.vectors, c.counters)
     log_density, grad = _cpu_blocks.nested(value_and_grad, position)
     point_vectors, point_scalars = _cpu_blocks.nested(kick, position, momentum, eps, log_density, grad)
-    ok, rho_r, r_beg_p, r_beg_v = _cpu_blocks.nested(
-        lambda stack, v: _merge_ok(stack, Point(*v, None)), c.stack, point_vectors)
-    scalars, counters, flags = _cpu_blocks.nested(bookkeeping, c.scalars, c.counters, point_scalars, ok)
-    vectors, stack = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, rho_r, r_beg_p,
-                                        r_beg_v, flags)
+    checks = _cpu_blocks.nested(
+        lambda stack, v, counters: _turn_checks(stack, Point(*v, None),
+                                                _trailing_ones(_Carry(None, None, counters, None).count.leaf), levels),
+        c.stack, point_vectors, c.counters)
+    turning = jnp.stack([checks.sub_turning, checks.top_turning])
+    scalars, counters, flags = _cpu_blocks.nested(bookkeeping, c.scalars, c.counters, point_scalars, turning)
+    vectors, stack = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, checks.row, flags)
     return _Carry(vectors, scalars, counters, stack)
 
 
@@ -449,7 +492,8 @@ def resumable(max_tree_depth: int, max_delta_energy: float) -> Resumable:
     def tick(t: Trajectory, logdensity_fn, inverse_mass_matrix) -> Trajectory:
         carry = _leaf(t.carry, key=t.words, direction_bits=t.direction_bits, h0=t.h0, logdensity_fn=logdensity_fn,
                       step_size=t.step_size, inverse_mass_matrix=inverse_mass_matrix, max_tree_depth=max_tree_depth,
-                      max_delta_energy=max_delta_energy, depth_limit=t.depth_limit)
+                      max_delta_energy=max_delta_energy, depth_limit=t.depth_limit,
+                      levels=check_levels(max_tree_depth, False))
         return t._replace(carry=carry)
 
     def done(t: Trajectory):
