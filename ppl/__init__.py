@@ -26,7 +26,7 @@ from ppl.optimize.point import MAP, MLE
 from ppl.sampling.importance import Importance
 from ppl.sampling.rejection import Rejection
 from ppl.sbc import SBCResult, sbc
-from ppl import evaluate, vi
+from ppl import evaluate, optim, vi
 from ppl.evaluate import predictive
 from ppl.vi import ELBO, IWAE, VI
 from ppl import _import_paths, contrib, util  # noqa: F401 - ppl.handlers, ppl.dist, ppl.distributions as import paths
@@ -46,7 +46,7 @@ __all__ = [
     "infer", "METHODS", "register", "Method", "Result",
     "NUTS", "HMC", "MH", "ChEES", "MLE", "MAP", "Importance",
     "Gibbs", "GibbsBlock", "Rejection",
-    "VI", "ELBO", "IWAE", "vi", "evaluate", "predictive",
+    "VI", "ELBO", "IWAE", "vi", "optim", "evaluate", "predictive",
     "sbc", "SBCResult", "check", "Report",
 ]
 __version__ = "0.1.0"

@@ -4,6 +4,9 @@
     set_platform(platform=None)  "cpu", "gpu" or "tpu" (jax_platform_name)
     set_host_device_count(n)     n CPU devices (for chains in parallel on a CPU)
     format_shapes(trace)         a table of each site's batch, event and value shapes
+    fori_collect(lower, upper, body_fun, init_val, transform=...)
+                                 run body_fun upper times in one compiled loop, keep
+                                 transform(state) from iteration lower on
 
 The platform and device count take effect only before JAX runs its first operation: call
 them right after `import ppl`, as in NumPyro.
@@ -16,6 +19,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def enable_x64(use_x64: bool = True) -> None:
@@ -76,4 +80,139 @@ def format_shapes(trace, compute_log_prob: bool = False, title: str = "Trace Sha
     return "\n".join((" ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + " " + r[4]).rstrip() for r in rows)
 
 
-__all__ = ["enable_x64", "set_platform", "set_host_device_count", "format_shapes"]
+def _identity(x):
+    return x
+
+
+def fori_collect(lower, upper, body_fun, init_val, transform=_identity, progbar=True, return_last_val=False,
+                 collection_size=None, thinning=1, *, progress_rate=None, **progbar_opts):
+    """Apply ``body_fun`` ``upper`` times to ``init_val`` and collect ``transform(state)``
+    after each of the iterations ``lower .. upper - 1``, thinned (NumPyro's
+    `numpyro.util.fori_collect`, e.g. around `ppl.infer.hmc.hmc`'s ``sample_kernel``).
+
+    The iterations run as ONE compiled loop (``lax.fori_loop``; ``body_fun`` and ``transform``
+    traced once each). With ``progbar`` a tqdm bar advances between calls of that same
+    program, each running about ``progress_rate`` iterations (default ``upper / 20``): no host
+    callback enters the program.
+
+    Args:
+      lower: the number of iterations not collected (warmup).
+      upper: the number of iterations in all.
+      body_fun: ``state -> state``, jittable, keeping the pytree's structure, shapes and dtypes.
+      init_val: the initial state (a pytree of arrays).
+      transform: ``state -> pytree`` of what to keep (default: the state itself).
+      progbar: show a progress bar.
+      return_last_val: also return the last state.
+      collection_size: the number of rows of the collection (default and minimum
+        ``(upper - lower) // thinning``; rows past those are zeros).
+      thinning: keep one state in ``thinning``: the last of each group of ``thinning``
+        iterations ending at ``upper - 1``, as NumPyro.
+      progress_rate: iterations between progress-bar updates.
+      progbar_opts: NumPyro's ``progbar_desc`` (``str`` or ``i -> str``) and
+        ``diagnostics_fn`` (``state -> str``, shown after the bar), and ``num_chains``
+        (accepted, unused).
+
+    Returns:
+      The collection: ``transform``'s pytree with each leaf stacked along a new leading axis
+      of ``collection_size`` rows; with ``return_last_val``, ``(collection, last state)``.
+
+    Raises:
+      ValueError: for ``lower > upper``, negative counts, ``thinning < 1`` or a
+        ``collection_size`` below ``(upper - lower) // thinning``.
+      TypeError: for an unknown keyword.
+
+    Example:
+      >>> draws = fori_collect(500, 1500, sample_kernel, state, transform=lambda s: post(s.z), progbar=False)
+    """
+    for name, value in (("lower", lower), ("upper", upper), ("thinning", thinning)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (name == "thinning"):
+            raise ValueError(f"fori_collect: {name} must be an int >= {int(name == 'thinning')}, got {value!r}.")
+    if lower > upper:
+        raise ValueError(f"fori_collect: lower ({lower}) must not exceed upper ({upper}).")
+    unknown = sorted(set(progbar_opts) - {"progbar_desc", "diagnostics_fn", "num_chains"})
+    if unknown:
+        raise TypeError(f"fori_collect got unknown keyword(s) {unknown}.")
+    lower, upper, thinning = int(lower), int(upper), int(thinning)
+    kept = (upper - lower) // thinning
+    size = kept if collection_size is None else int(collection_size)
+    if size < kept:
+        raise ValueError(f"fori_collect: collection_size={collection_size} is below (upper - lower) // thinning "
+                         f"= {kept}; give at least {kept} or None.")
+    start = lower + (upper - lower) % thinning  # the kept iterations end at upper - 1
+
+    def row(shape):
+        return jnp.zeros((size,) + tuple(shape.shape), shape.dtype)
+
+    collection = jax.tree.map(row, jax.eval_shape(transform, init_val))
+
+    def body(i, carry):
+        state, collected = carry
+        state = body_fun(state)
+        offset = i - start
+        keep = (offset >= 0) & (offset % thinning == thinning - 1)
+
+        def put(collected):
+            index = offset // thinning
+            return jax.tree.map(lambda c, v: jax.lax.dynamic_update_index_in_dim(c, jnp.asarray(v, c.dtype), index, 0),
+                                collected, transform(state))
+
+        return state, jax.lax.cond(keep, put, lambda c: c, collected)
+
+    def loop(carry, first, last):  # iterations first .. last - 1 (traced: one program for every call)
+        return jax.lax.fori_loop(first, last, body, carry)
+
+    carry = (init_val, collection)
+    run = _compiled(loop, (carry, 0, upper), inputs=init_val)
+    if not progbar or upper == 0:
+        carry = run(carry, 0, upper)
+    else:
+        carry = _with_progress_bar(run, carry, upper, progress_rate, progbar_opts)
+    last, collection = carry
+    return (collection, last) if return_last_val else collection
+
+
+def _compiled(fn, args, inputs=(), evaluations=None):
+    """``fn`` traced, lowered for ``args`` and compiled as ppl's own programs are (see
+    ``ppl.runtime.program``): with its CPU compiler options, chosen from the size of
+    ``inputs``, the expected number of log-density ``evaluations`` (None: unknown) and the
+    program's longest reduction, and through its disk cache of executables. Returns the
+    compiled executable (called with arguments shaped as ``args``)."""
+    from ppl.runtime import program
+
+    if not isinstance(args, tuple):
+        args = (args,)
+    lowered = jax.jit(fn).lower(*args)
+    text = lowered.as_text()
+    device = program._device()
+    options = program._compiler_options(jax.tree.leaves(inputs), getattr(device, "platform", jax.default_backend()),
+                                        evaluations, program.longest_reduction(text))
+    directory = program.compile_cache_dir()
+    if directory is None or jax.process_count() > 1:
+        return program._compile(lowered, options)
+    path = directory / f"{program._disk_key(text, options, device)}.xla"
+    executable = program._load(path, lowered) if path.exists() else None
+    if executable is None:
+        executable = program._compile(lowered, options)
+        program._store(path, executable)
+    return executable
+
+
+def _with_progress_bar(run, carry, upper, progress_rate, options):
+    """``run`` over ``0 .. upper`` in calls of ``progress_rate`` iterations, a tqdm bar between."""
+    from tqdm.auto import tqdm
+
+    rate = max(1, int(progress_rate) if progress_rate else upper // 20)
+    describe, diagnostics = options.get("progbar_desc"), options.get("diagnostics_fn")
+    with tqdm(total=upper, mininterval=0.5, dynamic_ncols=True) as bar:
+        for first in range(0, upper, rate):
+            last = min(upper, first + rate)
+            carry = jax.block_until_ready(run(carry, first, last))  # the bar follows the work, not the dispatch
+            if describe is not None:
+                bar.set_description(describe(last) if callable(describe) else str(describe), refresh=False)
+            if diagnostics is not None:
+                bar.set_postfix_str(diagnostics(carry[0]), refresh=False)
+            bar.update(last - first)
+    return carry
+
+
+__all__ = ["enable_x64", "fori_collect", "format_shapes", "set_host_device_count", "set_platform"]

@@ -13,7 +13,7 @@ import X` read another object than `ppl.infer`; attributes on the function would
 
 NumPyro names given here:
   Predictive(model, posterior_samples=None, *, params=None, num_samples=None, return_sites=None,
-             batch_ndims=None)(rng_key, *args, **kwargs)   -> dict site -> draws
+             batch_ndims=None, guide=None)(rng_key, *args, **kwargs)   -> dict site -> draws
   log_likelihood(model, posterior_samples, *args, batch_ndims=None, **kwargs)
                                                       -> dict observed site -> log p(y_i | draw)
   MCMC(NUTS(model, ...), num_warmup=, num_samples=, num_chains=1).run(rng_key, *args, **kwargs);
@@ -80,6 +80,10 @@ class Predictive:
       batch_ndims: the number of leading sample dims of `posterior_samples` (default 1).
       infer_discrete: draw the model's discrete sites from their conditional posterior given
         each draw (they are summed out of the runs of gradient methods), then the rest.
+      guide: a fitted guide (an automatic guide of `ppl.infer.autoguide` or a guide function)
+        with `params` (`svi_result.params`) and `num_samples`: the latents are drawn from it
+        (an automatic guide draws on the arguments it was fitted on), then the model's other
+        sites given them; both are returned.
 
     Calling it with `(rng_key, *args, **kwargs)` runs the model on those arguments once per
     draw (vectorised, jitted), with every observed site drawn anew; returns dict site ->
@@ -89,22 +93,25 @@ class Predictive:
       >>> r = ppl.infer(model, x, y=y, method="nuts")
       >>> yrep = Predictive(model, r)(0, x)["y"]                   # (chains, draws, n)
       >>> prior = Predictive(model, num_samples=100)(jax.random.PRNGKey(0), x)
+      >>> post = Predictive(model, guide=guide, params=svi_result.params, num_samples=500)(key, x)
     """
 
     def __init__(self, model, posterior_samples=None, *, params=None, num_samples=None, return_sites=None,
                  batch_ndims=None, guide=None, parallel=True, infer_discrete=False):
-        if guide is not None:
-            raise NotImplementedError(
-                "Predictive(guide=...): ppl draws from a fitted guide through its Result: run "
-                "r = ppl.infer(model, ..., method=ppl.VI(guide=...)) and pass Predictive(model, r).")
+        if guide is not None and posterior_samples is not None:
+            raise ValueError("Predictive: give posterior_samples or guide (with params), not both.")
+        if guide is not None and num_samples is None:
+            raise ValueError("Predictive(model, guide=...): give num_samples, the number of draws from the guide.")
         if posterior_samples is None and num_samples is None:
             raise ValueError("Predictive: give posterior_samples (a dict of draws or a Result) or num_samples "
                              "(for prior draws).")
         self.model, self.posterior_samples, self.params = model, posterior_samples, params
         self.num_samples, self.return_sites, self.batch_ndims = num_samples, return_sites, batch_ndims
-        self.infer_discrete = infer_discrete
+        self.infer_discrete, self.guide = infer_discrete, guide
 
     def __call__(self, rng_key, *args, **kwargs) -> dict:
+        if self.guide is not None:
+            return self._from_guide(as_key(rng_key), args, kwargs)
         flat, lead, params = _draws(self.posterior_samples, self.batch_ndims, self.params)
         if not flat:
             lead = lead or (self.num_samples,)
@@ -117,6 +124,33 @@ class Predictive:
         out = predictive(self.model, result, *args, key=as_key(rng_key), sites=self.return_sites, **kwargs)
         return {k: v.reshape(lead + v.shape[2:]) for k, v in out.items()
                 if self.return_sites is not None or k not in given}
+
+
+    def _from_guide(self, key, args, kwargs) -> dict:
+        """Draws of the latents from the guide at `params` (an automatic guide of
+        `ppl.infer.autoguide` through its `sample_posterior`, on the arguments it was fitted
+        on; a guide function run on these arguments), then the model's sites given them."""
+        from ppl.infer.autoguide import AutoGuide
+
+        k_guide, k_model = jax.random.split(key)
+        params = dict(self.params or {})
+        if isinstance(self.guide, AutoGuide):
+            draws = self.guide.sample_posterior(k_guide, params, sample_shape=(self.num_samples,))
+            latents = {lat.name for lat in self.guide._bound("Predictive").spec.latents}
+            draws = {k: v for k, v in draws.items() if k in latents}
+            params = {k: v for k, v in params.items() if not k.startswith("auto_") and "_auto_" not in k}
+        else:
+            def one(k):
+                with handlers.trace() as tr, handlers.substitute(data=params), handlers.seed(rng_seed=k):
+                    self.guide(*args, **kwargs)
+                return {s.name: s.value for s in tr.sites("latent")}
+
+            draws = jax.vmap(one)(jax.random.split(k_guide, self.num_samples))
+        out = Predictive(self.model, draws, params=params, return_sites=self.return_sites,
+                         infer_discrete=self.infer_discrete)(k_model, *args, **kwargs)
+        if self.return_sites is None:
+            out = {**draws, **out}
+        return out
 
 
 def _with_discrete_draws(model, flat, n, key, args, kwargs) -> dict:
@@ -492,7 +526,7 @@ class MCMC:
 
 
 class Unavailable:
-    """A NumPyro `numpyro.infer` name ppl does not offer (`SVI`, `SA`, `autoguide`, ...):
+    """A NumPyro `numpyro.infer` name ppl does not offer (`SA`, `HMCECS`, ...):
     importing it works, so that a ported file which imports it but runs another path (the
     examples' `--algo NUTS`) runs; calling it, or reading an attribute (`autoguide.AutoDelta`),
     raises NotImplementedError naming it and what to use instead."""
@@ -512,11 +546,7 @@ class Unavailable:
         return f"<ppl.infer.{self._name}: not in ppl ({self._advice})>"
 
 
-_VI = "run r = ppl.infer(model, *args, method=ppl.VI(guide=..., num_steps=...)) (guides 'mean_field', 'full_rank', " \
-      "'low_rank', 'flow', 'delta' or a guide function)"
 UNAVAILABLE = {
-    "SVI": _VI, "Trace_ELBO": _VI, "TraceMeanField_ELBO": _VI, "TraceEnum_ELBO": _VI, "RenyiELBO": _VI,
-    "autoguide": _VI,
     "SA": "use NUTS(model) or HMC(model) with MCMC, or ppl.MH", "HMCECS": "use NUTS(model) with MCMC",
     "BarkerMH": "use NUTS(model) or ppl.MH", "MixedHMC": "use ppl.Gibbs (discrete sites enumerated)",
     "DiscreteHMCGibbs": "use ppl.Gibbs (discrete sites by exact enumeration, continuous ones by NUTS)",

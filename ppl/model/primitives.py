@@ -348,7 +348,8 @@ def _stax_module(name, pair, input_shape):
     if input_shape is None:
         raise TypeError(f"module '{name}': a stax-style (init_fn, apply_fn) pair needs input_shape, "
                         f"e.g. ppl.module('{name}', net, (-1, x.shape[-1])).")
-    params = param(name, lambda key: init_fn(key, tuple(input_shape))[1])
+    # NumPyro names the pair's parameters "<name>$params" (its examples read them back so).
+    params = param(f"{name}$params", lambda key: init_fn(key, tuple(input_shape))[1])
     return functools.partial(apply_fn, params)
 
 

@@ -92,7 +92,9 @@ class PlateKeys(Messenger):
 def subsampled_plates(ld) -> bool:
     """Whether the model has a subsampled plate (its runs then need a key)."""
     rec = RecordPlates()
-    ld.run(jnp.zeros((ld.dim,), jnp.result_type(float)), extra=(rec, handlers.seed(rng_seed=0)))
+    # Traced, not run: only which plates subsample matters (an eager run dispatches op by op).
+    jax.eval_shape(lambda: [ld.run(jnp.zeros((ld.dim,), jnp.result_type(float)),
+                                   extra=(rec, handlers.seed(rng_seed=0))), None][1])
     return bool(rec.indices)
 
 
@@ -252,8 +254,10 @@ class AutoFamily:
         jax.eval_shape(lambda: box.update(_constraints_of(self._run_model(z, None, jax.random.PRNGKey(0)), self.ld.spec.params)))
         return box
 
-    def init(self, key):
+    def init(self, key, z0=None):
         """Initial learnable state and whether the start point is finite; fixes `frame`.
+        `z0`, if given, is where the climb starts (`ppl.infer.autoguide`'s `init_loc_fn`);
+        a start whose density is not finite is replaced as below.
 
         The climb to the frame's mode starts at the first finite of 0 and uniform draws in
         unconstrained space, and climbs the density the guide targets (the unconstrained log
@@ -265,7 +269,12 @@ class AutoFamily:
         k_z, k_g, k_m, k_h = jax.random.split(key, 4)
         model_u = {k: jax.tree.map(biject_to(c).inv, self.ld.params[k]) for k, c in self._constraints().items()}
         log_prob = lambda z: sum(self._terms_at(z, model_u or None, k_m))
-        z0, ok = _first_finite(log_prob, self.ld.dim, k_z)
+        if z0 is None:
+            z0, ok = _first_finite(log_prob, self.ld.dim, k_z)
+        else:
+            z_any, ok_any = _first_finite(log_prob, self.ld.dim, k_z)
+            given = jnp.isfinite(log_prob(z0))
+            z0, ok = jnp.where(given, z0, z_any), given | ok_any
         shift, unit, _ = find_frame(log_prob, z0, k_h)
         self.frame = (shift, unit)
         return (self.guide.init(k_g, jnp.zeros_like(z0)), model_u), ok
@@ -392,10 +401,13 @@ class FunctionFamily:
         gtr, tr = self._traces(state, key, batch_key)
         score = [s for s in gtr.sites("latent") if s.infer.get("score")]
         if plate is None:
-            lj = log_joint_of(tr, self.ld.spec.checked_supports)
+            lj, values = self._log_joint(tr, gtr, state)
             log_q = gtr.log_joint(("latent",))
             log_q_score = sum((s.log_prob_sum() for s in score), jnp.zeros((), log_q.dtype)) if score else None
-            return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(lj.prior), log_q, log_q_score), _values_of(tr)
+            return Particle(_nan_to_neg_inf(lj.likelihood), _nan_to_neg_inf(lj.prior), log_q, log_q_score), values
+        if isinstance(self.ld, MarginalLogDensity):
+            raise ValueError(f"IWAE(plate={plate!r}) with the model's discrete sites summed out is not supported; "
+                             f"use plate=None.")
         owner, dtype = f"IWAE(plate={plate!r})", jnp.result_type(float)
         lik, _ = sum_per_element(tr.sites("observed", "factor"), plate, owner, dtype)
         prior, _ = sum_per_element(tr.sites("latent"), plate, owner, dtype)
@@ -403,6 +415,19 @@ class FunctionFamily:
         log_q_score = sum_per_element(score, plate, owner, dtype)[0] if score else None
         p = Particle(_nan_to_neg_inf(lik), _nan_to_neg_inf(prior), log_q, log_q_score, jnp.full_like(log_q, scale))
         return p, _values_of(tr)
+
+    def _log_joint(self, tr, gtr, state):
+        """The model's log joint at the guide's values (constrained space, no Jacobian) and
+        the site values. With the model's discrete sites summed out (`ld` a
+        `MarginalLogDensity`, NumPyro's TraceEnum_ELBO) the log joint is the marginal one at
+        the guide's values, and the summed-out sites are left out of the values."""
+        if not isinstance(self.ld, MarginalLogDensity):
+            return log_joint_of(tr, self.ld.spec.checked_supports), _values_of(tr)
+        plan = self.ld.plan
+        latents = {s.name: s.value for s in gtr.sites("latent")}
+        lj = self.ld.log_joint(self.ld.unconstrain(latents), state)
+        values = {k: v for k, v in _values_of(tr).items() if k not in plan.discrete and k not in plan.deterministic}
+        return lj, values
 
     def particle(self, state, key, plate=None, batch_key=None) -> Particle:
         return self.particle_values(state, key, plate, batch_key)[0]

@@ -79,6 +79,10 @@ class MeanField:
     def named(self, params):
         return {"auto_loc": params["loc"], "auto_scale": jax.nn.softplus(params["scale"])}
 
+    def from_named(self, named):
+        """The params whose `named` values (in z, no frame) are `named` (the inverse of `named`)."""
+        return {"loc": named["auto_loc"], "scale": _softplus_inv(named["auto_scale"])}
+
 
 def _tril(raw):
     diag = jax.nn.softplus(jnp.diagonal(raw))
@@ -106,6 +110,10 @@ class FullRank:
 
     def named(self, params):
         return {"auto_loc": params["loc"], "auto_scale_tril": _tril(params["scale_tril"])[0]}
+
+    def from_named(self, named):
+        L = named["auto_scale_tril"]
+        return {"loc": named["auto_loc"], "scale_tril": jnp.tril(L, -1) + jnp.diag(_softplus_inv(jnp.diagonal(L)))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +146,10 @@ class LowRank:
     def named(self, params):
         return {"auto_loc": params["loc"], "auto_cov_factor": params["cov_factor"],
                 "auto_cov_diag": jax.nn.softplus(params["scale"]) ** 2}
+
+    def from_named(self, named):
+        return {"loc": named["auto_loc"], "cov_factor": named["auto_cov_factor"],
+                "scale": _softplus_inv(jnp.sqrt(named["auto_cov_diag"]))}
 
 
 def _coupling_net(key, d, hidden, depth, dtype):
@@ -232,6 +244,18 @@ class Delta:
     def named(self, params):
         return {"auto_loc": params["loc"]}
 
+    def from_named(self, named):
+        return {"loc": named["auto_loc"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class UnconstrainedDelta(Delta):
+    """A point mass at `loc` fitted to the mode of the *unconstrained* density (log-Jacobian
+    included), where a Laplace approximation in unconstrained space is centred (NumPyro's
+    AutoLaplaceApproximation); `Delta` fits the constrained density's mode (MAP)."""
+
+    point: ClassVar[bool] = False
+
 
 def in_frame(named: dict, frame) -> dict:
     """A guide's `named` values for u mapped to z = shift + unit * u (`frame` = (shift,
@@ -252,4 +276,4 @@ def in_frame(named: dict, frame) -> dict:
 
 
 GUIDES = {"mean_field": MeanField, "full_rank": FullRank, "low_rank": LowRank, "flow": Flow, "delta": Delta}
-AUTO_GUIDE_TYPES = (MeanField, FullRank, LowRank, Flow, Delta)
+AUTO_GUIDE_TYPES = (MeanField, FullRank, LowRank, Flow, Delta)  # UnconstrainedDelta is a Delta

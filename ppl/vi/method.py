@@ -72,6 +72,44 @@ def default_optimizer(num_steps: int):
     return optax.adam(optax.cosine_decay_schedule(3e-2, num_steps, alpha=1 / 30))
 
 
+def surrogate_and_value(fam, objective, params, key, baseline, plate=None):
+    """`(surrogate, objective value)` of one step's particles of the family `fam` at
+    `params` (one minibatch per step); the surrogate's gradient estimates the objective's."""
+    n = objective.particles_per_step
+    k_batch, key = jax.random.split(key) if fam.keyed else (None, key)
+    if n == 1:  # no batch axis of size 1: plain (not batched) matrix products
+        ps = jax.tree.map(lambda v: v[None], fam.particle(params, key, plate, k_batch))
+    else:
+        batch_keys = None if k_batch is None else jnp.broadcast_to(k_batch, (n,) + k_batch.shape)
+        ps = fam.particles(params, key, n, plate, batch_keys)
+    return objective.surrogate(ps, baseline)
+
+
+def fit_step(fam, objective, opt, params, opt_state, baseline, key, plate=None):
+    """One optimiser step of a variational fit (used by `VI` and by `ppl.infer.SVI`):
+    `(params, opt_state, baseline, objective value, good)`.
+
+    The objective is estimated by `surrogate_and_value`, its surrogate differentiated and the
+    optax transformation `opt` applied. A step whose objective or gradient is not finite is
+    skipped (params, optimiser state and baseline kept) and `good` is False; the
+    score-function baseline is a moving average of the objective.
+    """
+    def loss(p):
+        surrogate, value = surrogate_and_value(fam, objective, p, key, baseline, plate)
+        return -surrogate, value
+
+    (_, value), grad = jax.value_and_grad(loss, has_aux=True)(params)
+    updates, new_opt = opt.update(grad, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    good = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grad))
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)  # noqa: E731
+    if fam.has_score:  # the score-function baseline: a moving average of the objective
+        d = objective.baseline_decay
+        new_baseline = jnp.where(jnp.isnan(baseline), value, d * baseline + (1 - d) * value)
+        baseline = jnp.where(good, new_baseline, baseline)
+    return keep(new_params, params), keep(new_opt, opt_state), baseline, value, good
+
+
 TREND_MIN_WINDOW = 25  # steps in each of the two final windows, at least
 TREND_BATCHES = 5  # batch means per window, for the noise of a window's mean
 TREND_Z = 4.0  # a change beyond this many standard errors is not noise
@@ -327,7 +365,6 @@ class VI(Method):
         when `chunk.last`, the final outputs: draws from the fitted guide and the bound."""
         fam = self._family(ld)
         obj = self.objective
-        n = obj.particles_per_step
         plate = getattr(obj, "plate", None)
         _, k_fit, k_out = jax.random.split(key, 3)
         opt = self._opt()
@@ -336,30 +373,11 @@ class VI(Method):
             fam.frame = state.frame
         fam = fam.hoisted(state.params)  # the model's data-only work: once per program, here
 
-        def loss(params, k, baseline):
-            k_batch, k = jax.random.split(k) if fam.keyed else (None, k)  # one minibatch per step
-            if n == 1:  # no batch axis of size 1: plain (not batched) matrix products
-                ps = jax.tree.map(lambda v: v[None], fam.particle(params, k, plate, k_batch))
-            else:
-                batch_keys = None if k_batch is None else jnp.broadcast_to(k_batch, (n,) + k_batch.shape)
-                ps = fam.particles(params, k, n, plate, batch_keys)
-            surrogate, value = obj.surrogate(ps, baseline)
-            return -surrogate, value
-
         def step(j, s: FitState) -> FitState:
             i = chunk.i[j]
-            (_, value), grad = jax.value_and_grad(loss, has_aux=True)(s.params, jax.random.fold_in(k_fit, i),
-                                                                      s.baseline)
-            updates, new_opt = opt.update(grad, s.opt, s.params)
-            new_params = optax.apply_updates(s.params, updates)
-            good = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grad))
-            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)  # noqa: E731
-            baseline = s.baseline
-            if fam.has_score:  # the score-function baseline: a moving average of the objective
-                d = obj.baseline_decay
-                new_baseline = jnp.where(jnp.isnan(baseline), value, d * baseline + (1 - d) * value)
-                baseline = jnp.where(good, new_baseline, baseline)
-            return s._replace(params=keep(new_params, s.params), opt=keep(new_opt, s.opt), baseline=baseline,
+            params, opt_state, baseline, value, good = fit_step(fam, obj, opt, s.params, s.opt, s.baseline,
+                                                                jax.random.fold_in(k_fit, i), plate)
+            return s._replace(params=params, opt=opt_state, baseline=baseline,
                               losses=s.losses.at[i].set(-value), good=s.good.at[i].set(good))
 
         state = jax.lax.fori_loop(0, jnp.sum(chunk.active), step, state)
