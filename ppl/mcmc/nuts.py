@@ -261,14 +261,22 @@ def _checks_up_to(stack, point: Point, t, levels: int) -> Checks:
     return Checks(sub_turning, ~ok[at], jnp.stack([r_beg_p[at], r_beg_v[at], rho_r[at]]))
 
 
-def check_levels(max_tree_depth: int, restrict: bool):
+# Below this many coordinates a leaf checks every level: the choice of levels (a three-way
+# branch) costs more to compile than it saves. Measured (2-core CPU, fresh processes,
+# interleaved): eight schools (10 coordinates), four chains, first call 1.95 s with the
+# choice against 1.74 s without; the 503-dimensional stochastic volatility model, one chain,
+# 55-65 us per leapfrog without it against 24-33 with it.
+RESTRICT_MIN_DIM = 64
+
+
+def check_levels(max_tree_depth: int, restrict: bool, dim: int = RESTRICT_MIN_DIM):
     """The stack depths :func:`_turn_checks` chooses from. A leaf completing t merges needs
     levels 0..t only, and t is 0 at half the leaves, 1 at a quarter, ...: checking levels
     0..1, 0..3 or all (whichever is the fewest that suffices) checks about 3 levels per leaf
-    instead of ``max_tree_depth``. Measured on the 503-dimensional stochastic volatility
-    model, where the checks dominate a leapfrog: see ``benchmarks/bench_mcmc.py``. Chains
-    batched by ``vmap`` run every branch of the choice (``restrict=False``: all levels)."""
-    if not restrict:
+    instead of ``max_tree_depth``, which matters where the checks (over ``dim``
+    coordinates) are a good part of a leapfrog (see ``RESTRICT_MIN_DIM``). Chains batched by
+    ``vmap`` would run every branch of the choice (``restrict=False``: all levels)."""
+    if not restrict or dim < RESTRICT_MIN_DIM:
         return (max_tree_depth,)
     return tuple(sorted({min(s, max_tree_depth) for s in (2, 4)} | {max_tree_depth}))
 
@@ -306,7 +314,7 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
                                           logdensity_fn=logdensity_fn, step_size=step_size,
                                           inverse_mass_matrix=inverse_mass_matrix, max_tree_depth=max_tree_depth,
                                           max_delta_energy=max_delta_energy, depth_limit=depth_limit,
-                                          levels=check_levels(max_tree_depth, True)), c)
+                                          levels=check_levels(max_tree_depth, True, momentum.size)), c)
 
     return jax.lax.while_loop(lambda c: c.count.done == 0, body, carry)
 

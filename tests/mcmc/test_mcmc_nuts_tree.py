@@ -106,9 +106,13 @@ def _targets():
     return {"gaussian": gaussian, "funnel": funnel, "banana": banana}
 
 
+@pytest.mark.parametrize("restricted", [False, True], ids=["all-levels", "fewest-levels"])
 @pytest.mark.parametrize("name", ["gaussian", "funnel", "banana"])
-def test_extent_matches_stan_recursive_nuts(name):
-    """Leapfrog count, tree depth and divergence equal Stan's on 60 random trajectories."""
+def test_extent_matches_stan_recursive_nuts(name, restricted, monkeypatch):
+    """Leapfrog count, tree depth and divergence equal Stan's on 60 random trajectories, with
+    the U-turn checks over every stack level and over the fewest that hold a leaf's merges
+    (`nuts.check_levels`, used from RESTRICT_MIN_DIM coordinates: forced here for 3)."""
+    monkeypatch.setattr(nuts, "RESTRICT_MIN_DIM", 0 if restricted else 10**9)
     logdensity = _targets()[name]
     max_depth = 7
     with jax.enable_x64(True):

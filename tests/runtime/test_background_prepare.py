@@ -79,7 +79,7 @@ def test_first_calls_prepared_at_once_give_the_draws_of_one_thread(case, no_disk
     monkeypatch.setattr(_program, "BACKGROUND_PREPARE", False)
     expected = _first_call(model, args, method, 3).samples
     monkeypatch.setattr(_program, "BACKGROUND_PREPARE", True)
-    for repeat in range(3):
+    for repeat in range(2):
         got = _first_call(model, args, method, 3)
         assert got.timing["compile_source"] == "compiled"
         for name, value in expected.items():
