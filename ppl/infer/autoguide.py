@@ -14,10 +14,11 @@
   AutoLaplaceApproximation              a point at the mode of the unconstrained density, then
                                         N(mode, H^-1) with H the Hessian of its negative there
 
-Each guide is fitted the way `ppl.VI` fits it: it starts at a mode of the density it targets
-(a short L-BFGS climb from `init_loc_fn`'s point) and its parameters live in the units of the
-curvature there (`ppl.vi.families.find_frame`), so the optimiser's step size is in posterior
-standard deviations. The params `SVI.get_params` gives are NumPyro's, in unconstrained space:
+Each guide starts as NumPyro's does: at `init_loc_fn`'s point (0 in unconstrained space when
+none is given), with sds of `init_scale` in unconstrained space, and its step size is in those
+units; so a ported script's fit after its number of steps is NumPyro's. (`ppl.VI` starts its
+automatic guides at a mode instead, in posterior-sd units: `ppl.vi.families.find_frame`.) The
+params `SVI.get_params` gives are NumPyro's, in unconstrained space:
 `auto_loc`, `auto_scale` (AutoDiagonalNormal), `auto_scale_tril` (AutoMultivariateNormal),
 `auto_cov_factor` and `auto_scale` (AutoLowRankMultivariateNormal), `{site}_auto_loc` and
 `{site}_auto_scale` per site (AutoNormal), `{site}_auto_loc` constrained values (AutoDelta).
@@ -47,7 +48,7 @@ def _as_tuple(shape):
 
 class AutoGuide:
     """An automatic guide for `model`: a ppl guide family over the model's flat unconstrained
-    vector (see the module docstring). `init_loc_fn`: where the fit's climb starts, one of
+    vector (see the module docstring). `init_loc_fn`: where the fit starts, one of
     `ppl.infer`'s `init_to_*` strategies or ppl's `init=` options ("uniform", "prior", or a
     dict of constrained values); None: ppl's start (0, else uniform draws)."""
 
@@ -88,7 +89,7 @@ class AutoGuide:
         return self._ld
 
     def initial_point(self, ld, key, args, kwargs):
-        """The start of the fit's climb (flat unconstrained), or None for ppl's default."""
+        """The start of the fit (flat unconstrained), or None for ppl's default (0)."""
         if self.init_loc_fn is None:
             return None
         from ppl.infer.numpyro_names import InitStrategy, _ppl_init

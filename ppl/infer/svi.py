@@ -191,7 +191,9 @@ class SVI:
     # -- compiled pieces ----------------------------------------------------------------------
     def _init(self, ld, keyed, key, z0):
         fam = self._family(ld, keyed)
-        params, ok = fam.init(key, z0) if self._auto else fam.init(key)
+        # NumPyro's start: the guide at init_loc_fn's point with sds of init_scale in
+        # unconstrained space, fitted in those units (no climb to a mode: ppl.VI's start).
+        params, ok = fam.init(key, z0, climb=False) if self._auto else fam.init(key)
         return params, ok, getattr(fam, "frame", None)
 
     def _step(self, ld, keyed, state: SVIState):

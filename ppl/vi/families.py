@@ -254,10 +254,12 @@ class AutoFamily:
         jax.eval_shape(lambda: box.update(_constraints_of(self._run_model(z, None, jax.random.PRNGKey(0)), self.ld.spec.params)))
         return box
 
-    def init(self, key, z0=None):
+    def init(self, key, z0=None, climb=True):
         """Initial learnable state and whether the start point is finite; fixes `frame`.
         `z0`, if given, is where the climb starts (`ppl.infer.autoguide`'s `init_loc_fn`);
-        a start whose density is not finite is replaced as below.
+        a start whose density is not finite is replaced as below. `climb=False` skips the
+        climb: the frame is the start with unit scales, so the guide starts at `z0` with
+        sds of `init_scale` in unconstrained space (NumPyro's autoguides; `ppl.infer.SVI`).
 
         The climb to the frame's mode starts at the first finite of 0 and uniform draws in
         unconstrained space, and climbs the density the guide targets (the unconstrained log
@@ -275,7 +277,10 @@ class AutoFamily:
             z_any, ok_any = _first_finite(log_prob, self.ld.dim, k_z)
             given = jnp.isfinite(log_prob(z0))
             z0, ok = jnp.where(given, z0, z_any), given | ok_any
-        shift, unit, _ = find_frame(log_prob, z0, k_h)
+        if climb:
+            shift, unit, _ = find_frame(log_prob, z0, k_h)
+        else:
+            shift, unit = z0, jnp.ones_like(z0)
         self.frame = (shift, unit)
         return (self.guide.init(k_g, jnp.zeros_like(z0)), model_u), ok
 

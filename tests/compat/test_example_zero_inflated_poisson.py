@@ -109,7 +109,8 @@ def test_zero_inflated_poisson_svi_agrees_with_numpyro(guide_family):
     """MAP (AutoDelta) and VI (AutoDiagonalNormal) fitted by the example's `run_svi` (Adam(0.001))
     reach the same optimum under ppl and NumPyro. With the example's 5000 steps NumPyro's VI fit
     has not converged (its loss is still falling: it starts at the prior median with raw steps of
-    0.001, where ppl starts at the mode in posterior-sd units), so both run 20000 steps.
+    0.001; ppl's autoguides start as NumPyro's, at 0 in unconstrained space), so both run
+    20000 steps.
     Tolerances: AutoDelta's MAP is a deterministic optimum, agreement to 0.02; AutoDiagonalNormal's
     end point jitters with the ELBO's gradient noise (about 0.1 guide sd at lr 0.001), agreement
     to 0.5 guide sd; the predicted mean counts (400 draws each) to 5 Monte Carlo standard errors
