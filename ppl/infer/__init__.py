@@ -26,7 +26,7 @@ from ppl.infer.numpyro_names import (HMC, MCMC, NUTS, UNAVAILABLE, Predictive, U
 from ppl.mcmc.sampler import MH
 # NumPyro's submodules numpyro.infer.autoguide, .hmc (its functional hmc()) and .util
 # (initialize_model), reachable as attributes as in NumPyro.
-from ppl.infer import autoguide, hmc, util  # noqa: E402
+from ppl.infer import autoguide, hmc, util  # noqa: E402, F401
 from ppl.infer.elbo import RenyiELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 from ppl.infer.svi import SVI, SVIRunResult, SVIState
 
