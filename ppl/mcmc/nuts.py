@@ -284,8 +284,6 @@ def check_levels(max_tree_depth: int, restrict: bool, dim: int = RESTRICT_MIN_DI
 def _turn_checks(stack, point: Point, t, levels: tuple) -> Checks:
     """The :class:`Checks` at a leaf completing ``t`` merges, over the fewest of
     ``levels`` (see :func:`check_levels`) stack levels that hold levels 0..t."""
-    if len(levels) == 1:
-        return _checks_up_to(stack, point, t, levels[0])
     branch = jnp.sum(jnp.asarray(levels[:-1]) < t + 1)
     return jax.lax.switch(branch, [partial(_checks_up_to, levels=n) for n in levels], stack, point, t)
 
@@ -350,7 +348,9 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         h = 0.5 * jnp.sum(momentum * v) - log_density
         return jnp.stack([position, momentum, grad, v]), jnp.stack([log_density, h, failed])
 
-    def bookkeeping(scalars, counters, point_scalars, turning):
+    every = len(levels) == 1  # the checks over every stack level (see below)
+
+    def bookkeeping(scalars, counters, point_scalars, verdicts):
         """Energy error, multinomial choices, U-turn verdicts (scalars only). Returns the new
         scalars and counters, and the leaf's :class:`Flags` (packed)."""
         c = _Carry(None, scalars, counters, None)
@@ -375,8 +375,12 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         # leaf, level t = depth is the merge of the trajectory with the subtree.
         t = _trailing_ones(leaf)
         last = leaf == (1 << depth) - 1
-        sub_turning = turning[0]
-        trajectory_turning = last & turning[1]
+        if every:  # verdicts: each level's merge is fine (`_merge_ok`)
+            lv = jnp.arange(max_tree_depth, dtype=jnp.int32)
+            fail = ~verdicts & (lv < t + last.astype(jnp.int32))
+            sub_turning, trajectory_turning = jnp.any(fail & (lv < t)), jnp.any(fail & (lv == t))
+        else:  # verdicts: (sub_turning, top_turning) of `_turn_checks`
+            sub_turning, trajectory_turning = verdicts[0], last & verdicts[1]
 
         # A valid finished subtree is merged: biased progressive sampling (Betancourt A.3.2).
         invalid = diverging | sub_turning
@@ -394,9 +398,16 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         flags = Flags(forward, take, take_sub, merge, last, bit(depth), t)
         return scalars, counters, jnp.stack([jnp.asarray(f, jnp.int32) for f in flags])
 
-    def assemble(vectors, stack, point_vectors, r_beg, flags):
-        """The new ends, draws, momentum sum and stack (vector data)."""
+    def assemble(vectors, stack, point_vectors, rows, flags):
+        """The new ends, draws, momentum sum and stack (vector data). ``rows``: the level-t
+        tree's first momentum, velocity and momentum sum, (3, d), or those of every level,
+        (3, max_tree_depth, d), read at level t here."""
         f = Flags(*(flags[i] == 1 for i in range(6)), flags[6])
+        if every:
+            at_t = (jnp.arange(max_tree_depth, dtype=jnp.int32) == f.t)[:, None]
+            r_beg = jnp.sum(jnp.where(at_t, rows, 0.0), axis=1)
+        else:
+            r_beg = rows
         c = _Carry(vectors, None, None, stack)
         point = Point(*point_vectors, None)
         sub_draw = jnp.where(f.take, jnp.stack([point.position, point.grad]), vectors[10:12])
@@ -423,13 +434,20 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
     position, momentum, eps = _cpu_blocks.nested(drift, c.vectors, c.counters)
     log_density, grad = _cpu_blocks.nested(value_and_grad, position)
     point_vectors, point_scalars = _cpu_blocks.nested(kick, position, momentum, eps, log_density, grad)
-    checks = _cpu_blocks.nested(
-        lambda stack, v, counters: _turn_checks(stack, Point(*v, None),
-                                                _trailing_ones(_Carry(None, None, counters, None).count.leaf), levels),
-        c.stack, point_vectors, c.counters)
-    turning = jnp.stack([checks.sub_turning, checks.top_turning])
-    scalars, counters, flags = _cpu_blocks.nested(bookkeeping, c.scalars, c.counters, point_scalars, turning)
-    vectors, stack = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, checks.row, flags)
+    def checks(stack, v, counters):
+        """The verdicts and rows :func:`bookkeeping` and :func:`assemble` take."""
+        point = Point(*v, None)
+        if every:  # vectorised over every level; the level-t row is selected in `assemble`
+            ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack, point)
+            return ok, jnp.stack([r_beg_p, r_beg_v, rho_r])
+        leaf = _Carry(None, None, counters, None).count.leaf
+        ch = _turn_checks(stack, point, _trailing_ones(leaf), levels)
+        return jnp.stack([ch.sub_turning, ch.top_turning]), ch.row
+
+    # Every operation of the loop body sits inside a nested stage (see `_cpu_blocks`).
+    verdicts, rows = _cpu_blocks.nested(checks, c.stack, point_vectors, c.counters)
+    scalars, counters, flags = _cpu_blocks.nested(bookkeeping, c.scalars, c.counters, point_scalars, verdicts)
+    vectors, stack = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, rows, flags)
     return _Carry(vectors, scalars, counters, stack)
 
 
