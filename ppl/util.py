@@ -172,29 +172,14 @@ def fori_collect(lower, upper, body_fun, init_val, transform=_identity, progbar=
 
 
 def _compiled(fn, args, inputs=(), evaluations=None):
-    """``fn`` traced, lowered for ``args`` and compiled as ppl's own programs are (see
-    ``ppl.runtime.program``): with its CPU compiler options, chosen from the size of
-    ``inputs``, the expected number of log-density ``evaluations`` (None: unknown) and the
-    program's longest reduction, and through its disk cache of executables. Returns the
-    compiled executable (called with arguments shaped as ``args``)."""
+    """``fn`` traced, lowered for ``args`` and compiled as ppl's own programs are
+    (``ppl.runtime.program.compile_lowered``: its CPU compiler options and disk cache).
+    Returns the compiled executable (called with arguments shaped as ``args``)."""
     from ppl.runtime import program
 
     if not isinstance(args, tuple):
         args = (args,)
-    lowered = jax.jit(fn).lower(*args)
-    text = lowered.as_text()
-    device = program._device()
-    options = program._compiler_options(jax.tree.leaves(inputs), getattr(device, "platform", jax.default_backend()),
-                                        evaluations, program.longest_reduction(text))
-    directory = program.compile_cache_dir()
-    if directory is None or jax.process_count() > 1:
-        return program._compile(lowered, options)
-    path = directory / f"{program._disk_key(text, options, device)}.xla"
-    executable = program._load(path, lowered) if path.exists() else None
-    if executable is None:
-        executable = program._compile(lowered, options)
-        program._store(path, executable)
-    return executable
+    return program.compile_lowered(jax.jit(fn).lower(*args), jax.tree.leaves(inputs), evaluations)[0]
 
 
 def _with_progress_bar(run, carry, upper, progress_rate, options):

@@ -322,28 +322,37 @@ class Executable(NamedTuple):
     blocking: bool
 
 
+def compile_lowered(lowered, avals, evaluations=None, device=None):
+    """Compile a lowered program as ppl's own programs are: with the CPU compiler options
+    chosen from its inputs ``avals``, the expected number of log-density ``evaluations``
+    (None: unknown) and its longest reduction, and through the disk cache of executables.
+    Returns ``(executable, source)``, source "compiled" or "disk"."""
+    device = _device() if device is None else device
+    text = lowered.as_text()
+    options = _compiler_options(avals, getattr(device, "platform", jax.default_backend()),
+                                evaluations, longest_reduction(text))
+    directory = compile_cache_dir()
+    # A multi-process program (jax.distributed) is compiled in every process; a serialised
+    # one holds its own process's devices, so it is never shared through the disk cache.
+    if directory is None or jax.process_count() > 1:
+        return _compile(lowered, options), "compiled"
+    path = directory / f"{_disk_key(text, options, device)}.xla"
+    if path.exists():
+        executable = _load(path, lowered)
+        if executable is not None:
+            return executable, "disk"
+    executable = _compile(lowered, options)
+    _store(path, executable)
+    return executable, "compiled"
+
+
 def _build(program, method, args, avals, device):
     """Trace, lower and compile (or load from the disk cache).
 
     Returns ``Executable(run, source, blocking)`` (see :func:`blocks_the_pool`)."""
     lowered = jax.jit(functools.partial(program, method)).lower(*args)
-    text = lowered.as_text()
-    blocking = blocks_the_pool(text)
-    options = _compiler_options(avals, getattr(device, "platform", jax.default_backend()),
-                                method.expected_evaluations(), longest_reduction(text))
-    directory = compile_cache_dir()
-    # A multi-process program (jax.distributed) is compiled in every process; a serialised
-    # one holds its own process's devices, so it is never shared through the disk cache.
-    if directory is None or jax.process_count() > 1:
-        return Executable(_compile(lowered, options), "compiled", blocking)
-    path = directory / f"{_disk_key(text, options, device)}.xla"
-    if path.exists():
-        executable = _load(path, lowered)
-        if executable is not None:
-            return Executable(executable, "disk", blocking)
-    executable = _compile(lowered, options)
-    _store(path, executable)
-    return Executable(executable, "compiled", blocking)
+    executable, source = compile_lowered(lowered, avals, method.expected_evaluations(), device)
+    return Executable(executable, source, blocks_the_pool(lowered.as_text()))
 
 
 @functools.lru_cache(maxsize=32)
