@@ -48,19 +48,24 @@ SHARDED = textwrap.dedent("""
 """)
 
 
-def _run(env_flags):
+def _start(env_flags):
     env = dict(os.environ, XLA_FLAGS=env_flags, PYTHONPATH=os.getcwd())
-    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([sys.executable, "-c", SHARDED], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _result(child):
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_chains_sharded_across_devices_give_the_same_draws():
     # Chain c's key is fold_in(key, c), so splitting the chain axis over 4 devices must not
     # change a draw: in float64 the two programs' rounding differences (~1e-15) stay that
     # small, because adaptation rounds what enters its feedback loop (dual_averaging.quantize).
-    sharded = _run("--xla_force_host_platform_device_count=4")
-    single = _run("--xla_force_host_platform_device_count=1")
+    children = [_start(f"--xla_force_host_platform_device_count={n}") for n in (4, 1)]  # side by side
+    sharded, single = map(_result, children)
     assert sharded["devices"] == 4 and single["devices"] == 1
     for name in ("nuts", "hmc", "mh"):
         np.testing.assert_allclose(sharded[name], single[name], rtol=0, atol=1e-6, err_msg=name)

@@ -62,7 +62,7 @@ Y = np.random.default_rng(0).normal(1.0, 2.0, 20)
 
 
 def _child(*args):
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), PPL_COMPILE_CACHE="0")
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
     return subprocess.Popen([sys.executable, "-c", CHILD, *map(str, args)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_on)
 
@@ -79,13 +79,14 @@ def _wait_for_states(path: Path, count: int, timeout: float = 120.0):
 @pytest.mark.timeout(240)
 def test_a_killed_run_resumes_to_the_draws_of_an_uninterrupted_one(tmp_path, x64):
     path = tmp_path / "run"
+    whole_child = _child("-", 1500, 10 ** 6)  # the uninterrupted run, beside the others
     child = _child(path, 1500, 40)
     _wait_for_states(path, 2)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
     done = json.loads(_child(path, 1500, 40).communicate(timeout=200)[0].strip().splitlines()[-1])
-    whole = json.loads(_child("-", 1500, 10 ** 6).communicate(timeout=200)[0].strip().splitlines()[-1])
+    whole = json.loads(whole_child.communicate(timeout=200)[0].strip().splitlines()[-1])
     assert not done["interrupted"] and done["draws"] == 1500
     np.testing.assert_allclose(done["mu"], whole["mu"], rtol=0, atol=1e-9)
 
@@ -206,11 +207,12 @@ FIT_CHILD = _CHILD_MODEL + textwrap.dedent("""
 
 @pytest.mark.timeout(240)
 def test_vi_interrupted_returns_the_fit_so_far_and_resumes_to_the_uninterrupted_fit(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.getcwd(), PPL_COMPILE_CACHE="0")
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
     run = lambda *a: subprocess.Popen([sys.executable, "-c", FIT_CHILD, *map(str, a)], env=env,  # noqa: E731
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                       preexec_fn=_ctrl_c_on)
-    path, steps = tmp_path / "vi", 60_000
+    path, steps = tmp_path / "vi", 20_000
+    whole_child = run("-", steps, 10 ** 6)  # the uninterrupted fit, beside the others
     child = run(path, steps, 100)
     _wait_for_state(path)
     child.send_signal(signal.SIGINT)
@@ -221,7 +223,7 @@ def test_vi_interrupted_returns_the_fit_so_far_and_resumes_to_the_uninterrupted_
     assert any("interrupted" in w for w in first["warnings"])
     # the same call goes on from the last saved chunk to the fit of an uninterrupted run
     done = json.loads(run(path, steps, 100).communicate(timeout=200)[0].strip().splitlines()[-1])
-    whole = json.loads(run("-", steps, 10 ** 6).communicate(timeout=200)[0].strip().splitlines()[-1])
+    whole = json.loads(whole_child.communicate(timeout=200)[0].strip().splitlines()[-1])
     assert not done["interrupted"] and done["steps"] == whole["steps"] == steps
     np.testing.assert_allclose(done["mu"], whole["mu"], rtol=0, atol=1e-9)
     assert abs(done["bound"] - whole["bound"]) < 1e-9
