@@ -24,10 +24,11 @@ METHOD = ppl.NUTS(num_warmup=50, num_samples=50, num_chains=2, progress_bar=Fals
 
 @pytest.fixture
 def cache(tmp_path):
+    previous = _program.compile_cache_dir()  # the suite's own (tests/conftest.py), restored after
     _program.set_compile_cache(tmp_path)
     _program.clear_cache()
     yield tmp_path
-    _program.set_compile_cache(None)
+    _program.set_compile_cache(previous)
     _program.clear_cache()
 
 
