@@ -102,12 +102,14 @@ def fit_step(fam, objective, opt, params, opt_state, baseline, key, plate=None):
     updates, new_opt = opt.update(grad, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     good = jnp.isfinite(value) & jnp.isfinite(optax.tree.norm(grad))
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(good, a, b), new, old)  # noqa: E731
     if fam.has_score:  # the score-function baseline: a moving average of the objective
         d = objective.baseline_decay
         new_baseline = jnp.where(jnp.isnan(baseline), value, d * baseline + (1 - d) * value)
         baseline = jnp.where(good, new_baseline, baseline)
-    return keep(new_params, params), keep(new_opt, opt_state), baseline, value, good
+    # One branch for the whole state rather than a select per array: the same values, and
+    # a smaller program to compile (a network's params and optimiser state are many arrays).
+    params, opt_state = jax.lax.cond(good, lambda: (new_params, new_opt), lambda: (params, opt_state))
+    return params, opt_state, baseline, value, good
 
 
 TREND_MIN_WINDOW = 25  # steps in each of the two final windows, at least
