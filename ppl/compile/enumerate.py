@@ -468,10 +468,11 @@ def infinite_support_error(name, d, who="gibbs") -> ValueError:
 def scan_error(name, who):
     return ValueError(
             f"{who}: discrete latent site '{name}' is inside ppl.scan, whose steps Gibbs cannot "
-            f"enumerate yet. Use a gradient method (nuts, hmc, map, vi), which sums the chain out "
-            f"with the forward algorithm, write the loop over time as a Python for loop with one "
-            f"site per step, or give Gibbs your own conditional sampler for it "
-            f"(ppl.Gibbs(blocks=[ppl.GibbsBlock('{name}', sampler=fn)])).")
+            f"enumerate yet. Write the loop over time as a Python for loop with one site per step "
+            f"(Gibbs then draws each from its exact conditional), use a gradient method (nuts, hmc, "
+            f"map, vi: they sum the chain out with the forward algorithm when '{name}' is its scan's "
+            f"only discrete site and the scan's history is 1), or give Gibbs your own conditional "
+            f"sampler for it (ppl.Gibbs(blocks=[ppl.GibbsBlock('{name}', sampler=fn)])).")
 
 
 def _support_of(name, d, who="gibbs"):

@@ -331,8 +331,10 @@ def _scan_chain(structure, site, trace, who):
     if history > 1:
         raise ValueError(
             f"method '{who}' sums the discrete site '{site.name}' inside ppl.scan out as a Markov chain "
-            f"of order 1, but the scan declares history={history}; write the loop as a Python for loop "
-            f"(ppl then finds the dependences itself) or use method=\"gibbs\".")
+            f"of order 1, but the scan declares history={history}. Write the loop over time as a Python "
+            f"for loop with one site per step and use method=\"gibbs\" (which draws each step from its "
+            f"exact conditional); {who} sums such a loop's sites exactly only while their joint values "
+            f"number at most {MAX_STATES}.")
     terms = []
     for t, d in structure.deps.items():
         if site.name not in d:
@@ -356,8 +358,10 @@ def _group_plan(structure, group, edges, who, trace=None):
                 f"method '{who}' sums discrete sites inside ppl.scan out with the forward algorithm, "
                 f"one site per scan whose elements are independent along its plates; {list(group)} "
                 f"{'interact' if len(sites) > 1 else 'has elements no plate makes independent'}. "
-                f"Write the loop as a Python for loop (ppl then sums chains of several sites), or "
-                f"use method=\"gibbs\".")
+                f"Write the loop over time as a Python for loop with one site per step and use "
+                f"method=\"gibbs\" (which draws each from its exact conditional); {who} sums such a "
+                f"loop's sites exactly only while they form one Markov chain or their joint values "
+                f"number at most {MAX_STATES}.")
         return _scan_chain(structure, sites[0], trace, who)
     same = all(s.ind_plates == sites[0].ind_plates and s.ind_shape == sites[0].ind_shape for s in sites)
     if same and len(sites) > 2 and all(s.coupled_size == 1 for s in sites) and len({s.num_values for s in sites}) == 1:

@@ -244,6 +244,39 @@ def test_sites_that_cannot_be_summed_are_refused_naming_them():
         ppl.infer(hmm_scan, jnp.zeros(3), method="gibbs")
 
 
+def test_the_advice_for_chains_a_scan_cannot_sum_is_followable():
+    """The errors for two interacting sites in one ppl.scan, and for history=2, advise a Python
+    for loop under gibbs: it runs. nuts sums such a loop while its joint values number at most
+    MAX_STATES (a second-order chain of 5 steps: 32) and refuses beyond, naming the count
+    (two interacting chains of 12 steps: 2^24); it never points back to gibbs's own refusal."""
+    def factorial(y):  # two chains w_t, x_t, both read by y_t
+        p = ppl.sample("p", dist.Beta(2.0, 2.0))
+        trans = jnp.array([[p, 1 - p], [1 - p, p]])
+        w = x = 0
+        for t in range(y.shape[0]):
+            w = ppl.sample(f"w{t}", dist.Categorical(trans[w]))
+            x = ppl.sample(f"x{t}", dist.Categorical(trans[x]))
+            ppl.observe(f"y{t}", dist.Normal(w + 2.0 * x, 1.0), y[t])
+
+    def second_order(y):  # x_t depends on x_{t-1} and x_{t-2}
+        p = ppl.sample("p", dist.Beta(2.0, 2.0))
+        a = b = 0
+        for t in range(y.shape[0]):
+            probs = jnp.where(a == b, jnp.stack([p, 1 - p]), jnp.stack([1 - p, p]))
+            a, b = b, ppl.sample(f"x{t}", dist.Categorical(probs))
+            ppl.observe(f"y{t}", dist.Normal(2.0 * b, 1.0), y[t])
+
+    fast = dict(num_warmup=100, num_samples=100, num_chains=1, progress_bar=False)
+    y12, y5 = jnp.linspace(-1.0, 3.0, 12), jnp.linspace(-1.0, 3.0, 5)
+    for model, y in [(factorial, y12), (second_order, y5)]:
+        r = ppl.infer(model, y, method=ppl.Gibbs(**fast), key=0)
+        assert np.isfinite(np.asarray(r.samples["p"])).all() and 0 < float(np.mean(r.samples["p"])) < 1
+    r = ppl.infer(second_order, y5, method=ppl.NUTS(**fast), key=0)
+    assert "32 joint values" in " ".join(r.diagnostics["summed_out"])
+    with pytest.raises(ValueError, match="16777216 joint values"):
+        ppl.infer(factorial, y12, method=ppl.NUTS(**fast), key=0)
+
+
 def test_vindex_broadcasts_as_numpyros():
     x = jnp.arange(3 * 4 * 4 * 5).reshape(3, 4, 4, 5)
     i, j = jnp.array([0, 2, 1]), jnp.array([[1], [3]])
