@@ -322,13 +322,14 @@ class Executable(NamedTuple):
     blocking: bool
 
 
-def compile_lowered(lowered, avals, evaluations=None, device=None):
+def compile_lowered(lowered, avals, evaluations=None, device=None, text=None):
     """Compile a lowered program as ppl's own programs are: with the CPU compiler options
     chosen from its inputs ``avals``, the expected number of log-density ``evaluations``
     (None: unknown) and its longest reduction, and through the disk cache of executables.
-    Returns ``(executable, source)``, source "compiled" or "disk"."""
+    ``text``: ``lowered.as_text()`` where the caller already has it. Returns
+    ``(executable, source)``, source "compiled" or "disk"."""
     device = _device() if device is None else device
-    text = lowered.as_text()
+    text = lowered.as_text() if text is None else text
     options = _compiler_options(avals, getattr(device, "platform", jax.default_backend()),
                                 evaluations, longest_reduction(text))
     directory = compile_cache_dir()
@@ -351,8 +352,9 @@ def _build(program, method, args, avals, device):
 
     Returns ``Executable(run, source, blocking)`` (see :func:`blocks_the_pool`)."""
     lowered = jax.jit(functools.partial(program, method)).lower(*args)
-    executable, source = compile_lowered(lowered, avals, method.expected_evaluations(), device)
-    return Executable(executable, source, blocks_the_pool(lowered.as_text()))
+    text = lowered.as_text()  # printed once: it is read for the options, the cache key and the pool check
+    executable, source = compile_lowered(lowered, avals, method.expected_evaluations(), device, text)
+    return Executable(executable, source, blocks_the_pool(text))
 
 
 @functools.lru_cache(maxsize=32)
