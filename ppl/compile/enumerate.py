@@ -470,8 +470,8 @@ def scan_error(name, who):
             f"{who}: discrete latent site '{name}' is inside ppl.scan, whose steps Gibbs cannot "
             f"enumerate yet. Write the loop over time as a Python for loop with one site per step "
             f"(Gibbs then draws each from its exact conditional), use a gradient method (nuts, hmc, "
-            f"map, vi: they sum the chain out with the forward algorithm when '{name}' is its scan's "
-            f"only discrete site and the scan's history is 1), or give Gibbs your own conditional "
+            f"map, vi: they sum the scan's discrete sites out with the forward algorithm while a step's "
+            f"window of history + 1 steps of their joint values numbers at most 1024), or give Gibbs your own conditional "
             f"sampler for it (ppl.Gibbs(blocks=[ppl.GibbsBlock('{name}', sampler=fn)])).")
 
 

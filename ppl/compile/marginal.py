@@ -14,6 +14,9 @@ analysis Gibbs uses):
   (`Product`);
 * a path of sites (a Markov chain: each term touches at most two neighbours) is summed by
   the forward algorithm from pairwise potentials read in K^2 evaluations (`Chain`);
+* the discrete sites of one `ppl.scan` form a Markov chain over time of the scan's order
+  (`history`): summed by the forward algorithm over windows of that many steps of their
+  joint values, per element of their plates (`ScanChain`);
 * a group on two plate levels (a global site and the sites of a plate that depend on it,
   as in a mixture's cluster assignment of annotators' reliabilities) is summed inner level
   first, per value of the outer (`Nested`).
@@ -160,55 +163,117 @@ class Chain:
 
 @dataclasses.dataclass(frozen=True)
 class ScanChain:
-    """A discrete site inside `ppl.scan`: its steps x_0, ..., x_{T-1} form a Markov chain
-    (each step's terms depend on x_t and x_{t-1}: the scan's `history=1`), summed by the
-    forward algorithm per element of its plates. The pairwise potentials come from K^2
-    candidates, x_t = a at even steps and b at odd ones: a term at step t >= 1 reads
-    psi_{t-1}(x_{t-1}, x_t) there, and step 0's terms read phi_0(x_0)."""
+    """The discrete sites of one `ppl.scan`: their joint value X_t at step t (J values, the
+    product of the sites' supports; site 0's index most significant) forms a Markov chain of
+    order h, the scan's `history` (each step's terms depend on X_{t-h}, ..., X_t). It is
+    summed by the forward algorithm over windows (X_{t-h+1}, ..., X_t) of J^h values, per
+    element of the sites' plates.
 
-    site: enum.DiscreteSite
+    The potentials come from J^(h+1) candidates: candidate m = (c_0, ..., c_h) in base J
+    sets X_t = c_{t mod (h+1)}, so a term at step t sees the window (c_{(t-h) mod (h+1)}, ...,
+    c_{t mod (h+1)}), every index of c once: over the candidates, every joint value of the
+    window (for h = 1: x_t = a at even steps and b at odd ones). Steps t < h see fewer
+    earlier steps (the scan's initial carry is not a site): their terms are constant along
+    the window's places before step 0, which the forward pass sums over like any other, so
+    its total counts each sequence J^h times (subtracted; the draws are not affected)."""
+
+    sites: Tuple[enum.DiscreteSite, ...]
+    history: int
     terms: Tuple[enum.Term, ...]
 
     @property
-    def sites(self):
-        return (self.site,)
+    def steps(self) -> int:
+        return self.sites[0].shape[0]
+
+    @property
+    def joint(self) -> int:
+        """J: the joint values of the sites at one step."""
+        return math.prod(s.num_values for s in self.sites)
 
     @property
     def size(self) -> int:
-        return self.site.num_values ** 2
+        return self.joint ** (self.history + 1)
 
-    def _shaped(self, values):
+    def _values(self, joint_index, dtype):
+        """Each site's value, in its shape, from joint indices (T, *ind) (or (T,) broadcast
+        over the plates)."""
+        out, stride = {}, self.joint
+        for s in self.sites:
+            stride //= s.num_values
+            v = s.support_array(dtype)[(joint_index // stride) % s.num_values]  # (T, [*ind], *event)
+            if v.ndim == 1 + s.event_ndim:
+                v = v.reshape((self.steps,) + (1,) * len(s.ind_axes) + s.event_shape)
+            out[s.name] = self._shaped(s, v)
+        return out
+
+    @staticmethod
+    def _shaped(s, values):
         """(T, *ind, *event) values in the site's shape (its other batch axes have size 1)."""
-        s = self.site
         out = jnp.expand_dims(values, s.coupled_axes) if s.coupled_axes else values
         return jnp.broadcast_to(out, s.shape)
 
     def candidate(self, m, dtype):
-        s = self.site
-        k, steps = s.num_values, s.shape[0]
-        idx = jnp.where(jnp.arange(steps) % 2 == 0, m // k, m % k)
-        v = s.support_array(dtype)[idx]  # (T, *event)
-        return {s.name: self._shaped(v.reshape((steps,) + (1,) * len(s.ind_axes) + s.event_shape))}
+        p, j = self.history + 1, self.joint
+        digits = jnp.stack([(m // j ** (p - 1 - r)) % j for r in range(p)])
+        return self._values(digits[jnp.arange(self.steps) % p], dtype)
 
     def _potentials(self, terms):
-        s = self.site
-        k, steps = s.num_values, s.shape[0]
-        lp = _sum_terms(self.terms, terms, self.size)  # (K^2, T, *ind)
-        lp = jnp.moveaxis(lp.reshape((k, k) + lp.shape[1:]), 2, 0)  # (T, a, b, *ind)
-        swapped = jnp.swapaxes(lp, 1, 2)
-        even = (jnp.arange(steps) % 2 == 0).reshape((steps,) + (1,) * (lp.ndim - 1))
-        psi = jnp.where(even, swapped, lp)[1:]  # psi_{t-1}[x_{t-1}, x_t]
-        phi = jnp.zeros((steps, k) + lp.shape[3:], lp.dtype).at[0].set(lp[0][:, 0])
-        return phi, psi
+        """psi (T, J^(h+1), *ind): step t's log potential at the window (X_{t-h}, ..., X_t),
+        flattened with X_{t-h} most significant."""
+        p, j, steps = self.history + 1, self.joint, self.steps
+        lp = _sum_terms(self.terms, terms, self.size)  # (J^p, T, *ind)
+        rest = lp.shape[2:]
+        lp = jnp.moveaxis(lp.reshape((j,) * p + (steps,) + rest), p, 0)  # (T, c_0, ..., c_h, *ind)
+        psi = 0.0
+        phase = jnp.arange(steps) % p
+        for r in range(p):  # step t = r mod p: window position i holds digit (r + 1 + i) mod p
+            order = (0,) + tuple(1 + (r + 1 + i) % p for i in range(p)) + tuple(range(p + 1, lp.ndim))
+            mine = (phase == r).reshape((steps,) + (1,) * (lp.ndim - 1))
+            psi = jnp.where(mine, jnp.transpose(lp, order), psi)
+        return psi.reshape((steps, j ** p) + rest)
+
+    def _forward(self, psi, temperature):
+        """Forward messages alpha_t over windows (X_{t-h+1}, ..., X_t), flattened: (T + 1,
+        J^h, *ind), alpha_{-1} = 0 first."""
+        combine, j, h = enum._combine(temperature), self.joint, self.history
+        start = jnp.zeros((j ** h,) + psi.shape[2:], psi.dtype)
+
+        def step(alpha, psi_t):  # (J^h, *ind), (J^(h+1), *ind)
+            full = (alpha[:, None] + psi_t.reshape((j ** h, j) + psi_t.shape[1:]))
+            alpha = combine(full.reshape((j, j ** h) + psi_t.shape[1:]), axis=0)
+            return alpha, alpha
+
+        _, alphas = jax.lax.scan(step, start, psi)
+        return jnp.concatenate([start[None], alphas])
 
     def log_normalizer(self, terms):
-        phi, psi = self._potentials(terms)
-        return jnp.sum(_lse(enum.chain_forward(phi, psi)[-1], axis=0))
+        alphas = self._forward(self._potentials(terms), 1)
+        return jnp.sum(_lse(alphas[-1], axis=0) - self.history * math.log(self.joint))
 
     def draw(self, key, terms, temperature, dtype):
-        phi, psi = self._potentials(terms)
-        states = enum.chain_backward(key, enum.chain_forward(phi, psi, temperature), psi, temperature)
-        return {self.site.name: self._shaped(self.site.support_array(dtype)[states])}
+        """Backward sampling: the last window from alpha_{T-1}, then X_{t-h} given the window
+        (X_{t-h+1}, ..., X_t) from alpha_{t-1} + psi_t, for t = T-1, ..., 0 (the places before
+        step 0 are drawn too, and dropped)."""
+        psi = self._potentials(terms)
+        j, h = self.joint, self.history
+        keys = jax.random.split(key, self.steps + 1)
+        if h == 0:  # independent steps
+            states = jax.vmap(lambda k, lp: enum._choose(k, lp, temperature))(keys[1:], psi)
+            return self._values(states, dtype)
+        alphas = self._forward(psi, temperature)
+        last = enum._choose(keys[0], alphas[-1], temperature)  # (*ind): window index at T-1
+
+        def back(w, xs):
+            alpha_prev, psi_t, k = xs
+            low = w // j  # (X_{t-h+1}, ..., X_{t-1})
+            idx = jnp.arange(j).reshape((j,) + (1,) * w.ndim)
+            logits = (jnp.take_along_axis(alpha_prev, idx * j ** (h - 1) + low[None], axis=0)
+                      + jnp.take_along_axis(psi_t, idx * j ** h + w[None], axis=0))
+            a = enum._choose(k, logits, temperature)
+            return a * j ** (h - 1) + low, w % j
+
+        _, states = jax.lax.scan(back, last, (alphas[:-1], psi, keys[1:]), reverse=True)
+        return self._values(states, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,8 +368,9 @@ class Plan:
         for g in self.groups:
             names = ", ".join(s.name for s in g.sites)
             if isinstance(g, ScanChain):
-                out.append(f"forward algorithm over the {g.site.shape[0]} steps of {names} in ppl.scan "
-                           f"({g.site.num_values} values)")
+                order = f", order {g.history}" if g.history != 1 else ""
+                out.append(f"forward algorithm over the {g.steps} steps of {names} in ppl.scan "
+                           f"({g.joint} values{order})")
             elif isinstance(g, Chain):
                 out.append(f"forward algorithm over the chain {names} ({g.sites[0].num_values} values)")
             elif isinstance(g, Nested):
@@ -325,44 +391,55 @@ def _too_many(who, names, states):
         f"method=\"gibbs\", which updates them one at a time.")
 
 
-def _scan_chain(structure, site, trace, who):
-    steps = site.shape[0]
-    history = trace[site.name].infer.get("scan_history", 1)
-    if history > 1:
-        raise ValueError(
-            f"method '{who}' sums the discrete site '{site.name}' inside ppl.scan out as a Markov chain "
-            f"of order 1, but the scan declares history={history}. Write the loop over time as a Python "
-            f"for loop with one site per step and use method=\"gibbs\" (which draws each step from its "
-            f"exact conditional); {who} sums such a loop's sites exactly only while their joint values "
-            f"number at most {MAX_STATES}.")
+def _scan_refusal(who, names, why):
+    return ValueError(
+        f"method '{who}' sums the discrete sites {names} inside ppl.scan out with the forward "
+        f"algorithm, but {why}. Write the loop over time as a Python for loop with one site per step "
+        f"and use method=\"gibbs\" (which draws each from its exact conditional); {who} sums such a "
+        f"loop's sites exactly only while they form one Markov chain or their joint values number "
+        f"at most {MAX_STATES}.")
+
+
+def _scan_chain(structure, sites, trace, who):
+    """The `ScanChain` of a group of interacting discrete sites inside ppl.scan, or a clear
+    refusal (sites of different scans, or with other sites; elements that no plate makes
+    independent; more than MAX_STATES joint values of a step's window)."""
+    names = [s.name for s in sites]
+    infos = [trace[n].infer for n in names]
+    if not all(s.scanned for s in sites) or len({i.get("scan_sites") for i in infos}) > 1:
+        raise _scan_refusal(who, names, "they are not all sites of one ppl.scan (they interact through "
+                                        "its carry or outputs)")
+    first = sites[0]
+    if any(s.coupled_size != 1 or s.ind_plates != first.ind_plates or s.ind_shape != first.ind_shape
+           for s in sites):
+        raise _scan_refusal(who, names, "their elements are not independent along the same plates (declare "
+                                        "them with ppl.plate inside the body)")
+    history = infos[0].get("scan_history", 1)
+    steps = first.shape[0]
+    chain = ScanChain(tuple(sites), history, ())
+    if chain.size > MAX_STATES:
+        raise _scan_refusal(who, names, f"a step's terms read {history + 1} steps (history={history}) of "
+                                        f"{chain.joint} joint values each: {chain.size} values to evaluate, "
+                                        f"more than {MAX_STATES}")
     terms = []
     for t, d in structure.deps.items():
-        if site.name not in d:
+        if not d & set(names):
             continue
         owner = trace[t[: -len(enum.JACOBIAN)] if t.endswith(enum.JACOBIAN) else t]
         if t.endswith(enum.JACOBIAN) or not is_scanned(owner.dist) or owner.dist.batch_shape[:1] != (steps,):
             raise ValueError(
-                f"method '{who}' sums the discrete site '{site.name}' inside ppl.scan out step by step, "
-                f"but the term '{t}' outside that scan depends on it (through the scan's carry or "
-                f"outputs); only the scan's own sites may use it. Use method=\"gibbs\" with a "
+                f"method '{who}' sums the discrete sites {names} inside ppl.scan out step by step, "
+                f"but the term '{t}' outside that scan depends on them (through the scan's carry or "
+                f"outputs); only the scan's own sites may use them. Use method=\"gibbs\" with a "
                 f"Python loop instead of ppl.scan.")
-        terms.append(enum.Term(t, structure.term_ndim[t], (0,) + enum.keep_axes(structure, site, t)))
-    return ScanChain(site, tuple(terms))
+        terms.append(enum.Term(t, structure.term_ndim[t], (0,) + enum.keep_axes(structure, first, t)))
+    return dataclasses.replace(chain, terms=tuple(terms))
 
 
 def _group_plan(structure, group, edges, who, trace=None):
     sites = [structure.sites[n] for n in group]
     if any(s.scanned for s in sites):
-        if len(sites) > 1 or sites[0].coupled_size != 1:
-            raise ValueError(
-                f"method '{who}' sums discrete sites inside ppl.scan out with the forward algorithm, "
-                f"one site per scan whose elements are independent along its plates; {list(group)} "
-                f"{'interact' if len(sites) > 1 else 'has elements no plate makes independent'}. "
-                f"Write the loop over time as a Python for loop with one site per step and use "
-                f"method=\"gibbs\" (which draws each from its exact conditional); {who} sums such a "
-                f"loop's sites exactly only while they form one Markov chain or their joint values "
-                f"number at most {MAX_STATES}.")
-        return _scan_chain(structure, sites[0], trace, who)
+        return _scan_chain(structure, sites, trace, who)
     same = all(s.ind_plates == sites[0].ind_plates and s.ind_shape == sites[0].ind_shape for s in sites)
     if same and len(sites) > 2 and all(s.coupled_size == 1 for s in sites) and len({s.num_values for s in sites}) == 1:
         path = enum.path_order(group, edges)

@@ -90,10 +90,11 @@ def scan(f: Callable, init, xs, length: int | None = None, reverse: bool = False
       xs: a pytree of arrays scanned along their leading axis (or None, with `length`).
       length: the number of steps (needed when `xs` is None).
       reverse: run from the last step to the first (outputs stay in the order of `xs`).
-      history: NumPyro's number of previous steps visible to discrete enumeration. A
-        discrete site inside the scan is summed out (gradient methods) as a Markov chain of
-        order 1 (`ppl.compile.marginal.ScanChain`), so a value above 1 is refused there; a
-        continuous model is the same for any value.
+      history: NumPyro's number of previous steps visible to discrete enumeration: the
+        order of the Markov chain that the discrete sites of the body form (each step's
+        terms may depend on the discrete values of this many earlier steps, through the
+        carry). Gradient methods sum them out with the forward algorithm
+        (`ppl.compile.marginal.ScanChain`); a continuous model is the same for any value.
 
     Returns:
       ``(final carry, stacked y)``, as `jax.lax.scan`.
@@ -120,7 +121,8 @@ def scan(f: Callable, init, xs, length: int | None = None, reverse: bool = False
         raise NotImplementedError("ppl.scan inside the body of another ppl.scan is not supported; write the "
                                   "inner loop with vectorised operations and ppl.plate.")
     body_sites, key_calls = _trial_trace(f, init, xs, outer)
-    slots = [_Slot.send(site, length, history) for site in body_sites]
+    together = tuple(site.name for site in body_sites)
+    slots = [_Slot.send(site, length, history, together) for site in body_sites]
     key_slots = [_send_key_request() for _ in range(key_calls)]
     plans = {slot.site.name: slot.plan() for slot in slots}
     rows = {slot.site.name: slot.rows(plans[slot.site.name]) for slot in slots}
@@ -370,15 +372,16 @@ class _Slot:
     placeholder: Any  # the value the body gives (observed data, a value set inside the body)
 
     @classmethod
-    def send(cls, site: _BodySite, length: int, history: int = 1) -> _Slot:
+    def send(cls, site: _BodySite, length: int, history: int = 1, together: tuple = ()) -> _Slot:
         """Build the stacked message and let the handlers around the scan process it (its
-        `infer` records the scan's `history` as "scan_history", for the enumeration)."""
+        `infer` records, for the enumeration, the scan's `history` as "scan_history" and the
+        names of the scan's sites, `together`, as "scan_sites")."""
         dist = None if site.facts is None else scanned_dist.pending(site.facts._replace(length=length))
         placeholder = None
         if site.kind == "observed" or site.preset:
             placeholder = jnp.zeros((length,) + site.shape, site.dtype)
         msg = Message(name=site.name, kind=site.kind, dist=dist, value=placeholder, plates=site.plates,
-                      infer={**site.infer, "scan_history": history})
+                      infer={**site.infer, "scan_history": history, "scan_sites": together})
         return cls(site, msg, process_stack(msg), length, placeholder)
 
     def plan(self) -> _Plan:

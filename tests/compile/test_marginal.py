@@ -92,6 +92,46 @@ def survival_scan(ys):  # capture-recapture: a continuous site per step, before 
     ppl.scan(step, jnp.ones(ys.shape[1], jnp.result_type(int)), ys)
 
 
+def factorial_scan(ys):  # two interacting chains in one scan (hmm_enum's models 3 and 4), per sequence
+    p = ppl.sample("p", dist.Beta(2.0, 2.0))
+
+    def step(carry, y_t):
+        x_prev, w_prev = carry
+        with ppl.plate("sequences", ys.shape[1]):
+            stay = jnp.where((x_prev == 0)[..., None], jnp.stack([p, 1 - p]), jnp.stack([1 - p, p]))
+            x = ppl.sample("x", dist.Categorical(stay))
+            w = ppl.sample("w", dist.Categorical(jnp.where((w_prev == x)[..., None], jnp.array([0.6, 0.3, 0.1]),
+                                                           jnp.array([0.2, 0.3, 0.5]))))
+            ppl.observe("y", dist.Normal(2.0 * x + w, 1.0), y_t)
+        return (x, w), None
+
+    zeros = jnp.zeros(ys.shape[1], jnp.result_type(int))
+    ppl.scan(step, (zeros, zeros), ys)
+
+
+def second_order_scan(y):  # x_t depends on x_{t-1} and x_{t-2} (hmm_enum's model 6)
+    p = ppl.sample("p", dist.Beta(2.0, 2.0))
+
+    def step(carry, y_t):
+        a, b = carry
+        x = ppl.sample("x", dist.Categorical(jnp.where(a == b, jnp.stack([p, 1 - p]), jnp.stack([1 - p, p]))))
+        ppl.observe("y", dist.Normal(2.0 * x, 1.0), y_t)
+        return (b, x), None
+
+    ppl.scan(step, (0, 0), y, history=2)
+
+
+def independent_steps_scan(y):  # history=0: each step's site on its own
+    p = ppl.sample("p", dist.Beta(2.0, 2.0))
+
+    def step(carry, y_t):
+        x = ppl.sample("x", dist.Bernoulli(p))
+        ppl.observe("y", dist.Normal(2.0 * x, 1.0), y_t)
+        return carry, None
+
+    ppl.scan(step, 0, y, history=0)
+
+
 def two_levels(y):  # a global site, and per-item sites whose prior depends on it
     q = ppl.sample("q", dist.Beta(1.0, 1.0))
     g = ppl.sample("g", dist.Bernoulli(q))
@@ -122,6 +162,10 @@ CASES = [
      "4 steps of x in ppl.scan"),
     (survival_scan, jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), [("z", (3, 2), 2)],
      "3 steps of z in ppl.scan"),
+    (factorial_scan, jnp.array([[0.1, 2.0], [3.9, 1.1], [2.2, -0.3]]), [("x", (3, 2), 2), ("w", (3, 2), 3)],
+     "3 steps of x, w in ppl.scan (6 values)"),
+    (second_order_scan, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [("x", (5,), 2)], "(2 values, order 2)"),
+    (independent_steps_scan, jnp.array([0.1, 2.2, 1.9]), [("x", (3,), 2)], "(2 values, order 0)"),
     (two_levels, jnp.array([0.1, 3.2, 2.9, 0.0]), [("g", (), 2), ("z", (4,), 2)], "two plate levels"),
     (coupled, jnp.array(1.5), [("z", (3,), 2)], "summed over 8 joint values"),
     (joint_in_plate, jnp.array([0.3, 1.9, -0.4]), [("a", (3,), 2), ("b", (3,), 3)], "summed over 6 joint values"),
@@ -145,10 +189,12 @@ def test_marginal_equals_the_brute_force_sum_and_its_gradient_is_right(model, y,
 
 
 def test_most_probable_values_are_the_brute_force_argmax():
-    """temperature 0: the Viterbi path of the HMM, and the per-element modes of the two-level
-    model (given the continuous values), equal the argmax over every joint value."""
+    """temperature 0: the Viterbi path of the HMMs (of order 1 and 2, of one site and two per
+    step), and the per-element modes of the two-level model (given the continuous values),
+    equal the argmax over every joint value."""
     cases = {c[0].__name__: c for c in CASES}
-    for model, y, sites, _ in [cases["hmm"], cases["hmm_scan_plate"], cases["two_levels"]]:
+    names = ["hmm", "hmm_scan_plate", "factorial_scan", "second_order_scan", "independent_steps_scan", "two_levels"]
+    for model, y, sites, _ in [cases[n] for n in names]:
         ld = compile_model(model, y)
         m = marginalize(ld)
         zc = jnp.array([0.4])
@@ -159,17 +205,22 @@ def test_most_probable_values_are_the_brute_force_argmax():
             np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(v), err_msg=name)
 
 
-def test_conditional_draws_have_the_exact_frequencies():
-    """temperature 1 on the two-level model: 4000 draws of (g, z) given q; each joint value's
-    frequency is within 4.5 binomial sds of its exact conditional probability."""
-    ld = compile_model(two_levels, jnp.array([0.1, 3.2, 2.9, 0.0]))
+@pytest.mark.parametrize("name", ["two_levels", "factorial_scan", "second_order_scan"])
+def test_conditional_draws_have_the_exact_frequencies(name):
+    """temperature 1: 4000 draws of the discrete sites given the continuous ones (the
+    two-level model's (g, z); the forward-filtering backward-sampling of two chains in one
+    scan, and of a second-order chain); each joint value's frequency is within 4.5 binomial
+    sds (+ 1e-3, a value drawn a few times) of its exact conditional probability."""
+    model, y, sites, _ = {c[0].__name__: c for c in CASES}[name]
+    ld = compile_model(model, y)
     m = marginalize(ld)
     zc = jnp.array([0.4])
     draws = jax.jit(jax.vmap(lambda k: m.draw_discrete(zc, k)))(jax.random.split(jax.random.PRNGKey(1), 4000))
-    keys = np.concatenate([np.asarray(draws["g"])[:, None], np.asarray(draws["z"])], axis=1)
-    values, lps = joint_log_probs(ld, m, zc, [("g", (), 2), ("z", (4,), 2)])
+    keys = np.concatenate([np.asarray(draws[n]).reshape(4000, -1) for n, _, _ in sites], axis=1)
+    values, lps = joint_log_probs(ld, m, zc, sites)
     probs = np.exp(np.asarray(lps - jax.nn.logsumexp(lps)))
-    joint = np.concatenate([np.asarray(values["g"])[:, None], np.asarray(values["z"])], axis=1)
+    joint = np.concatenate([np.asarray(values[n]).reshape(len(probs), -1) for n, _, _ in sites], axis=1)
+    assert probs.max() > 0.01  # some values are drawn often: the test can fail
     for row, p in zip(joint, probs):
         freq = np.mean(np.all(keys == row, axis=1))
         assert abs(freq - p) <= 4.5 * np.sqrt(p * (1 - p) / len(keys)) + 1e-3, (row, freq, p)
@@ -230,16 +281,29 @@ def test_sites_that_cannot_be_summed_are_refused_naming_them():
     with pytest.raises(ValueError, match=r"\['z'\].*4096 joint values.*ppl.plate.*gibbs"):
         ppl.infer(many, jnp.array(1.0), method="map")
 
-    def two_in_a_scan(y):
+    def long_memory(y):  # history=3 over two sites of 2 and 3 values: 6^4 window values
         def step(carry, y_t):
-            x = ppl.sample("x", dist.Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]])[carry[0]]))
-            w = ppl.sample("w", dist.Bernoulli(jnp.where(carry[1] == 1, 0.8, 0.3)))
-            ppl.observe("y", dist.Normal(2.0 * x + w, 1.0), y_t)
-            return (x, w), None
-        ppl.scan(step, (0, 0), y)
+            x = ppl.sample("x", dist.Categorical(jnp.where(carry[0] == carry[2], jnp.array([0.7, 0.3]),
+                                                           jnp.array([0.3, 0.7]))))
+            w = ppl.sample("w", dist.Categorical(jnp.array([0.2, 0.3, 0.5])))
+            ppl.observe("y", dist.Normal(2.0 * x + w, 1.0), y_t)  # x and w interact here
+            return (carry[1], x, w), None
+        ppl.scan(step, (0, 0, 0), y, history=3)
 
-    with pytest.raises(ValueError, match=r"inside ppl.scan.*\['x', 'w'\] interact.*Python for loop"):
-        ppl.infer(two_in_a_scan, jnp.zeros(3), method="nuts")
+    with pytest.raises(ValueError, match=r"\['x', 'w'\] inside ppl.scan.*history=3.*1296 values.*Python for loop"):
+        ppl.infer(long_memory, jnp.zeros(5), method="nuts")
+
+    def global_switch(y):  # a discrete site outside the scan that its steps read
+        g = ppl.sample("g", dist.Bernoulli(0.5))
+
+        def step(carry, y_t):
+            x = ppl.sample("x", dist.Categorical(jnp.array([[0.9, 0.1], [0.1, 0.9]])[carry]))
+            ppl.observe("y", dist.Normal(2.0 * x + g, 1.0), y_t)
+            return x, None
+        ppl.scan(step, 0, y)
+
+    with pytest.raises(ValueError, match=r"\['g', 'x'\] inside ppl.scan.*not all sites of one ppl.scan"):
+        ppl.infer(global_switch, jnp.zeros(3), method="nuts")
     with pytest.raises(ValueError, match=r"gibbs: discrete latent site 'x' is inside ppl.scan"):
         ppl.infer(hmm_scan, jnp.zeros(3), method="gibbs")
 
