@@ -40,6 +40,8 @@ from ppl.infer.autoguide import AutoGuide
 from ppl.infer.elbo import ELBO_TYPES
 from ppl.method.flags import PplWarning
 from ppl.optim import as_optax
+from ppl.runtime import chunks, progress
+from ppl.runtime.interrupt import Interrupt
 from ppl.vi.families import AutoFamily, FunctionFamily, subsampled_plates
 from ppl.vi.method import VI, fit_step, surrogate_and_value
 from ppl.vi.objectives import OBJECTIVE_TYPES
@@ -306,8 +308,10 @@ class SVI:
     def run(self, rng_key, num_steps, *args, progress_bar=True, stable_update=False, init_state=None,
             init_params=None, **kwargs) -> SVIRunResult:
         """`num_steps` steps from `init_state` (default: `init(rng_key, ...)`), compiled as one
-        loop (in up to 20 chunks with the progress bar): `SVIRunResult(params, state, losses)`.
-        Warns when steps were skipped for a non-finite loss or gradient."""
+        loop run a chunk of about a second at a time (at least 20 chunks with the progress
+        bar): `SVIRunResult(params, state, losses)`. Warns when steps were skipped for a
+        non-finite loss or gradient. Ctrl-C stops it after the chunk in flight and returns the
+        fit so far, with a warning (a second Ctrl-C aborts at once)."""
         if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
             raise ValueError(f"SVI.run: num_steps must be a positive integer, got {num_steps!r}.")
         num_steps = int(num_steps)
@@ -325,26 +329,28 @@ class SVI:
         show = bool(progress_bar) and num_steps >= MAX_CHUNKS
         length = math.ceil(num_steps / MAX_CHUNKS) if show else num_steps
         losses = []
-        bar = None
-        if show:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=num_steps, desc="SVI")
-        done = 0
-        while done < num_steps:
-            active = min(length, num_steps - done)
-            state, chunk = self._chunk_jit(bound.ld, bound.keyed, state, length, active)
-            losses.append(np.asarray(chunk)[:active])
-            done += active
-            if bar is not None:
-                bar.update(active)
-                bar.set_postfix(loss=f"{float(losses[-1][-1]):.4g}")
-        if bar is not None:
-            bar.close()
-        losses = np.concatenate(losses)
+        def run_chunk(g, state, active):  # on the chunk loop's worker thread
+            return jax.block_until_ready(self._chunk_jit(bound.ld, bound.keyed, state, length, active))
+
+        def on_chunk(c: chunks.Chunk):
+            losses.append(np.asarray(c.outputs)[: c.n])
+            bar.update(0, c.n, loss=f"{float(losses[-1][-1]):.4g}")
+
+        # A chunk of about a second at a time (at most `length` steps), so that Ctrl-C stops
+        # the run after the chunk in flight and returns the fit so far (a second Ctrl-C aborts).
+        work = [chunks.Group(state, 0, num_steps)]
+        with Interrupt("svi") as interrupt, progress.Bars(show, ["SVI"], [num_steps]) as bar:
+            interrupted = chunks.run(run_chunk, work, lambda g, start, n: n, length, on_chunk, concurrent=False,
+                                     interrupt=interrupt)
+        state, done = work[0].state, work[0].start
+        if interrupted:
+            warnings.warn(f"svi: interrupted after {done} of {num_steps} steps; the result holds the fit so far "
+                          f"(continue with svi.run(..., init_state=result.state)).", PplWarning, stacklevel=2)
+        losses = np.concatenate(losses) if losses else np.zeros((0,), np.float32)
         skipped = int(state.optim_state.num_nonfinite) - before
         if skipped:
-            warnings.warn(f"svi: {skipped} of {num_steps} steps had a non-finite loss or gradient and were skipped "
+            warnings.warn(f"svi: {skipped} of {done} steps had a non-finite loss or gradient and were skipped "
                           f"(params kept); lower the step size or check the model and guide (the count is in "
                           f"state.optim_state.num_nonfinite).", PplWarning, stacklevel=2)
         return SVIRunResult(self.get_params(state), state, jnp.asarray(losses))

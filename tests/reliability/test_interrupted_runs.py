@@ -53,3 +53,57 @@ def test_sigint_ends_a_long_run_within_the_timeout():
         child.communicate()
         pytest.fail("the run did not end within 90 s of SIGINT")
     assert "interrupted" in out or "returned True" in out, (out, err[-2000:])
+
+
+SVI_CHILD = r"""
+import warnings
+import jax
+import jax.numpy as jnp
+import ppl
+from ppl import dist
+from ppl.infer import SVI, Trace_ELBO
+
+def model(y):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    with ppl.plate("n", y.shape[0]):
+        ppl.observe("y", dist.Normal(mu, 1.0), y)
+
+def guide(y):
+    loc = ppl.param("loc", 0.0)
+    ppl.sample("mu", dist.Normal(loc, 0.1))
+
+y = jnp.linspace(-1.0, 1.0, 50)
+svi = SVI(model, guide, ppl.optim.Adam(0.01), Trace_ELBO())
+print("ready", flush=True)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    r = svi.run(jax.random.PRNGKey(0), 2_000_000_000, y, progress_bar=False)  # hours unless interrupted
+done = int(r.state.optim_state.step)
+print("returned", done, len(r.losses), any("interrupted after" in str(w.message) for w in caught), flush=True)
+more = svi.run(jax.random.PRNGKey(0), 10, y, progress_bar=False, init_state=r.state)
+print("continued", int(more.state.optim_state.step) - done, flush=True)
+"""
+
+
+@pytest.mark.timeout(150)
+def test_sigint_stops_svi_run_and_returns_the_fit_so_far():
+    """NumPyro's `SVI.run` loses every step on Ctrl-C; ppl's returns the steps done (its
+    losses, one per step, and a state to continue from), with a warning."""
+    env = dict(os.environ, PPL_COMPILE_CACHE="0")
+    child = subprocess.Popen([sys.executable, "-c", SVI_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, preexec_fn=_ctrl_c_on)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(6)  # compiled and stepping by now
+        assert child.poll() is None, "the run ended before it was interrupted"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail("svi.run did not end within 90 s of SIGINT")
+    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    assert "returned" in lines, (out, err[-2000:])
+    done, num_losses, warned = lines["returned"].split()
+    assert 0 < int(done) < 2_000_000_000 and int(num_losses) == int(done) and warned == "True", out
+    assert lines["continued"] == "10", out
