@@ -172,7 +172,9 @@ class ScanChain:
     The potentials come from J^(h+1) candidates: candidate m = (c_0, ..., c_h) in base J
     sets X_t = c_{t mod (h+1)}, so a term at step t sees the window (c_{(t-h) mod (h+1)}, ...,
     c_{t mod (h+1)}), every index of c once: over the candidates, every joint value of the
-    window (for h = 1: x_t = a at even steps and b at odd ones). Steps t < h see fewer
+    window (for h = 1: x_t = a at even steps and b at odd ones). A `reverse` scan runs from
+    step T-1 down to 0: its chain is summed in that order (step t reads X_t, ..., X_{t+h}).
+    Steps t < h see fewer
     earlier steps (the scan's initial carry is not a site): their terms are constant along
     the window's places before step 0, which the forward pass sums over like any other, so
     its total counts each sequence J^h times (subtracted; the draws are not affected)."""
@@ -180,6 +182,7 @@ class ScanChain:
     sites: Tuple[enum.DiscreteSite, ...]
     history: int
     terms: Tuple[enum.Term, ...]
+    reverse: bool = False
 
     @property
     def steps(self) -> int:
@@ -218,18 +221,21 @@ class ScanChain:
         return self._values(digits[jnp.arange(self.steps) % p], dtype)
 
     def _potentials(self, terms):
-        """psi (T, J^(h+1), *ind): step t's log potential at the window (X_{t-h}, ..., X_t),
-        flattened with X_{t-h} most significant."""
-        p, j, steps = self.history + 1, self.joint, self.steps
+        """psi (T, J^(h+1), *ind) in the order the scan runs (tau = t, or T-1-t for a reverse
+        scan): step tau's log potential at the window (X_{tau-h}, ..., X_tau) of the steps run
+        before it, flattened with X_{tau-h} most significant."""
+        p, h, j, steps = self.history + 1, self.history, self.joint, self.steps
         lp = _sum_terms(self.terms, terms, self.size)  # (J^p, T, *ind)
         rest = lp.shape[2:]
         lp = jnp.moveaxis(lp.reshape((j,) * p + (steps,) + rest), p, 0)  # (T, c_0, ..., c_h, *ind)
+        if self.reverse:
+            lp = lp[::-1]
         psi = 0.0
-        phase = jnp.arange(steps) % p
-        for r in range(p):  # step t = r mod p: window position i holds digit (r + 1 + i) mod p
-            order = (0,) + tuple(1 + (r + 1 + i) % p for i in range(p)) + tuple(range(p + 1, lp.ndim))
+        phase = (steps - 1 - jnp.arange(steps) if self.reverse else jnp.arange(steps)) % p  # X_tau's digit
+        for r in range(p):  # window position i (step tau-h+i) holds the digit of that step
+            order = (0,) + tuple(1 + ((r + h - i) if self.reverse else (r - h + i)) % p for i in range(p))
             mine = (phase == r).reshape((steps,) + (1,) * (lp.ndim - 1))
-            psi = jnp.where(mine, jnp.transpose(lp, order), psi)
+            psi = jnp.where(mine, jnp.transpose(lp, order + tuple(range(p + 1, lp.ndim))), psi)
         return psi.reshape((steps, j ** p) + rest)
 
     def _forward(self, psi, temperature):
@@ -259,7 +265,7 @@ class ScanChain:
         keys = jax.random.split(key, self.steps + 1)
         if h == 0:  # independent steps
             states = jax.vmap(lambda k, lp: enum._choose(k, lp, temperature))(keys[1:], psi)
-            return self._values(states, dtype)
+            return self._values(states[::-1] if self.reverse else states, dtype)
         alphas = self._forward(psi, temperature)
         last = enum._choose(keys[0], alphas[-1], temperature)  # (*ind): window index at T-1
 
@@ -273,7 +279,7 @@ class ScanChain:
             return a * j ** (h - 1) + low, w % j
 
         _, states = jax.lax.scan(back, last, (alphas[:-1], psi, keys[1:]), reverse=True)
-        return self._values(states, dtype)
+        return self._values(states[::-1] if self.reverse else states, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,7 +422,7 @@ def _scan_chain(structure, sites, trace, who):
                                         "them with ppl.plate inside the body)")
     history = infos[0].get("scan_history", 1)
     steps = first.shape[0]
-    chain = ScanChain(tuple(sites), history, ())
+    chain = ScanChain(tuple(sites), history, (), bool(infos[0].get("scan_reverse", False)))
     if chain.size > MAX_STATES:
         raise _scan_refusal(who, names, f"a step's terms read {history + 1} steps (history={history}) of "
                                         f"{chain.joint} joint values each: {chain.size} values to evaluate, "

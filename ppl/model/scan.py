@@ -122,7 +122,7 @@ def scan(f: Callable, init, xs, length: int | None = None, reverse: bool = False
                                   "inner loop with vectorised operations and ppl.plate.")
     body_sites, key_calls = _trial_trace(f, init, xs, outer)
     together = tuple(site.name for site in body_sites)
-    slots = [_Slot.send(site, length, history, together) for site in body_sites]
+    slots = [_Slot.send(site, length, history, together, reverse) for site in body_sites]
     key_slots = [_send_key_request() for _ in range(key_calls)]
     plans = {slot.site.name: slot.plan() for slot in slots}
     rows = {slot.site.name: slot.rows(plans[slot.site.name]) for slot in slots}
@@ -372,16 +372,19 @@ class _Slot:
     placeholder: Any  # the value the body gives (observed data, a value set inside the body)
 
     @classmethod
-    def send(cls, site: _BodySite, length: int, history: int = 1, together: tuple = ()) -> _Slot:
+    def send(cls, site: _BodySite, length: int, history: int = 1, together: tuple = (),
+             reverse: bool = False) -> _Slot:
         """Build the stacked message and let the handlers around the scan process it (its
-        `infer` records, for the enumeration, the scan's `history` as "scan_history" and the
-        names of the scan's sites, `together`, as "scan_sites")."""
+        `infer` records, for the enumeration, the scan's `history` as "scan_history", the
+        names of the scan's sites, `together`, as "scan_sites", and its direction as
+        "scan_reverse")."""
         dist = None if site.facts is None else scanned_dist.pending(site.facts._replace(length=length))
         placeholder = None
         if site.kind == "observed" or site.preset:
             placeholder = jnp.zeros((length,) + site.shape, site.dtype)
         msg = Message(name=site.name, kind=site.kind, dist=dist, value=placeholder, plates=site.plates,
-                      infer={**site.infer, "scan_history": history, "scan_sites": together})
+                      infer={**site.infer, "scan_history": history, "scan_sites": together,
+                             "scan_reverse": bool(reverse)})
         return cls(site, msg, process_stack(msg), length, placeholder)
 
     def plan(self) -> _Plan:

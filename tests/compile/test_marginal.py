@@ -109,7 +109,7 @@ def factorial_scan(ys):  # two interacting chains in one scan (hmm_enum's models
     ppl.scan(step, (zeros, zeros), ys)
 
 
-def second_order_scan(y):  # x_t depends on x_{t-1} and x_{t-2} (hmm_enum's model 6)
+def second_order_scan(y, reverse=False):  # x_t depends on x_{t-1} and x_{t-2} (hmm_enum's model 6)
     p = ppl.sample("p", dist.Beta(2.0, 2.0))
 
     def step(carry, y_t):
@@ -118,7 +118,11 @@ def second_order_scan(y):  # x_t depends on x_{t-1} and x_{t-2} (hmm_enum's mode
         ppl.observe("y", dist.Normal(2.0 * x, 1.0), y_t)
         return (b, x), None
 
-    ppl.scan(step, (0, 0), y, history=2)
+    ppl.scan(step, (0, 0), y, history=2, reverse=reverse)
+
+
+def second_order_scan_reversed(y):  # the chain runs from the last step to the first
+    second_order_scan(y, reverse=True)
 
 
 def independent_steps_scan(y):  # history=0: each step's site on its own
@@ -166,6 +170,7 @@ CASES = [
      "3 steps of x, w in ppl.scan (6 values)"),
     (second_order_scan, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [("x", (5,), 2)], "(2 values, order 2)"),
     (independent_steps_scan, jnp.array([0.1, 2.2, 1.9]), [("x", (3,), 2)], "(2 values, order 0)"),
+    (second_order_scan_reversed, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [("x", (5,), 2)], "(2 values, order 2)"),
     (two_levels, jnp.array([0.1, 3.2, 2.9, 0.0]), [("g", (), 2), ("z", (4,), 2)], "two plate levels"),
     (coupled, jnp.array(1.5), [("z", (3,), 2)], "summed over 8 joint values"),
     (joint_in_plate, jnp.array([0.3, 1.9, -0.4]), [("a", (3,), 2), ("b", (3,), 3)], "summed over 6 joint values"),
@@ -193,7 +198,8 @@ def test_most_probable_values_are_the_brute_force_argmax():
     step), and the per-element modes of the two-level model (given the continuous values),
     equal the argmax over every joint value."""
     cases = {c[0].__name__: c for c in CASES}
-    names = ["hmm", "hmm_scan_plate", "factorial_scan", "second_order_scan", "independent_steps_scan", "two_levels"]
+    names = ["hmm", "hmm_scan_plate", "factorial_scan", "second_order_scan", "second_order_scan_reversed",
+             "independent_steps_scan", "two_levels"]
     for model, y, sites, _ in [cases[n] for n in names]:
         ld = compile_model(model, y)
         m = marginalize(ld)
@@ -205,11 +211,11 @@ def test_most_probable_values_are_the_brute_force_argmax():
             np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(v), err_msg=name)
 
 
-@pytest.mark.parametrize("name", ["two_levels", "factorial_scan", "second_order_scan"])
+@pytest.mark.parametrize("name", ["two_levels", "factorial_scan", "second_order_scan", "second_order_scan_reversed"])
 def test_conditional_draws_have_the_exact_frequencies(name):
     """temperature 1: 4000 draws of the discrete sites given the continuous ones (the
     two-level model's (g, z); the forward-filtering backward-sampling of two chains in one
-    scan, and of a second-order chain); each joint value's frequency is within 4.5 binomial
+    scan, and of a second-order chain, also run in reverse); each joint value's frequency is within 4.5 binomial
     sds (+ 1e-3, a value drawn a few times) of its exact conditional probability."""
     model, y, sites, _ = {c[0].__name__: c for c in CASES}[name]
     ld = compile_model(model, y)
