@@ -475,17 +475,25 @@ def scan_error(name, who):
             f"sampler for it (ppl.Gibbs(blocks=[ppl.GibbsBlock('{name}', sampler=fn)])).")
 
 
-def _support_of(name, d, who="gibbs"):
+def _support_of(name, d, who="gibbs", scanned=False):
     if not getattr(d, "has_enumerate_support", False):
         raise infinite_support_error(name, d, who)
     try:
         values = np.asarray(d.enumerate_support(expand=False))
-    except (NotImplementedError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError) as e:
+    except (jax.errors.UnexpectedTracerError, jax.errors.ConcretizationTypeError, NotImplementedError,
+            jax.errors.TracerArrayConversionError) as e:
+        if not scanned:
+            raise ValueError(
+                f"{who}: cannot enumerate the support of discrete site '{name}' ({type(d).__name__}): {e}. "
+                f"Its support must be the same for every element and must not depend on other latent "
+                f"values (e.g. give Binomial one total_count).") from e
         raise ValueError(
-            f"{who}: cannot enumerate the support of discrete site '{name}' "
-            f"({type(d).__name__}): {e}. Its support must be the same for every element and "
-            f"must not depend on other latent values (e.g. give Binomial one total_count)."
-        ) from e
+            f"{who}: cannot enumerate the support of discrete site '{name}' ({type(d).__name__}) inside "
+            f"ppl.scan: the parameters that set its values (a Binomial's total_count, a "
+            f"DiscreteUniform's bounds) are stacked over the steps as traced arrays, so they are not "
+            f"known when the model is analysed. Write it as a Categorical over its values (probs "
+            f"from its probability mass function; add the support's lowest value where it is used), or "
+            f"use a Python for loop over time.") from e
     k = values.shape[0]
     event = tuple(d.event_shape)
     return values.reshape((k,) + event), k
@@ -550,7 +558,7 @@ def analyze(ld, names, key=None, check_plates=True, traced=None, who="gibbs") ->
         if scanned and who == "gibbs":
             raise scan_error(name, who)
         d, reinterpreted = _elementwise(site.dist.steps if scanned else site.dist)
-        values, k = _support_of(name, d, who)
+        values, k = _support_of(name, d, who, scanned)
         dependents = [t for t, dep in deps.items() if name in dep]
         plates = _independent_plates(site, dependents, term_plates, term_shape)
         nb = len(site.dist.batch_shape)
@@ -569,7 +577,12 @@ def analyze(ld, names, key=None, check_plates=True, traced=None, who="gibbs") ->
     structure = ModelStructure(sites, tuple(n for n in all_discrete if n in names),
                                {k: len(v) for k, v in term_shape.items()}, term_plates, deps)
     if check_plates:
-        _verify_plates(ld, jax.random.PRNGKey(0) if key is None else key, structure, who=who)
+        histories = {n: (tr[n].infer.get("scan_history", 1), bool(tr[n].infer.get("scan_reverse", False)))
+                     for n, ds in sites.items() if ds.scanned}
+        scans = {k: tr[k[: -len(JACOBIAN)] if k.endswith(JACOBIAN) else k].infer.get("scan_sites")
+                 for k in list(term_shape) + list(sites)}
+        _verify_plates(ld, jax.random.PRNGKey(0) if key is None else key, structure, who=who, histories=histories,
+                       scans=scans)
     return structure
 
 
@@ -580,14 +593,23 @@ def keep_axes(structure, site: DiscreteSite, term: str):
     return tuple(ndim + dims[p] for p in site.ind_plates)
 
 
-def _verify_plates(ld, key, structure, seed=0, who="gibbs"):
+def _verify_plates(ld, key, structure, seed=0, who="gibbs", histories=None, scans=None):
     """Numerical check of the declared plate independence at a random state: setting one
     element of a site to another value must change its dependent terms only at that
     element's plate position. Two perturbations per site (values j and j + 1 mod K, so at
-    least one differs from the current value), all evaluated in one compiled probe."""
-    # (A site inside ppl.scan is not probed: its steps' plates are the body's own.)
+    least one differs from the current value), all evaluated in one compiled probe.
+
+    A site inside ppl.scan is perturbed at the scan's first step t (`_check_scan_trial`):
+    its terms in the same scan (`scans`: site or term name -> its scan's sites) may change
+    only at that element of its plates, and only at steps t to t + h, h the scan's `history`
+    (`histories`: name -> (h, reverse)), which the forward algorithm relies on.
+
+    The continuous coordinates are drawn uniform(-1, 1) (at 0 a symmetric model can hide a
+    dependence: a Beta's p = 1/2 is the same either way)."""
+    histories = histories or {}
     blocked = [s for s in structure.sites.values() if s.ind_plates and s.num_values > 1 and not s.scanned]
-    if not blocked:
+    scanned = [s for s in structure.sites.values() if s.scanned and s.num_values > 1]
+    if not blocked and not scanned:
         return
     rng = np.random.default_rng(seed)
     trials = []
@@ -596,10 +618,16 @@ def _verify_plates(ld, key, structure, seed=0, who="gibbs"):
         e = tuple(int(rng.integers(n)) for n in s.ind_shape)
         j = int(rng.integers(s.num_values))
         trials += [(s, c, e, j), (s, c, e, (j + 1) % s.num_values)]
+    scan_trials = []
+    for s in scanned:
+        e = tuple(int(rng.integers(n)) for n in s.ind_shape)
+        j = int(rng.integers(s.num_values))
+        first = s.shape[0] - 1 if histories.get(s.name, (1, False))[1] else 0
+        scan_trials += [(s, first, e, j), (s, first, e, (j + 1) % s.num_values)]
 
-    # The state: continuous sites at 0 in unconstrained space, discrete ones uniform over
-    # their supports (built on the host: no model run to compile besides the probe).
-    z0 = np.zeros(ld.dim)
+    # The state: continuous sites uniform(-1, 1) in unconstrained space, discrete ones uniform
+    # over their supports (built on the host: no model run to compile besides the probe).
+    z0 = rng.uniform(-1.0, 1.0, ld.dim)
     for s in structure.sites.values():
         support = np.asarray(s.support, float).reshape((s.num_values, -1))
         z0[s.offset: s.offset + s.size] = np.broadcast_to(
@@ -608,7 +636,12 @@ def _verify_plates(ld, key, structure, seed=0, who="gibbs"):
     zs = [z0]
     for s, c, e, j in trials:
         zs.append(s.set(z0, s.get(z0).at[(c,) + e].set(s.support_array(z0.dtype)[j])))
+    for s, t, e, j in scan_trials:
+        zs.append(_set_step(s, z0, t, e, s.support_array(z0.dtype)[j]))
     terms = jax.tree.map(np.asarray, jax.jit(jax.vmap(lambda z: site_terms(ld, z)))(jnp.stack(zs)))
+    for i, trial in enumerate(scan_trials, start=1 + len(trials)):
+        _check_scan_trial(structure, terms, i, trial, histories.get(trial[0].name, (1, False))[0], who,
+                          scans or {})
     failed = {}
     for i, (s, c, e, j) in enumerate(trials, start=1):
         if s.name in failed:
@@ -636,6 +669,57 @@ def _verify_plates(ld, key, structure, seed=0, who="gibbs"):
         )
         nb = len(s.batch_shape)
         structure.sites[name] = dataclasses.replace(s, ind_plates=(), ind_axes=(), coupled_axes=tuple(range(nb)))
+
+
+def _set_step(s: DiscreteSite, z, t, e, value):
+    """`z` with site `s` (inside ppl.scan) set to `value` at step `t`, element `e` of its
+    plates (every position of its other batch axes)."""
+    v = jax.lax.slice_in_dim(z, s.offset, s.offset + s.size).reshape(s.shape)
+    index = [t]
+    for a in range(1, len(s.batch_shape)):
+        if a in s.ind_axes:
+            index.append(e[s.ind_axes.index(a)])
+        else:
+            index.append(slice(None))
+    v = v.at[tuple(index)].set(value)
+    return jax.lax.dynamic_update_slice_in_dim(z, v.reshape(-1).astype(z.dtype), s.offset, 0)
+
+
+def _check_scan_trial(structure, terms, i, trial, history, who, scans):
+    """Raise if changing site `s` at step `t`, element `e` (probe row `i`) changed one of its
+    terms of the same scan at another element of its plates, or more than `history` steps
+    away."""
+    s, t, e, _ = trial
+    steps = s.shape[0]
+    for k, d in structure.deps.items():
+        if s.name not in d or scans.get(k) != scans.get(s.name) or terms[k].ndim < 2:
+            continue  # a term outside the scan: refused when the plan is made
+        changed = ~np.isclose(terms[k][i], terms[k][0], rtol=1e-6, atol=1e-6, equal_nan=True)
+        keep = (0,) + keep_axes(structure, s, k)
+        other = tuple(a for a in range(changed.ndim) if a not in keep)
+        changed = changed.any(axis=other) if other else changed  # (T, *ind)
+        elsewhere = changed.copy()
+        elsewhere[(slice(None),) + e] = False
+        if elsewhere.any():
+            raise ValueError(
+                f"method '{who}': site '{s.name}' inside ppl.scan is declared inside plate(s) "
+                f"{list(s.ind_plates)}, but changing one of its elements at step {t} changed the term "
+                f"'{k}' at other positions of the plate: the plate's independence does not hold (look for "
+                f"sums or shifts over the plate in the scan's body), and the forward algorithm sums each "
+                f"element's chain on its own. Move that dimension out of the plate, or use "
+                f"method=\"gibbs\" with a Python for loop over time.")
+        far = [u for u in np.flatnonzero(changed[(slice(None),) + e].reshape(steps, -1).any(axis=1))
+               if abs(int(u) - t) > history]
+        if far:
+            step = max((int(u) for u in far), key=lambda u: abs(u - t))
+            lag = abs(step - t)
+            raise ValueError(
+                f"method '{who}': site '{s.name}' is inside ppl.scan(history={history}), but changing its "
+                f"value at step {t} changed the term '{k}' at step {step}, {lag} steps away: the "
+                f"scan's body reads discrete values from more than {history} steps back (through its "
+                f"carry), which the forward algorithm with history={history} would sum wrongly. Pass "
+                f"history={lag} or more to ppl.scan if the body reads at most that many steps back, or "
+                f"use method=\"gibbs\" with a Python for loop over time.")
 
 
 def terms_for(structure, group, role_of=None):

@@ -46,7 +46,6 @@ import numpy as np
 from ppl.compile import enumerate as enum
 from ppl.compile.logdensity import LogDensity, LogJoint
 from ppl.model import handlers
-from ppl.model.scanned_dist import is_scanned
 
 MAX_STATES = 1024
 
@@ -375,8 +374,10 @@ class Plan:
             names = ", ".join(s.name for s in g.sites)
             if isinstance(g, ScanChain):
                 order = f", order {g.history}" if g.history != 1 else ""
+                plates = g.sites[0].ind_plates
                 out.append(f"forward algorithm over the {g.steps} steps of {names} in ppl.scan "
-                           f"({g.joint} values{order})")
+                           f"({g.joint} values{order})" + (", in reverse" if g.reverse else "")
+                           + (f", vectorised over plate(s) {list(plates)}" if plates else ""))
             elif isinstance(g, Chain):
                 out.append(f"forward algorithm over the chain {names} ({g.sites[0].num_values} values)")
             elif isinstance(g, Nested):
@@ -421,7 +422,6 @@ def _scan_chain(structure, sites, trace, who):
         raise _scan_refusal(who, names, "their elements are not independent along the same plates (declare "
                                         "them with ppl.plate inside the body)")
     history = infos[0].get("scan_history", 1)
-    steps = first.shape[0]
     chain = ScanChain(tuple(sites), history, (), bool(infos[0].get("scan_reverse", False)))
     if chain.size > MAX_STATES:
         raise _scan_refusal(who, names, f"a step's terms read {history + 1} steps (history={history}) of "
@@ -432,12 +432,19 @@ def _scan_chain(structure, sites, trace, who):
         if not d & set(names):
             continue
         owner = trace[t[: -len(enum.JACOBIAN)] if t.endswith(enum.JACOBIAN) else t]
-        if t.endswith(enum.JACOBIAN) or not is_scanned(owner.dist) or owner.dist.batch_shape[:1] != (steps,):
+        if owner.infer.get("scan_sites") != infos[0].get("scan_sites"):
             raise ValueError(
                 f"method '{who}' sums the discrete sites {names} inside ppl.scan out step by step, "
                 f"but the term '{t}' outside that scan depends on them (through the scan's carry or "
                 f"outputs); only the scan's own sites may use them. Use method=\"gibbs\" with a "
                 f"Python loop instead of ppl.scan.")
+        if t.endswith(enum.JACOBIAN):
+            raise ValueError(
+                f"method '{who}' sums the discrete sites {names} inside ppl.scan out step by step, "
+                f"but the support of the continuous site '{owner.name}' in the scan depends on them, "
+                f"and its log-Jacobian is one sum over the steps, which cannot be split per step. Give "
+                f"'{owner.name}' a support that does not depend on them (e.g. scale a fixed-support "
+                f"draw by them), or use method=\"gibbs\" with a Python for loop over time.")
         terms.append(enum.Term(t, structure.term_ndim[t], (0,) + enum.keep_axes(structure, first, t)))
     return dataclasses.replace(chain, terms=tuple(terms))
 

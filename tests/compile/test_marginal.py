@@ -125,6 +125,17 @@ def second_order_scan_reversed(y):  # the chain runs from the last step to the f
     second_order_scan(y, reverse=True)
 
 
+def factor_scan(y):  # the body scores each step with ppl.factor (a term with no distribution)
+    p = ppl.sample("p", dist.Beta(2.0, 2.0))
+
+    def step(carry, y_t):
+        x = ppl.sample("x", dist.Bernoulli(jnp.where(carry == 1, p, 1 - p)))
+        ppl.factor("f", -0.5 * (y_t - 2.0 * x) ** 2)
+        return x, None
+
+    ppl.scan(step, 0, y)
+
+
 def independent_steps_scan(y):  # history=0: each step's site on its own
     p = ppl.sample("p", dist.Beta(2.0, 2.0))
 
@@ -163,14 +174,16 @@ CASES = [
     (hmm, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [(f"x{t}", (), 2) for t in range(5)], "forward algorithm"),
     (hmm_scan, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [("x", (5,), 2)], "5 steps of x in ppl.scan"),
     (hmm_scan_plate, jnp.array([[0.1, 2.0], [2.2, 1.9], [1.9, -0.3], [-0.3, 0.2]]), [("x", (4, 2), 2)],
-     "4 steps of x in ppl.scan"),
+     "4 steps of x in ppl.scan (2 values), vectorised over plate(s) ['sequences']"),
     (survival_scan, jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), [("z", (3, 2), 2)],
      "3 steps of z in ppl.scan"),
     (factorial_scan, jnp.array([[0.1, 2.0], [3.9, 1.1], [2.2, -0.3]]), [("x", (3, 2), 2), ("w", (3, 2), 3)],
      "3 steps of x, w in ppl.scan (6 values)"),
     (second_order_scan, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [("x", (5,), 2)], "(2 values, order 2)"),
     (independent_steps_scan, jnp.array([0.1, 2.2, 1.9]), [("x", (3,), 2)], "(2 values, order 0)"),
-    (second_order_scan_reversed, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [("x", (5,), 2)], "(2 values, order 2)"),
+    (second_order_scan_reversed, jnp.array([0.1, 2.2, 1.9, -0.3, 0.2]), [("x", (5,), 2)],
+     "(2 values, order 2), in reverse"),
+    (factor_scan, jnp.array([0.1, 2.2, 1.9, -0.3]), [("x", (4,), 2)], "4 steps of x in ppl.scan"),
     (two_levels, jnp.array([0.1, 3.2, 2.9, 0.0]), [("g", (), 2), ("z", (4,), 2)], "two plate levels"),
     (coupled, jnp.array(1.5), [("z", (3,), 2)], "summed over 8 joint values"),
     (joint_in_plate, jnp.array([0.3, 1.9, -0.4]), [("a", (3,), 2), ("b", (3,), 3)], "summed over 6 joint values"),
@@ -312,6 +325,73 @@ def test_sites_that_cannot_be_summed_are_refused_naming_them():
         ppl.infer(global_switch, jnp.zeros(3), method="nuts")
     with pytest.raises(ValueError, match=r"gibbs: discrete latent site 'x' is inside ppl.scan"):
         ppl.infer(hmm_scan, jnp.zeros(3), method="gibbs")
+
+
+def test_scans_that_break_the_forward_algorithms_assumptions_are_refused():
+    """The forward algorithm over a scan assumes that a step reads discrete values of at most
+    `history` earlier steps, and that the plates in the body make their elements
+    independent. A probe (one change of each site at the scan's first step, at a random
+    continuous point) finds a body that breaks either, where the sum would be wrong without
+    a word (measured before the probe: a carry that accumulates x with history=1, 2 gave
+    -6.97, -7.36 against the exact -7.76); a support that depends on a summed site is refused
+    for its Jacobian, summed over the steps."""
+    y = jnp.array([0.1, 2.2, 1.0, -0.3])
+
+    def accumulating(history):
+        def model(y):
+            s = ppl.sample("s", dist.HalfNormal(1.0))
+
+            def step(c, y_t):
+                x = ppl.sample("x", dist.Bernoulli(0.4))
+                ppl.observe("y", dist.Normal(1.0 * (c + x), s + 0.5), y_t)
+                return c + x, None
+            ppl.scan(step, 0, y, history=history)
+        return model
+
+    for history in (0, 1, 2):
+        with pytest.raises(ValueError, match=rf"'x' is inside ppl.scan\(history={history}\).*changed the term 'y' "
+                                             rf"at step 3, 3 steps away.*history=3 or more"):
+            marginalize(compile_model(accumulating(history), y))
+    ld = compile_model(accumulating(3), y)  # honest: exact
+    m = marginalize(ld)
+    np.testing.assert_allclose(float(m.log_prob(jnp.array([0.3]))), brute_force(ld, m, jnp.array([0.3]), [("x", (4,), 2)]),
+                               rtol=2e-5)
+
+    def rolled(ys):  # element i's prior reads element i-1 of the previous step: not independent
+        p = ppl.sample("p", dist.Beta(2.0, 2.0))
+
+        def step(c, y_t):
+            with ppl.plate("n", 2):
+                x = ppl.sample("x", dist.Bernoulli(jnp.where(jnp.roll(c, 1) == 1, p, 1 - p)))
+                ppl.observe("y", dist.Normal(2.0 * x, 1.0), y_t)
+            return x, None
+        ppl.scan(step, jnp.zeros(2, jnp.int32), ys)
+
+    with pytest.raises(ValueError, match=r"'x' inside ppl.scan is declared inside plate\(s\) \['n'\].*other positions"):
+        ppl.infer(rolled, jnp.zeros((3, 2)), method="nuts")
+
+    def support_of_x(y):
+        def step(c, y_t):
+            x = ppl.sample("x", dist.Bernoulli(0.5))
+            s = ppl.sample("s", dist.Uniform(0.0, 1.0 + x))
+            ppl.observe("y", dist.Normal(s, 0.5), y_t)
+            return c, None
+        ppl.scan(step, 0, y)
+
+    with pytest.raises(ValueError, match=r"support of the continuous site 's' in the scan depends on them.*Jacobian"):
+        ppl.infer(support_of_x, y, method="nuts")
+
+    def binomial_steps(y):  # a Binomial's total_count comes out of the scan traced
+        q = ppl.sample("q", dist.Beta(2.0, 2.0))
+
+        def step(c, y_t):
+            x = ppl.sample("x", dist.Binomial(3, jnp.where(c >= 2, q, 1 - q)))
+            ppl.observe("y", dist.Normal(1.0 * x, 0.7), y_t)
+            return x, None
+        ppl.scan(step, 0, y)
+
+    with pytest.raises(ValueError, match=r"support of discrete site 'x' \(BinomialProbs\) inside ppl.scan.*Categorical"):
+        ppl.infer(binomial_steps, y, method="nuts")
 
 
 def test_the_advice_for_chains_a_scan_cannot_sum_is_followable():
