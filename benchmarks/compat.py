@@ -71,6 +71,15 @@ CASES = {
                                                      "chain of either side crosses in 300 draws (chain means 0.78 "
                                                      "and 0.80, sd 0.027); ppl recovers the simulated chain "
                                                      "(test_model_1_recovers_the_simulated_chain)"),
+    "hmm_enum: model_3": ("test_example_hmm_enum", "run", {"model": "3", "hidden_dim": 4},
+                          "two chains w, x in one scan (data of two sticky chains); label-free; NumPyro's "
+                          "chains stick on the self-transitions, ppl's mix (test_ppl_mixes_where_numpyro_sticks)"),
+    "hmm_enum: model_4": ("test_example_hmm_enum", "run", {"model": "4", "hidden_dim": 4},
+                          "x depends on w in one scan (data of two sticky chains); label-free; modes that "
+                          "neither side's chains cross"),
+    "hmm_enum: model_6": ("test_example_hmm_enum", "run", {"model": "6"},
+                          "a second-order chain (history=2), priors masked out as the example does; label-free; "
+                          "NumPyro's chains stick, ppl's mix (test_ppl_mixes_where_numpyro_sticks)"),
 }
 
 # The SVI examples (ppl.infer.SVI, autoguide, ppl.optim): a fit, not draws, so their
