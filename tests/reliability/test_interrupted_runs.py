@@ -37,21 +37,27 @@ def _ctrl_c_on():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.timeout(150)
-def test_sigint_ends_a_long_run_within_the_timeout():
+def _interrupted(script, after_s):
+    """Run `script` in a child process, send it SIGINT `after_s` seconds after it prints
+    "ready", and return its (stdout, stderr); fail if it ends early or within 90 s of SIGINT."""
     env = dict(os.environ, PPL_COMPILE_CACHE="0")
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=env, preexec_fn=_ctrl_c_on)
     try:
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(4)  # compiling or sampling by now: either must end on SIGINT
+        time.sleep(after_s)
         assert child.poll() is None, "the run ended before it was interrupted"
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=90)
+        return child.communicate(timeout=90)
     except subprocess.TimeoutExpired:
         child.kill()
         child.communicate()
         pytest.fail("the run did not end within 90 s of SIGINT")
+
+
+@pytest.mark.timeout(150)
+def test_sigint_ends_a_long_run_within_the_timeout():
+    out, err = _interrupted(CHILD, 4)  # compiling or sampling by now: either must end on SIGINT
     assert "interrupted" in out or "returned True" in out, (out, err[-2000:])
 
 
@@ -89,19 +95,7 @@ print("continued", int(more.state.optim_state.step) - done, flush=True)
 def test_sigint_stops_svi_run_and_returns_the_fit_so_far():
     """NumPyro's `SVI.run` loses every step on Ctrl-C; ppl's returns the steps done (its
     losses, one per step, and a state to continue from), with a warning."""
-    env = dict(os.environ, PPL_COMPILE_CACHE="0")
-    child = subprocess.Popen([sys.executable, "-c", SVI_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env, preexec_fn=_ctrl_c_on)
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(6)  # compiled and stepping by now
-        assert child.poll() is None, "the run ended before it was interrupted"
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.communicate()
-        pytest.fail("svi.run did not end within 90 s of SIGINT")
+    out, err = _interrupted(SVI_CHILD, 6)  # compiled and stepping by now
     lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     assert "returned" in lines, (out, err[-2000:])
     done, num_losses, warned = lines["returned"].split()
