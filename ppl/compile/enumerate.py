@@ -192,6 +192,9 @@ class DiscreteSite:
     ind_axes: Tuple[int, ...]
     coupled_axes: Tuple[int, ...]
     scanned: bool = False
+    scan: Tuple[str, ...] = ()  # inside ppl.scan: the names of that scan's sites
+    history: int = 1  # ... its `history` (the chain's order)
+    reverse: bool = False  # ... and whether it runs from the last step to the first
 
     @property
     def batch_shape(self):
@@ -445,6 +448,7 @@ class ModelStructure:
     term_ndim: Dict[str, int]
     term_plates: Dict[str, Tuple]
     deps: Dict[str, FrozenSet[str]]
+    term_scans: Dict[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)  # term -> its scan's sites
 
 
 def infinite_support_error(name, d, who="gibbs") -> ValueError:
@@ -569,20 +573,19 @@ def analyze(ld, names, key=None, check_plates=True, traced=None, who="gibbs") ->
             num_values=k, ind_plates=tuple(p.name for p in plates), ind_axes=ind_axes,
             coupled_axes=tuple(a for a in range(int(scanned), nb + reinterpreted) if a not in ind_axes),
             scanned=scanned,
+            scan=tuple(site.infer.get("scan_sites", ())) if scanned else (),
+            history=int(site.infer.get("scan_history", 1)), reverse=bool(site.infer.get("scan_reverse", False)),
         )
         if ds.batch_shape != tuple(site.dist.batch_shape) + tuple(site.dist.event_shape)[:reinterpreted]:
             ds = dataclasses.replace(ds, ind_plates=(), ind_axes=(),
                                      coupled_axes=tuple(range(int(scanned), len(ds.batch_shape))))
         sites[name] = ds
+    term_scans = {k: tuple(tr[k[: -len(JACOBIAN)] if k.endswith(JACOBIAN) else k].infer.get("scan_sites", ()))
+                  for k in term_shape}
     structure = ModelStructure(sites, tuple(n for n in all_discrete if n in names),
-                               {k: len(v) for k, v in term_shape.items()}, term_plates, deps)
+                               {k: len(v) for k, v in term_shape.items()}, term_plates, deps, term_scans)
     if check_plates:
-        histories = {n: (tr[n].infer.get("scan_history", 1), bool(tr[n].infer.get("scan_reverse", False)))
-                     for n, ds in sites.items() if ds.scanned}
-        scans = {k: tr[k[: -len(JACOBIAN)] if k.endswith(JACOBIAN) else k].infer.get("scan_sites")
-                 for k in list(term_shape) + list(sites)}
-        _verify_plates(ld, jax.random.PRNGKey(0) if key is None else key, structure, who=who, histories=histories,
-                       scans=scans)
+        _verify_plates(ld, jax.random.PRNGKey(0) if key is None else key, structure, who=who)
     return structure
 
 
@@ -593,20 +596,18 @@ def keep_axes(structure, site: DiscreteSite, term: str):
     return tuple(ndim + dims[p] for p in site.ind_plates)
 
 
-def _verify_plates(ld, key, structure, seed=0, who="gibbs", histories=None, scans=None):
+def _verify_plates(ld, key, structure, seed=0, who="gibbs"):
     """Numerical check of the declared plate independence at a random state: setting one
     element of a site to another value must change its dependent terms only at that
     element's plate position. Two perturbations per site (values j and j + 1 mod K, so at
     least one differs from the current value), all evaluated in one compiled probe.
 
     A site inside ppl.scan is perturbed at the scan's first step t (`_check_scan_trial`):
-    its terms in the same scan (`scans`: site or term name -> its scan's sites) may change
-    only at that element of its plates, and only at steps t to t + h, h the scan's `history`
-    (`histories`: name -> (h, reverse)), which the forward algorithm relies on.
+    its terms in the same scan may change only at that element of its plates, and only at
+    steps t to t + h, h the scan's `history`, which the forward algorithm relies on.
 
     The continuous coordinates are drawn uniform(-1, 1) (at 0 a symmetric model can hide a
     dependence: a Beta's p = 1/2 is the same either way)."""
-    histories = histories or {}
     blocked = [s for s in structure.sites.values() if s.ind_plates and s.num_values > 1 and not s.scanned]
     scanned = [s for s in structure.sites.values() if s.scanned and s.num_values > 1]
     if not blocked and not scanned:
@@ -622,7 +623,7 @@ def _verify_plates(ld, key, structure, seed=0, who="gibbs", histories=None, scan
     for s in scanned:
         e = tuple(int(rng.integers(n)) for n in s.ind_shape)
         j = int(rng.integers(s.num_values))
-        first = s.shape[0] - 1 if histories.get(s.name, (1, False))[1] else 0
+        first = s.shape[0] - 1 if s.reverse else 0
         scan_trials += [(s, first, e, j), (s, first, e, (j + 1) % s.num_values)]
 
     # The state: continuous sites uniform(-1, 1) in unconstrained space, discrete ones uniform
@@ -640,8 +641,7 @@ def _verify_plates(ld, key, structure, seed=0, who="gibbs", histories=None, scan
         zs.append(_set_step(s, z0, t, e, s.support_array(z0.dtype)[j]))
     terms = jax.tree.map(np.asarray, jax.jit(jax.vmap(lambda z: site_terms(ld, z)))(jnp.stack(zs)))
     for i, trial in enumerate(scan_trials, start=1 + len(trials)):
-        _check_scan_trial(structure, terms, i, trial, histories.get(trial[0].name, (1, False))[0], who,
-                          scans or {})
+        _check_scan_trial(structure, terms, i, trial, who)
     failed = {}
     for i, (s, c, e, j) in enumerate(trials, start=1):
         if s.name in failed:
@@ -685,14 +685,14 @@ def _set_step(s: DiscreteSite, z, t, e, value):
     return jax.lax.dynamic_update_slice_in_dim(z, v.reshape(-1).astype(z.dtype), s.offset, 0)
 
 
-def _check_scan_trial(structure, terms, i, trial, history, who, scans):
+def _check_scan_trial(structure, terms, i, trial, who):
     """Raise if changing site `s` at step `t`, element `e` (probe row `i`) changed one of its
-    terms of the same scan at another element of its plates, or more than `history` steps
-    away."""
+    terms of the same scan at another element of its plates, or more than its scan's
+    `history` steps away."""
     s, t, e, _ = trial
-    steps = s.shape[0]
+    steps, history = s.shape[0], s.history
     for k, d in structure.deps.items():
-        if s.name not in d or scans.get(k) != scans.get(s.name) or terms[k].ndim < 2:
+        if s.name not in d or structure.term_scans.get(k) != s.scan or terms[k].ndim < 2:
             continue  # a term outside the scan: refused when the plan is made
         changed = ~np.isclose(terms[k][i], terms[k][0], rtol=1e-6, atol=1e-6, equal_nan=True)
         keep = (0,) + keep_axes(structure, s, k)

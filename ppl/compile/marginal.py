@@ -407,22 +407,21 @@ def _scan_refusal(who, names, why):
         f"at most {MAX_STATES}.")
 
 
-def _scan_chain(structure, sites, trace, who):
+def _scan_chain(structure, sites, who):
     """The `ScanChain` of a group of interacting discrete sites inside ppl.scan, or a clear
     refusal (sites of different scans, or with other sites; elements that no plate makes
     independent; more than MAX_STATES joint values of a step's window)."""
     names = [s.name for s in sites]
-    infos = [trace[n].infer for n in names]
-    if not all(s.scanned for s in sites) or len({i.get("scan_sites") for i in infos}) > 1:
+    first = sites[0]
+    if not all(s.scanned and s.scan == first.scan for s in sites):
         raise _scan_refusal(who, names, "they are not all sites of one ppl.scan (they interact through "
                                         "its carry or outputs)")
-    first = sites[0]
     if any(s.coupled_size != 1 or s.ind_plates != first.ind_plates or s.ind_shape != first.ind_shape
            for s in sites):
         raise _scan_refusal(who, names, "their elements are not independent along the same plates (declare "
                                         "them with ppl.plate inside the body)")
-    history = infos[0].get("scan_history", 1)
-    chain = ScanChain(tuple(sites), history, (), bool(infos[0].get("scan_reverse", False)))
+    history = first.history
+    chain = ScanChain(tuple(sites), history, (), first.reverse)
     if chain.size > MAX_STATES:
         raise _scan_refusal(who, names, f"a step's terms read {history + 1} steps (history={history}) of "
                                         f"{chain.joint} joint values each: {chain.size} values to evaluate, "
@@ -431,8 +430,8 @@ def _scan_chain(structure, sites, trace, who):
     for t, d in structure.deps.items():
         if not d & set(names):
             continue
-        owner = trace[t[: -len(enum.JACOBIAN)] if t.endswith(enum.JACOBIAN) else t]
-        if owner.infer.get("scan_sites") != infos[0].get("scan_sites"):
+        owner = t[: -len(enum.JACOBIAN)] if t.endswith(enum.JACOBIAN) else t
+        if structure.term_scans.get(t) != first.scan:
             raise ValueError(
                 f"method '{who}' sums the discrete sites {names} inside ppl.scan out step by step, "
                 f"but the term '{t}' outside that scan depends on them (through the scan's carry or "
@@ -441,18 +440,18 @@ def _scan_chain(structure, sites, trace, who):
         if t.endswith(enum.JACOBIAN):
             raise ValueError(
                 f"method '{who}' sums the discrete sites {names} inside ppl.scan out step by step, "
-                f"but the support of the continuous site '{owner.name}' in the scan depends on them, "
+                f"but the support of the continuous site '{owner}' in the scan depends on them, "
                 f"and its log-Jacobian is one sum over the steps, which cannot be split per step. Give "
-                f"'{owner.name}' a support that does not depend on them (e.g. scale a fixed-support "
+                f"'{owner}' a support that does not depend on them (e.g. scale a fixed-support "
                 f"draw by them), or use method=\"gibbs\" with a Python for loop over time.")
         terms.append(enum.Term(t, structure.term_ndim[t], (0,) + enum.keep_axes(structure, first, t)))
     return dataclasses.replace(chain, terms=tuple(terms))
 
 
-def _group_plan(structure, group, edges, who, trace=None):
+def _group_plan(structure, group, edges, who):
     sites = [structure.sites[n] for n in group]
     if any(s.scanned for s in sites):
-        return _scan_chain(structure, sites, trace, who)
+        return _scan_chain(structure, sites, who)
     same = all(s.ind_plates == sites[0].ind_plates and s.ind_shape == sites[0].ind_shape for s in sites)
     if same and len(sites) > 2 and all(s.coupled_size == 1 for s in sites) and len({s.num_values for s in sites}) == 1:
         path = enum.path_order(group, edges)
@@ -512,7 +511,7 @@ def make_plan(ld, who) -> Plan:
     names = tuple(lat.name for lat in ld.spec.discrete)
     structure = enum.analyze(ld, names, traced=traced, who=who)
     groups, edges = enum.components(structure, names)
-    plan_groups = tuple(_group_plan(structure, g, edges, who, tr) for g in groups)
+    plan_groups = tuple(_group_plan(structure, g, edges, who) for g in groups)
     kinds = {s.name: s.kind for s in tr.values()}
     base = tuple((t, _part(kinds, t)) for t, d in structure.deps.items() if not d)
     return Plan(plan_groups, base, _deterministic_dependence(ld), names)
