@@ -85,15 +85,16 @@ def flatten_sites(samples: dict):
         shape = tuple(v.shape[2:])
         c, s = v.shape[:2]
         labels = [f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)] if shape else [name]
-        if not shape or c * s * int(np.prod(shape, dtype=np.int64)) * 8 <= BLOCK_BYTES:
-            yield labels, name, np.asarray(v).reshape(c, s, -1).astype(float)
+        size = int(np.prod(shape, dtype=np.int64))  # (not -1: a run interrupted in warmup has no draws)
+        if not shape or c * s * size * 8 <= BLOCK_BYTES:
+            yield labels, name, np.asarray(v).reshape(c, s, size).astype(float)
             continue
         per_row = int(np.prod(shape[1:], dtype=np.int64)) * c * s * 8
         rows = max(1, BLOCK_BYTES // max(per_row, 1))
         width = int(np.prod(shape[1:], dtype=np.int64))
         for lo in range(0, shape[0], rows):
             hi = min(shape[0], lo + rows)
-            block = np.asarray(v[:, :, lo:hi]).reshape(c, s, -1).astype(float)
+            block = np.asarray(v[:, :, lo:hi]).reshape(c, s, (hi - lo) * width).astype(float)
             yield labels[lo * width: hi * width], name, block
 
 
