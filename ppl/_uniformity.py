@@ -37,7 +37,6 @@ import functools
 
 import numpy as np
 from scipy.special import gammaln
-from scipy.stats import binom
 
 CHUNK = 256  # scalars whose recursions run together
 TINY = 1e-40  # probabilities below this are dropped from the recursion
@@ -53,6 +52,8 @@ def thresholds(num_draws: int, num_ranks: int) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _tails(n: int, num_draws: int, ts: tuple) -> np.ndarray:
     """tail_t(c) for each threshold t in `ts` and count c = 0..n: shape (K, n + 1)."""
+    from scipy.stats import binom  # here, not at the top: it adds 0.4 s to `import ppl`
+
     p = np.asarray(ts) / (num_draws + 1.0)
     c = np.arange(n + 1)
     cdf = binom.cdf(c[None, :], n, p[:, None])

@@ -7,6 +7,9 @@
     fori_collect(lower, upper, body_fun, init_val, transform=...)
                                  run body_fun upper times in one compiled loop, keep
                                  transform(state) from iteration lower on
+    fori_loop(lower, upper, body_fun, init_val)
+                                 jax.lax.fori_loop, as NumPyro's (a compiled loop)
+    set_rng_seed(seed)           seed NumPy's global generator (NumPyro's; JAX keys are explicit)
 
 The platform and device count take effect only before JAX runs its first operation: call
 them right after `import ppl`, as in NumPyro.
@@ -78,6 +81,19 @@ def format_shapes(trace, compute_log_prob: bool = False, title: str = "Trace Sha
     rows.insert(1, ("name", "kind", "batch", "event", "value"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join((" ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + " " + r[4]).rstrip() for r in rows)
+
+
+def fori_loop(lower, upper, body_fun, init_val):
+    """``body_fun(i, val)`` for ``i`` in ``lower .. upper - 1``, as one compiled loop
+    (``jax.lax.fori_loop``; NumPyro's ``numpyro.util.fori_loop``). ``body_fun`` may call
+    ``svi.update``: its state is a pytree of arrays."""
+    return jax.lax.fori_loop(lower, upper, body_fun, init_val)
+
+
+def set_rng_seed(seed: int) -> None:
+    """Seed NumPy's global random generator (NumPyro's ``set_rng_seed``). ppl's own draws
+    take explicit JAX keys and are not affected."""
+    np.random.seed(seed)
 
 
 def _identity(x):
@@ -200,4 +216,5 @@ def _with_progress_bar(run, carry, upper, progress_rate, options):
     return carry
 
 
-__all__ = ["enable_x64", "fori_collect", "format_shapes", "set_host_device_count", "set_platform"]
+__all__ = ["enable_x64", "fori_collect", "fori_loop", "format_shapes", "set_host_device_count", "set_platform",
+           "set_rng_seed"]

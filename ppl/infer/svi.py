@@ -26,7 +26,6 @@ import math
 import warnings
 from typing import Any, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,6 +37,7 @@ from ppl.compile.logdensity import split_arguments
 from ppl.compile.marginal import MarginalLogDensity, marginalize
 from ppl.infer.autoguide import AutoGuide
 from ppl.infer.elbo import ELBO_TYPES
+from ppl.method.base import with_modules
 from ppl.method.flags import PplWarning
 from ppl.optim import as_optax
 from ppl.runtime import chunks, progress
@@ -303,7 +303,7 @@ class SVI:
             guide_keys = [k for k in named if k.startswith("auto_")]
             model = {k: v for k, v in named.items() if k not in guide_keys}
             named = {**model, **self.guide.to_params({k: named[k] for k in guide_keys})}
-        return {k: eqx.combine(v, bound.statics[k]) if k in bound.statics else v for k, v in named.items()}
+        return with_modules(named, bound.statics)
 
     def run(self, rng_key, num_steps, *args, progress_bar=True, stable_update=False, init_state=None,
             init_params=None, **kwargs) -> SVIRunResult:

@@ -156,9 +156,17 @@ def to_numpy(tree):
     return jax.tree.map(np.asarray, tree)
 
 
-def param_values(ld, params: dict) -> dict:
-    """Learned params as users expect them: `module` params rebuilt into their modules."""
+def with_modules(params: dict, statics: dict) -> dict:
+    """``params`` with each `module` param (a name in ``statics``: its network's non-array
+    part) rebuilt into its Equinox module. Equinox is imported only for a model that has
+    modules (it adds 0.2 s to an ``import``)."""
+    if not any(k in statics for k in params):
+        return dict(params)
     import equinox as eqx
 
-    statics = getattr(ld, "module_statics", {})
     return {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in params.items()}
+
+
+def param_values(ld, params: dict) -> dict:
+    """Learned params as users expect them: `module` params rebuilt into their modules."""
+    return with_modules(params, getattr(ld, "module_statics", {}))

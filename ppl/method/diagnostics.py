@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, gelman_rubin
 from scipy.special import ndtri
-from scipy.stats import rankdata
 
 
 def _split(x):
@@ -19,10 +18,30 @@ def _split(x):
     return np.concatenate([x[:, :half], x[:, s - half:]], axis=0)
 
 
+def _average_ranks(a):
+    """Ranks (1-based) of each column of ``a`` (n, K), ties given their average rank, and a
+    column holding a NaN all NaN (scipy.stats.rankdata(a, axis=0), without importing
+    scipy.stats: 0.4 s of every ``import ppl``)."""
+    n = a.shape[0]
+    order = np.argsort(a, axis=0, kind="stable")
+    ordered = np.take_along_axis(a, order, axis=0)
+    position = np.broadcast_to(np.arange(n)[:, None], a.shape)
+    starts = np.ones(a.shape, bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    ends = np.ones(a.shape, bool)
+    ends[:-1] = starts[1:]
+    first = np.maximum.accumulate(np.where(starts, position, 0), axis=0)
+    last = np.minimum.accumulate(np.where(ends, position, n - 1)[::-1], axis=0)[::-1]
+    ranks = np.empty(a.shape, float)
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=0)
+    ranks[:, np.isnan(a).any(axis=0)] = np.nan
+    return ranks
+
+
 def _rank_normalise(x):
     c, s = x.shape[:2]
     flat = x.reshape(c * s, -1)
-    ranks = rankdata(flat, axis=0, method="average")
+    ranks = _average_ranks(flat)
     return ndtri((ranks - 0.375) / (c * s + 0.25)).reshape(x.shape)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, NamedTuple, Optional
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +21,7 @@ from jax.scipy.special import logsumexp
 from ppl.compile.marginal import marginalize
 from ppl.runtime.program import initial_shapes, when
 from ppl.method.flags import flag
-from ppl.method.base import Method, param_values, to_numpy
+from ppl.method.base import Method, param_values, to_numpy, with_modules
 from ppl.method.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.method.result import Result
 from ppl.runtime.fit import blank, run_fit, steps
@@ -456,7 +455,7 @@ class VI(Method):
                 "latent's support) and that the model's log density is finite there."
             )
         final = to_numpy(final)
-        named = {k: eqx.combine(v, statics[k]) if k in statics else v for k, v in final.named.items()}
+        named = with_modules(final.named, statics)
         fixed = {k: v for k, v in ld.params.items() if k not in ld.spec.params and k not in named}
         named = {**param_values(ld, to_numpy(fixed)), **named}  # params a handler held fixed
         if isinstance(guide, Flow):
