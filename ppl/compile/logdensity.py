@@ -19,6 +19,7 @@ from ppl.compile.errors import (CONCRETE_VALUE_ERRORS, argument_label, data_argu
 from ppl.compile.spec import ModelSpec, check_observed, inspect, latent_dependence, observed_checks
 from ppl.compile.supports import check_parameters, parameter_checks
 from ppl.model import handlers, validation
+from ppl.runtime import program
 
 
 class LogJoint(NamedTuple):
@@ -309,16 +310,29 @@ def _inspect_once(model, tree, static, data):
 
 @functools.lru_cache(maxsize=64)
 def _inspector(model, tree, static):
-    """A jitted inspection of `model` for this argument structure, and the box where each
-    trace (one per data shapes) leaves its `ModelSpec`, `Trace` and static facts."""
-    box = {}
+    """A compiled inspection of `model` for this argument structure (one executable per data
+    shapes, compiled as a program run once: `program.ONE_SHOT_EVALUATIONS`), and the box
+    where each trace leaves its `ModelSpec`, `Trace` and static facts."""
+    box, executables = {}, {}
 
     def run(data):
         spec, tr, facts, params = _inspect_once(model, tree, static, data)
         box[_shapes(data)] = spec, tr, facts.parameter_meta
         return (facts.observed, facts.parameters), params
 
-    return jax.jit(run), box
+    jitted = jax.jit(run)
+
+    def call(data):
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in data):  # inside a user's jit
+            return jitted(data)
+        avals = tuple(program.aval(leaf) for leaf in data)
+        executable = executables.get(avals)
+        if executable is None:
+            executable, _ = program.compile_lowered(jitted.lower(data), avals, evaluations=1)
+            executables[avals] = executable
+        return executable(data)
+
+    return call, box
 
 
 def _shapes(data):

@@ -329,7 +329,7 @@ class ChainMethod(Method):
             t0 = time.perf_counter()
             # The initialisation compiles on its own thread while the chunk program is traced
             # and compiled here: on a first call the two compile times overlap.
-            pending = prepare_in_background(self, g_key, g_ld, g_ids[0], entry="_init_program") if fresh else None
+            pending = prepare_in_background(self, g_key, g_ld, g_ids[0], entry="_init_program", once=True) if fresh else None
             try:
                 executable, _ = prepare(self, g_key, g_ld, g_ids[0], place.chains(blank),
                                         place.everywhere(self._plan(0, 0, length)))

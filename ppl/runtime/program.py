@@ -45,6 +45,11 @@ DEFAULT_EVALUATIONS = 10 ** 6
 # Runs expected to evaluate the log density fewer times than the break-even (0.09 s /
 # 0.26 us) use level 1; unknown work keeps level 2.
 QUICK_RUN_EVALUATIONS = 3.5e5
+# A program run once (a model's inspection, a sampler's initialisation) is all compile: LLVM
+# at level 0 and the older emitters. Measured on the VAE example's inspection (2-core CPU):
+# XLA compile 0.55-0.96 s at the defaults, 0.36-0.42 s at level 1, 0.21-0.25 s at level 0,
+# and its one run 1 ms -> 5 ms.
+ONE_SHOT_EVALUATIONS = 100
 # XLA's memory-optimised scheduler orders a CPU program's operations so that an elementwise
 # result is rarely written over its own input (when it is, LLVM's runtime alias check sends
 # the loop to its scalar version) and fewer operations are handed to other threads. Measured
@@ -65,7 +70,7 @@ CACHE_MAX_BYTES = 2 << 30
 _cache_dir: list = []  # [Path or None] once resolved
 
 
-def _aval(leaf):
+def aval(leaf):
     """The leaf's shape, dtype and weak type; and its sharding when it is a global array laid
     out over several devices (`ppl.runtime.distributed`): the program is compiled for it."""
     dtype = leaf.dtype if hasattr(leaf, "dtype") else jax.numpy.asarray(leaf).dtype
@@ -108,7 +113,7 @@ def _compiler_options(avals, platform_name, evaluations=None, reduction=None):
     if reduction is not None and reduction < YNN_REDUCE_MIN_EXTENT:
         options["xla_cpu_experimental_ynn_fusion_type"] = YNN_DOTS_ONLY
     if evaluations is not None and evaluations < QUICK_RUN_EVALUATIONS:
-        options["xla_backend_optimization_level"] = 1
+        options["xla_backend_optimization_level"] = 0 if evaluations <= ONE_SHOT_EVALUATIONS else 1
     elements = sum(int(np.prod(a.shape)) for a in avals)
     work = elements * (DEFAULT_EVALUATIONS if evaluations is None else evaluations)
     if work <= BREAK_EVEN_ELEMENT_EVALUATIONS:
@@ -347,19 +352,21 @@ def compile_lowered(lowered, avals, evaluations=None, device=None, text=None):
     return executable, "compiled"
 
 
-def _build(program, method, args, avals, device):
-    """Trace, lower and compile (or load from the disk cache).
+def _build(program, method, args, avals, device, once=False):
+    """Trace, lower and compile (or load from the disk cache); ``once``: a program run once
+    per run (compiled as `ONE_SHOT_EVALUATIONS`), else the method's expected evaluations.
 
     Returns ``Executable(run, source, blocking)`` (see :func:`blocks_the_pool`)."""
     lowered = jax.jit(functools.partial(program, method)).lower(*args)
     text = lowered.as_text()  # printed once: it is read for the options, the cache key and the pool check
-    executable, source = compile_lowered(lowered, avals, method.expected_evaluations(), device, text)
+    evaluations = ONE_SHOT_EVALUATIONS if once else method.expected_evaluations()
+    executable, source = compile_lowered(lowered, avals, evaluations, device, text)
     return Executable(executable, source, blocks_the_pool(text))
 
 
 @functools.lru_cache(maxsize=32)
-def _executable(program, method, tree, avals, device):
-    return _build(program, method, jax.tree.unflatten(tree, avals), avals, device)
+def _executable(program, method, tree, avals, device, once):
+    return _build(program, method, jax.tree.unflatten(tree, avals), avals, device, once)
 
 
 def _device():
@@ -386,7 +393,7 @@ def shapes_of(method, name: str, *args):
     structure and shapes (as `prepare`: a second run on new data of the same shapes traces
     nothing)."""
     leaves, tree = jax.tree.flatten(args)
-    avals = tuple(_aval(leaf) for leaf in leaves)
+    avals = tuple(aval(leaf) for leaf in leaves)
     try:
         return _shapes(method, name, tree, avals, jax.config.jax_enable_x64)
     except TypeError:  # unhashable options: trace now
@@ -398,9 +405,10 @@ def initial_shapes(method, *args):
     return shapes_of(method, "_initial", *args)
 
 
-def prepare(method, *args, entry: str = "_program"):
+def prepare(method, *args, entry: str = "_program", once: bool = False):
     """Compile (or reuse) the method's program `type(method).<entry>` for `args`' structure
-    and shapes.
+    and shapes. ``once``: the program runs once per run (a sampler's initialisation), so it
+    is compiled for a quick compile rather than a quick run (see `ONE_SHOT_EVALUATIONS`).
 
     The cache key holds the program, the method object by value (methods are frozen
     dataclasses), the argument tree structure (which holds the model and its static
@@ -410,7 +418,7 @@ def prepare(method, *args, entry: str = "_program"):
     """
     program = getattr(type(method), entry)
     leaves, tree = jax.tree.flatten(args)
-    avals = tuple(_aval(leaf) for leaf in leaves)
+    avals = tuple(aval(leaf) for leaf in leaves)
     t0 = time.perf_counter()
     try:
         hash((method, tree))
@@ -420,11 +428,11 @@ def prepare(method, *args, entry: str = "_program"):
     device = _device()
     if cacheable:
         hits = _executable.cache_info().hits
-        executable = _executable(program, method, tree, avals, device)
+        executable = _executable(program, method, tree, avals, device, once)
         if _executable.cache_info().hits > hits:
             executable = executable._replace(source="memory")
     else:
-        executable = _build(program, method, args, avals, device)
+        executable = _build(program, method, args, avals, device, once)
     return executable, time.perf_counter() - t0
 
 
@@ -437,17 +445,17 @@ class Pending:
     """A program being prepared on a thread of its own (:func:`prepare_in_background`);
     `result()` waits for it and returns what :func:`prepare` returns, or raises its error."""
 
-    def __init__(self, method, args, entry):
+    def __init__(self, method, args, entry, once=False):
         self._out, self._error = None, None
-        self._thread = threading.Thread(target=self._work, args=(method, args, entry), daemon=True,
+        self._thread = threading.Thread(target=self._work, args=(method, args, entry, once), daemon=True,
                                         name=f"ppl-prepare-{entry}")
         self._started = BACKGROUND_PREPARE
         if self._started:
             self._thread.start()
 
-    def _work(self, method, args, entry):
+    def _work(self, method, args, entry, once):
         try:
-            self._out = prepare(method, *args, entry=entry)
+            self._out = prepare(method, *args, entry=entry, once=once)
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread by result()
             self._error = err
 
@@ -466,7 +474,7 @@ class Pending:
         return self._out
 
 
-def prepare_in_background(method, *args, entry: str = "_program") -> Pending:
+def prepare_in_background(method, *args, entry: str = "_program", once: bool = False) -> Pending:
     """Start :func:`prepare` on its own thread. XLA compiles without holding Python's lock,
     so a small program (a sampler's initialisation) compiles while the caller traces and
     compiles a large one: on a first call the two compile times overlap instead of adding up
@@ -475,7 +483,7 @@ def prepare_in_background(method, *args, entry: str = "_program") -> Pending:
     behind the chunk program's tracing. Each program is traced under its own thread's
     handler stack; nothing is run. With `BACKGROUND_PREPARE` off, the program is prepared
     when its result is asked for."""
-    return Pending(method, args, entry)
+    return Pending(method, args, entry, once)
 
 
 def execute(executable: Executable, args):

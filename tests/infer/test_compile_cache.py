@@ -39,7 +39,8 @@ def run(method=METHOD, key=0):
 def test_a_new_process_loads_the_program_from_disk(cache):
     first = run()
     assert first.timing["compile_source"] == "compiled"
-    assert len(list(cache.glob("*.xla"))) == 2  # the chains' initialisation and their chunk program
+    # the model's inspection (ppl.compile), the chains' initialisation and their chunk program
+    assert len(list(cache.glob("*.xla"))) == 3
     assert run().timing["compile_source"] == "memory"
     _program.clear_cache()  # what a new process starts with
     again = run()
@@ -91,7 +92,8 @@ def test_the_environment_variable_switches_it_off(monkeypatch, tmp_path):
 
 
 def test_emitter_choice_follows_expected_work():
-    """Short runs on small data compile with XLA's faster-compiling emitters and LLVM level 1;
+    """Short runs on small data compile with XLA's faster-compiling emitters and LLVM level 1
+    (level 0 for a program run once);
     long runs over large data get the emitters with faster loops and full LLVM optimisation;
     every CPU program gets the memory-optimised scheduler; other platforms get no options."""
     data = [jax.ShapeDtypeStruct((5000, 25), jnp.float32), jax.ShapeDtypeStruct((5000,), jnp.float32)]
@@ -109,6 +111,9 @@ def test_emitter_choice_follows_expected_work():
     small = [jax.ShapeDtypeStruct((100,), jnp.float32)]
     assert _program._compiler_options(small, "cpu", None) == {**sched, **legacy}
     assert _program._compiler_options(data, "cpu", None) == sched
+    # A program run once (a model's inspection, a sampler's initialisation): LLVM level 0.
+    once = {"xla_backend_optimization_level": 0}
+    assert _program._compiler_options(data, "cpu", _program.ONE_SHOT_EVALUATIONS) == {**sched, **legacy, **once}
     assert ppl.HMC(num_steps=8, num_chains=2).expected_evaluations() == 2 * 2000 * 8
     # Point estimates: one evaluation a step, about three for L-BFGS's line search.
     assert ppl.MAP(optimizer=optax.adam(1e-2), num_steps=2000).expected_evaluations() == 2000
