@@ -5,9 +5,11 @@
       the matrix models x methods x devices; results merged into DIR/<hardware>[-quick].json,
       then DIR/REPORT.md regenerated. --quick: small settings (2 chains x 200 + 200, 2000
       particles, 300 VI steps) on two models, a few minutes on a laptop.
-  python -m benchmarks scaling [--quick] [--axes chains N d] [--values V ...] [--out DIR] [--no-numpyro]
-      NUTS cost per gradient against chains (1..1024), data size N and dimension d, into the
-      same results file.
+  python -m benchmarks scaling [--quick] [--axes chains N d many] [--values V ...] [--models M ...]
+                              [--out DIR] [--no-numpyro]
+      NUTS cost per gradient against chains (1..1024), data size N and dimension d; "many":
+      1..4096 vectorised chains of NUTS (lanes and lockstep), ChEES and NumPyro's NUTS on the
+      --models (`benchmarks.many_chains`); into the same results file.
   python -m benchmarks report [--out DIR]
       DIR/REPORT.md and its PNG plots from every results file in DIR.
 
@@ -38,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     scaling.add_argument("--quick", action="store_true")
     scaling.add_argument("--axes", nargs="+", default=None, choices=["chains", "N", "d", "many"])
     scaling.add_argument("--values", nargs="+", type=int, default=None, help="values for the (single) axis")
+    scaling.add_argument("--models", nargs="+", default=None,
+                         help="the many axis's models: eight_schools, logreg_5000x25, gauss100 (default: all three; "
+                              "--quick: eight_schools)")
     scaling.add_argument("--no-report", action="store_true")
     report = sub.add_parser("report", help="REPORT.md and plots from every results file")
     for s in (run, scaling, report):
@@ -66,7 +71,7 @@ def main(argv=None) -> int:
         from benchmarks import scaling
 
         path = scaling.run_scaling(axes=a.axes, values=a.values, quick=a.quick, out_dir=out, numpyro=not a.no_numpyro,
-                                   log=lambda s: print(s, flush=True))
+                                   log=lambda s: print(s, flush=True), models=a.models)
     else:
         path = harness.run_matrix(models=a.models, methods=a.methods, devices=a.devices, quick=a.quick, out_dir=out,
                                   numpyro=not a.no_numpyro, key=a.key, log=lambda s: print(s, flush=True))

@@ -151,5 +151,11 @@ def point(name, chains, warmup, draws, sampler) -> dict:
     return {"model": name, "chains": chains, "sampler": sampler, "warmup": warmup, "draws": draws, **out}
 
 
-def samplers(numpyro=True):
-    return [s for s in SAMPLERS if (s != "chees" or "chees" in ppl.METHODS) and (s != "numpyro" or numpyro)]
+def samplers(numpyro=True, chains=None):
+    """The samplers of a point: ChEES only where ppl has it and with 2 or more chains (its
+    warmup averages over chains: one chain is refused), NumPyro's only with ``numpyro``."""
+    def runs(s):
+        if s == "chees":
+            return "chees" in ppl.METHODS and (chains is None or chains >= 2)
+        return s != "numpyro" or numpyro
+    return [s for s in SAMPLERS if runs(s)]

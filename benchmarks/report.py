@@ -2,8 +2,9 @@
 
 Per hardware file: what ran where (hardware, versions, settings), a table per device with
 ppl's and NumPyro's numbers side by side, the cells that were skipped (and why), a plot of
-ESS/s per model and method, a plot of the speed-up over NumPyro, and the scaling curves
-(cost per gradient against chains, N and d). Across files: one table with each hardware's
+ESS/s per model and method, a plot of the speed-up over NumPyro, the scaling curves
+(cost per gradient against chains, N and d) and the many-chains points (ESS/s, cost per
+gradient and lane utilisation from 1 to 4096 vectorised chains). Across files: one table with each hardware's
 ESS/s and speed-ups side by side. Only measured numbers appear; a missing one is "-".
 """
 from __future__ import annotations
@@ -266,6 +267,77 @@ def scaling_table(data) -> list:
                    "NumPyro µs/grad", "speed-up", "ESS/s"], rows)
 
 
+MANY_SAMPLERS = {"nuts": "ppl NUTS (lanes)", "nuts_lockstep": "ppl NUTS (lockstep)", "chees": "ppl ChEES-HMC",
+                 "numpyro": "NumPyro NUTS (vectorized)"}
+
+
+def _many(data) -> dict:
+    """model -> chains -> sampler -> point, from the results' many-chains points."""
+    out = {}
+    for p in ((data.get("scaling") or {}).get("many") or {}).values():
+        out.setdefault(p["model"], {}).setdefault(p["chains"], {})[p["sampler"]] = p
+    return out
+
+
+def many_table(data) -> list:
+    rows = []
+    for model, by_chains in _many(data).items():
+        for chains in sorted(by_chains):
+            points = by_chains[chains]
+            peer = (points.get("numpyro") or {}).get("ess_per_s")
+            for sampler in [s for s in MANY_SAMPLERS if s in points]:
+                p = points[sampler]
+                ratio = p["ess_per_s"] / peer if peer and p.get("ess_per_s") and sampler != "numpyro" else None
+                rows.append([model, chains, MANY_SAMPLERS[sampler], f"{p['warmup']} + {p['draws']}", _f(p["first_s"]),
+                             _f(p.get("compile_s")), _f(p.get("ess_per_s")), _x(ratio), _f(p.get("us_per_grad")),
+                             _f(p.get("grad_evals")), _f(p.get("lane_util"))])
+    if not rows:
+        return []
+    return _table(["model", "chains", "sampler", "warmup + draws", "first call s", "compile s", "ESS/s",
+                   "ESS/s ratio to NumPyro", "µs/grad", "grad evals", "lane utilisation"], rows)
+
+
+def plot_many(data, path) -> bool:
+    """Per model: ESS/s, µs per gradient and lane utilisation against the number of chains."""
+    many = _many(data)
+    if not many:
+        return False
+    plt = _plt()
+    panels = (("ess_per_s", "min bulk ESS / first-call s", True), ("us_per_grad", "µs per gradient (all chains)", True),
+              ("lane_util", "lane utilisation", False))
+    fig, axs = plt.subplots(len(many), len(panels), figsize=(13, 3.8 * len(many)), squeeze=False)
+    for row, (model, by_chains) in zip(axs, many.items()):
+        chains = sorted(by_chains)
+        for ax, (key, label, log_y) in zip(row, panels):
+            for sampler, name in MANY_SAMPLERS.items():
+                ys = [(by_chains[c].get(sampler) or {}).get(key) for c in chains]
+                if any(y is not None for y in ys):
+                    ax.plot(chains, [np.nan if y is None else y for y in ys], "o-", label=name)
+            ax.set_xscale("log", base=2)
+            if log_y:
+                ax.set_yscale("log")
+            ax.set_xlabel("chains")
+            ax.set_ylabel(label)
+            ax.set_title(model, fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+MANY_LEGEND = """`python -m benchmarks scaling --axes many`: each point is one first call in a fresh
+state (ppl's compiled programs and JAX's caches cleared), compilation included, all chains
+vectorised (`chain_method="vectorized"`), key 0. *ESS/s*: the smallest bulk ESS over the
+scalars / first-call seconds. *µs/grad*: ppl's run time (without compile) / gradient
+evaluations over all chains, warmup included (NumPyro: not measured, its second run compiles
+again). *lane utilisation*: gradient evaluations / (chains × batched steps): ppl's lanes from
+the run's own count (warmup included); lockstep NUTS (ppl's and NumPyro's) from the sampling
+draws' steps; ChEES: none (every chain takes the same steps). One run per point on a shared
+machine: single figures move by 10-40% between runs."""
+
+
 # ------------------------------------------------------------------------------ the page
 def _hardware_lines(data) -> list:
     hw = data.get("hardware", {})
@@ -330,6 +402,13 @@ def build(out_dir=RESULTS_DIR) -> Path:
             name = f"{stem}-scaling.png"
             if plot_scaling(data, out_dir / name):
                 lines += [f"![scaling {stem}]({name})", ""]
+        table = many_table(data)
+        if table:
+            lines += ["### Many chains: NUTS as lanes and in lockstep, ChEES-HMC, NumPyro", "", MANY_LEGEND, "", *table,
+                      ""]
+            name = f"{stem}-many.png"
+            if plot_many(data, out_dir / name):
+                lines += [f"![many chains {stem}]({name})", ""]
     path = out_dir / REPORT_NAME
     path.write_text("\n".join(lines) + "\n")
     return path

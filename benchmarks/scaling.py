@@ -83,8 +83,10 @@ def point(axis, value, warmup, draws, numpyro=True) -> dict:
     return {k: harness._clean(v) for k, v in out.items()}
 
 
-def run_scaling(axes=None, values=None, quick=False, out_dir=harness.RESULTS_DIR, numpyro=True, log=print):
-    """Run the scaling points and merge them into the results file; return its path."""
+def run_scaling(axes=None, values=None, quick=False, out_dir=harness.RESULTS_DIR, numpyro=True, log=print,
+                models=None):
+    """Run the scaling points and merge them into the results file; return its path.
+    ``models``: the many axis's models (default `many_chains.MODELS`, quick: QUICK_MODELS)."""
     grid = QUICK_AXES if quick else FULL_AXES
     axes = list(axes or grid)
     warmup, draws = QUICK_ITERS if quick else FULL_ITERS
@@ -97,7 +99,11 @@ def run_scaling(axes=None, values=None, quick=False, out_dir=harness.RESULTS_DIR
         if axis not in grid:
             raise ValueError(f"unknown scaling axis {axis!r}; choose from {sorted(grid)}.")
         if axis == "many":
-            _run_many(values or grid[axis], quick, warmup, draws, numpyro, scaling, path, data, log)
+            models = models or (many_chains.QUICK_MODELS if quick else many_chains.MODELS)
+            unknown = sorted(set(models) - set(many_chains.MODELS))
+            if unknown:
+                raise ValueError(f"unknown many-chains model(s) {unknown}; choose from {list(many_chains.MODELS)}.")
+            _run_many(values or grid[axis], models, warmup, draws, numpyro, scaling, path, data, log)
             continue
         for value in (values or grid[axis]):
             t = time.perf_counter()
@@ -111,12 +117,12 @@ def run_scaling(axes=None, values=None, quick=False, out_dir=harness.RESULTS_DIR
     return path
 
 
-def _run_many(chain_counts, quick, warmup, draws, numpyro, scaling, path, data, log):
+def _run_many(chain_counts, models, warmup, draws, numpyro, scaling, path, data, log):
     """The many-chains points (`benchmarks.many_chains`), saved one by one."""
     many = scaling.setdefault("many", {})
-    for name in (many_chains.QUICK_MODELS if quick else many_chains.MODELS):
+    for name in models:
         for chains in chain_counts:
-            for sampler in many_chains.samplers(numpyro):
+            for sampler in many_chains.samplers(numpyro, chains):
                 t = time.perf_counter()
                 p = {k: harness._clean(v) for k, v in many_chains.point(name, chains, warmup, draws, sampler).items()}
                 many[f"{name}/{chains}/{sampler}"] = p

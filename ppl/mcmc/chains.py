@@ -238,8 +238,10 @@ class ChainMethod(Method):
         lay = self._layout(ld, chains)
         state = _shard(state, _chain_sharding(lay.chains.shape[0]))
         # Vectorised chains of a resumable kernel (NUTS) run as lanes, each chain starting
-        # its next transition as soon as its last one ends (`ppl.mcmc.lanes`).
-        as_lanes = not lay.sequential and lanes.supports(lay.move)
+        # its next transition as soon as its last one ends (`ppl.mcmc.lanes`). One chain has
+        # no lane to wait for: the lanes' bookkeeping would only slow it (eight schools, one
+        # chain, 500 + 500: 7.4 us per gradient as a lane, 3.4 us without).
+        as_lanes = not lay.sequential and lay.chains.shape[0] > 1 and lanes.supports(lay.move)
 
         def one_chain(c, s):
             words = _counter_rng.key_words(jax.random.fold_in(k_run, c))

@@ -110,3 +110,15 @@ def test_short_reductions_keep_library_fusions_for_dots_only():
     # The option is one XLA accepts, and it keeps the dots' library fusions.
     dot = jax.jit(lambda a, b: a @ b).lower(jnp.ones((256, 64)), jnp.ones((64, 64)))
     assert dot.compile(compiler_options={key: program.YNN_DOTS_ONLY}) is not None
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_one_vectorised_chain_runs_without_lanes():
+    """A single chain has no lane to wait for: it runs as the plain driver (no lane count),
+    with the draws it makes run sequentially."""
+    method = ppl.NUTS(num_warmup=60, num_samples=30, num_chains=1, chain_method="vectorized", progress_bar=False)
+    one = ppl.infer(schools, SIGMA, y=Y, method=method, key=5)
+    assert "lane_utilization" not in one.diagnostics
+    alone = ppl.infer(schools, SIGMA, y=Y, key=5, method=ppl.NUTS(num_warmup=60, num_samples=30, num_chains=1,
+                                                                  chain_method="sequential", progress_bar=False))
+    np.testing.assert_array_equal(one.samples["theta"], alone.samples["theta"])
