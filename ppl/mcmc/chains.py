@@ -103,6 +103,9 @@ class ChainMethod(Method):
     # Trajectory lengths differ between chains (NUTS): "auto" runs chains one after another
     # on a single CPU device.
     _varying_trajectories: ClassVar[bool] = False
+    # Its kernel can resume a transition one gradient at a time (`Kernel.resumable`): its
+    # vectorised chains run as lanes (`ppl.mcmc.lanes`).
+    _resumable: ClassVar[bool] = False
     checkpoints: ClassVar[bool] = True
 
     # -- hooks ---------------------------------------------------------------------------
@@ -181,9 +184,24 @@ class ChainMethod(Method):
         row = 8 * chains * (ld.spec.draw_size + ld.dim + 16)
         return int(max(1, min(self._total(), CHUNK_BYTES // row)))
 
-    def _plan(self, start, n, length):
-        return driver.plan(start, n, length, self.num_warmup, self.thinning,
-                           restart_at_windows=self._restart_at_windows())
+    def _lanes(self, chains: int) -> bool:
+        """Whether a batch of ``chains`` chains runs as lanes (`ppl.mcmc.lanes`): vectorised
+        (asked, or "auto" on an accelerator or over several devices), two or more of them, a
+        resumable kernel. Decided before tracing: a lanes chunk's plan has lookahead rows.
+        One chain has no lane to wait for: as a lane it would only be slower (eight schools,
+        one chain, 500 + 500: 7.4 us per gradient as a lane, 3.4 us without)."""
+        if not self._resumable or chains < 2 or self.chain_method == "sequential":
+            return False
+        if self.chain_method == "vectorized":
+            return True
+        return _chain_sharding(chains) is not None or jax.default_backend() != "cpu"
+
+    def _plan(self, start, n, length, lanes_: bool = False):
+        """The rows of iterations ``start .. start + n - 1`` for a program of ``length``; for
+        lanes, then up to `lanes.AHEAD` rows past them that a chain may run ahead into."""
+        ahead = min(lanes.AHEAD, max(0, self._total() - start - n)) if lanes_ else 0
+        return driver.plan(start, n + ahead, length + (lanes.AHEAD if lanes_ else 0), self.num_warmup,
+                           self.thinning, restart_at_windows=self._restart_at_windows(), ahead=ahead)
 
     # -- the program -------------------------------------------------------------------------
     def _start(self, key, ld, move, log_density, settings, dtype):
@@ -197,6 +215,13 @@ class ChainMethod(Method):
 
         z0, ok, state = first_finite(ld, key, evaluate, strategy, 2.0, values)
         return driver.new_chain_state(move, z0.astype(dtype), log_density, settings, state, ok)
+
+    def _with_ahead(self, state, chains: int, move, log_density):
+        """A lanes batch's chain state carries the iterations run ahead (none yet)."""
+        if not self._lanes(chains):
+            return state
+        width = driver.steps_of(move, state, log_density, 1, self._settings()).width
+        return state._replace(ahead=lanes.no_ahead(width, state.tally.nonfinite_position.dtype))
 
     def _layout(self, ld, chains) -> "Layout":
         """What the group's programs share (a :class:`Layout`)."""
@@ -228,8 +253,9 @@ class ChainMethod(Method):
         A program of its own, compiled beside the chunk program on a first call."""
         k_init, _ = jax.random.split(key)
         lay = self._layout(ld, chains)
-        return lay.over_chains(lambda c: self._start(jax.random.fold_in(k_init, c), ld, lay.move, lay.log_density,
-                                                     lay.settings, lay.dtype), lay.chains)
+        return lay.over_chains(lambda c: self._with_ahead(
+            self._start(jax.random.fold_in(k_init, c), ld, lay.move, lay.log_density, lay.settings, lay.dtype),
+            chains.shape[0], lay.move, lay.log_density), lay.chains)
 
     def _program(self, key, ld, chains, state, rows):
         """ONE chunk of iterations for the chains `chains` (their indices): `(state, rows)`
@@ -238,10 +264,10 @@ class ChainMethod(Method):
         lay = self._layout(ld, chains)
         state = _shard(state, _chain_sharding(lay.chains.shape[0]))
         # Vectorised chains of a resumable kernel (NUTS) run as lanes, each chain starting
-        # its next transition as soon as its last one ends (`ppl.mcmc.lanes`). One chain has
-        # no lane to wait for: the lanes' bookkeeping would only slow it (eight schools, one
-        # chain, 500 + 500: 7.4 us per gradient as a lane, 3.4 us without).
-        as_lanes = not lay.sequential and lay.chains.shape[0] > 1 and lanes.supports(lay.move)
+        # its next transition as soon as its last one ends (`ppl.mcmc.lanes`; see `_lanes`).
+        as_lanes = self._lanes(lay.chains.shape[0])
+        if as_lanes and (lay.sequential or not lanes.supports(lay.move)):
+            raise RuntimeError(f"{self.name}: internal: chains planned as lanes cannot run as lanes.")
 
         def one_chain(c, s):
             words = _counter_rng.key_words(jax.random.fold_in(k_run, c))
@@ -259,7 +285,7 @@ class ChainMethod(Method):
         it over simulated data sets): ``(samples, divergences, ok)`` with samples site ->
         (chains, num_samples, *shape)."""
         total = self._total()
-        rows = self._plan(0, total, total)
+        rows = self._plan(0, total, total, self._lanes(chains.shape[0]))
         state = self._init_program(key, ld, chains)
         state, out = self._program(key, ld, chains, state, jax.tree.map(jnp.asarray, rows))
         keep = np.flatnonzero(rows.record)
@@ -279,7 +305,8 @@ class ChainMethod(Method):
         z = jnp.zeros(ld.dim, dtype)
         log_density = self._log_density(ld, z)
         move = self._move(ld, log_density)
-        one = driver.new_chain_state(move, z, log_density, self._settings())
+        one = self._with_ahead(driver.new_chain_state(move, z, log_density, self._settings()), chains.shape[0], move,
+                               log_density)
         return jax.tree.map(lambda x: jnp.broadcast_to(x, chains.shape + jnp.shape(x)), one)
 
     # -- the run -------------------------------------------------------------------------------
@@ -293,6 +320,7 @@ class ChainMethod(Method):
         per = self.num_chains // groups
         ids = [np.arange(g * per, (g + 1) * per, dtype=np.int32) for g in range(groups)]
         length = self._length(ld, per)
+        as_lanes = self._lanes(per)
         place = distributed.Placement(_chain_sharding(per))
         many = distributed.processes() > 1
         if many:
@@ -311,7 +339,9 @@ class ChainMethod(Method):
         states, starts = [blank] * groups, [0] * groups
         ckpt = None
         if checkpoint is not None:
-            ckpt = Checkpoint(checkpoint, identity(ld, self, key, ignore=FREE_OPTIONS))
+            # A lanes run's states hold iterations run ahead (`lanes.Ahead`): only a lanes run
+            # can go on from them, so how the chains run is part of what the run is.
+            ckpt = Checkpoint(checkpoint, {**identity(ld, self, key, ignore=FREE_OPTIONS), "lanes": as_lanes})
             store = DiskStore(ckpt.path, groups, per)
             for g in range(groups):
                 # The newest state whose draws are all on disk: the last good chunk.
@@ -334,7 +364,7 @@ class ChainMethod(Method):
             pending = prepare_in_background(self, g_key, g_ld, g_ids[0], entry="_init_program", once=True) if fresh else None
             try:
                 executable, _ = prepare(self, g_key, g_ld, g_ids[0], place.chains(blank),
-                                        place.everywhere(self._plan(0, 0, length)))
+                                        place.everywhere(self._plan(0, 0, length, as_lanes)))
             except BaseException:
                 if pending is not None:
                     pending.wait()  # no compile is left running behind the error
@@ -378,7 +408,7 @@ class ChainMethod(Method):
                     progress.Bars(progress.enabled(self.progress_bar) and jax.process_index() == 0, names,
                                   [w.stop for w in work], starts) as bars:
                 interrupted = chunks.run(
-                    run_chunk, work, lambda g, start, n: self._plan(start, n, length), length, on_chunk,
+                    run_chunk, work, lambda g, start, n: self._plan(start, n, length, as_lanes), length, on_chunk,
                     concurrent=groups > 1 and not executable.blocking, interrupt=interrupt,
                     chunk_size=self.chunk_size, agree=distributed.agree_on_chunk if many else None)
             run_s = time.perf_counter() - t0

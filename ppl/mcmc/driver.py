@@ -50,7 +50,9 @@ class Rows(NamedTuple):
       before transition i;
     finish: transition i-1 was the last warmup one: fix the step size;
     warmup: transition i is a warmup one;
-    record: transition i ends a thinned group of sampling transitions: record it.
+    record: transition i ends a thinned group of sampling transitions: record it;
+    ahead: the iteration is past the chunk's end, one a chain that finished the chunk early
+      may run ahead (`ppl.mcmc.lanes`); the chunk's own iterations are the active rows before.
     """
 
     i: Any
@@ -62,11 +64,13 @@ class Rows(NamedTuple):
     finish: Any
     warmup: Any
     record: Any
+    ahead: Any
 
 
 def plan(start: int, n: int, length: int, num_warmup: int, thinning: int = 1, adapt_mass: bool = True,
-         adapt_step_size: bool = True, restart_at_windows: bool = True) -> Rows:
-    """The rows of iterations ``start .. start + n - 1``, padded to ``length`` (numpy).
+         adapt_step_size: bool = True, restart_at_windows: bool = True, ahead: int = 0) -> Rows:
+    """The rows of iterations ``start .. start + n - 1``, padded to ``length`` (numpy); the
+    last ``ahead`` of them are flagged as a lookahead past the chunk's end.
 
     The same whatever the number of sampling iterations, so a finished run can be extended.
     """
@@ -87,7 +91,8 @@ def plan(start: int, n: int, length: int, num_warmup: int, thinning: int = 1, ad
     finish = (prev == num_warmup - 1) & (num_warmup > 0) & adapt_step_size
     j = i - num_warmup
     record = (j >= 0) & (j % thinning == thinning - 1)
-    columns = [i, active, warm_prev, in_window, window_end, search, finish, i < num_warmup, record]
+    columns = [i, active, warm_prev, in_window, window_end, search, finish, i < num_warmup, record,
+               np.arange(length) >= n - ahead]
     return Rows(*(np.where(active, c, 0).astype(np.int32) if k else c.astype(np.int32)
                   for k, c in enumerate(columns)))
 
@@ -131,7 +136,8 @@ class ChainState(NamedTuple):
 
     Fields: ``move`` (the move's state, e.g. a NUTS ``State``), ``tuning`` (one
     :class:`Tuning` per adapted block), ``tally`` (:class:`Tally`), ``thinned``
-    (:class:`Thinned`) and ``ok`` (its initial point was finite).
+    (:class:`Thinned`) and ``ok`` (its initial point was finite); ``ahead``: for chains run
+    as lanes, the iterations done past the last chunk's end (`ppl.mcmc.lanes.Ahead`), else None.
     """
 
     move: Any
@@ -139,6 +145,7 @@ class ChainState(NamedTuple):
     tally: Tally
     thinned: Thinned
     ok: jax.Array
+    ahead: Any = None
 
 
 class Record(NamedTuple):

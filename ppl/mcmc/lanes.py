@@ -12,7 +12,12 @@ most of its lanes (``BUSY_FRACTION``) are inside a trajectory; then every lane w
 trajectory ended is served at once: its transition recorded, its adaptation applied and its
 next trajectory started. The batch loop runs until every chain has done the chunk's
 iterations, so its work is about the busiest chain's total over the chunk, not the sum of
-per-iteration maxima.
+per-iteration maxima. Meanwhile a chain that has done its chunk runs ahead into the next
+chunk's iterations (up to ``AHEAD`` of them, the plan's lookahead rows): those it finishes
+are carried in its state (:class:`Ahead`) and become the next chunk's first iterations; the
+one still running when the chunk ends is dropped and run again, the same, in the next chunk.
+Measured (eight schools, 500 + 500, first call, 2-core CPU): lane utilisation 0.61 -> 0.70 at
+256 chains, 0.46 -> 0.59 at 1024 (chunks of about a second end the batch's loop often).
 
 A chain's phases: NEW (the adaptation owed to the previous transition, the iteration's key
 and, where the plan says so, a step-size search), BEGIN (start a trajectory: a search trial,
@@ -39,13 +44,15 @@ NEW, BEGIN, RUNNING = 0, 1, 2
 
 class Lane(NamedTuple):
     """One chain's place in the schedule: its :class:`driver.ChainState` (``state``, whose
-    tuning is the current iteration's once ``phase`` has left NEW), ``k`` (iterations of the
-    chunk finished), ``phase``, the iteration's key ``words``, the step-size ``search``,
+    tuning is the current iteration's once ``phase`` has left NEW), the state after its last
+    finished iteration (``done``), ``k`` (iterations of the chunk finished, those run ahead
+    in the chunk before included), ``phase``, the iteration's key ``words``, the step-size ``search``,
     whether the running trajectory is a search ``trial``, the kernel's ``trajectory`` carry,
     ``ticks`` (gradient evaluations made in this chunk, trials included) and ``offered``
     (the batch's steps in this chunk: ``ticks / offered`` is how busy the lane was)."""
 
     state: Any
+    done: Any
     k: jax.Array
     phase: jax.Array
     words: jax.Array
@@ -54,6 +61,25 @@ class Lane(NamedTuple):
     trajectory: Any
     ticks: jax.Array
     offered: jax.Array
+
+
+class Ahead(NamedTuple):
+    """A chain's iterations done past its last chunk's end (``count`` of them, at most
+    ``AHEAD``), their record rows, in order, in ``rows`` (``AHEAD``, record width); its
+    state is already past them. The next chunk takes them as its first iterations."""
+
+    rows: jax.Array
+    count: jax.Array
+
+
+# How many iterations a chain that has finished its chunk may run ahead into the next one
+# while the batch waits for the chunk's slowest chain (they are kept, not redone).
+AHEAD = 64
+
+
+def no_ahead(width: int, dtype) -> Ahead:
+    """A chain with no iteration done ahead."""
+    return Ahead(jnp.zeros((AHEAD, width), dtype), jnp.zeros((), jnp.int32))
 
 
 class LaneWork(NamedTuple):
@@ -104,7 +130,8 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
     kernel: Kernel = move.kernel
     resumable = kernel.resumable
     length = rows.i.shape[0]
-    n = jnp.sum(rows.active)
+    n = jnp.sum(rows.active * (1 - rows.ahead), dtype=jnp.int32)  # the chunk's own iterations
+    n_all = jnp.sum(rows.active, dtype=jnp.int32)  # and those a lane may run ahead
     steps = driver.steps_of(move, state, logdensity_fn, length, settings)
     dtype = state.tally.nonfinite_position.dtype
     keys = driver.iteration_keys(words, rows)
@@ -143,7 +170,7 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
             row = row_of(lane)
             tuning = driver.restart_searched(lane.state.tuning, (lane.search.step_size,), row)
             s, values = steps.bookkeeping(lane.state._replace(move=new_state), tuning, (info,), row)
-            return lane._replace(state=s, k=lane.k + 1, phase=jnp.int32(NEW)), values.astype(dtype), True
+            return lane._replace(state=s, done=s, k=lane.k + 1, phase=jnp.int32(NEW)), values.astype(dtype), True
 
         return jax.lax.cond(lane.trial, after_trial, after_transition, lane)
 
@@ -163,7 +190,7 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
         # spare last row.
         slot = jnp.where(write, k, length)
         buffer = jax.lax.dynamic_update_slice(buffer, values[None], (slot, jnp.zeros_like(slot)))
-        lane = jax.lax.cond((lane.phase == NEW) & (lane.k < n), new_iteration, lambda x: x, lane)
+        lane = jax.lax.cond((lane.phase == NEW) & (lane.k < n_all), new_iteration, lambda x: x, lane)
         lane = jax.lax.cond(lane.phase == BEGIN, begin, lambda x: x, lane)
         return lane, buffer
 
@@ -179,21 +206,30 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
     def round_(carry):
         lane, buffer = carry
         lane, buffer = serve(lane, buffer)
-        busy = jnp.maximum(1, jnp.ceil(busy_fraction * count(lane.k < n)).astype(jnp.int32))
+        busy = jnp.maximum(1, jnp.ceil(busy_fraction * count(lane.k < n_all)).astype(jnp.int32))
         # At least one step, then on while enough lanes are busy: a loop whose first trip is
         # forced, so that the step is traced and compiled once.
         lane, _ = jax.lax.while_loop(lambda c: c[1] | (count(running(c[0])) >= busy),
                                      lambda c: (tick(c[0]), jnp.zeros((), bool)), (lane, jnp.ones((), bool)))
         return lane, buffer
 
+    carried = state.ahead
+    state = state._replace(ahead=None)
     t0 = state.tuning[0]
     # A lane's trajectory before its first one begins: zeros (never read: the lane is not
     # running), so that only the loop's copy of `begin` is compiled.
     blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(
         resumable.begin, words, state.move, t0.step_size, t0.inverse_mass_matrix, jnp.asarray(False)))
     zero = jnp.zeros((), jnp.int32)
-    lane = Lane(state, zero, jnp.int32(NEW), words, step_search.start(t0.step_size, False), jnp.asarray(False),
-                blank, zero, zero)
-    buffer = jnp.zeros((length + 1, steps.width), dtype)
+    # The iterations run ahead in the last chunk come first, as done.
+    buffer = jax.lax.dynamic_update_slice(jnp.zeros((length + 1, steps.width), dtype), carried.rows, (zero, zero))
+    lane = Lane(state, state, carried.count, jnp.int32(NEW), words, step_search.start(t0.step_size, False),
+                jnp.asarray(False), blank, zero, zero)
     lane, buffer = jax.lax.while_loop(lambda c: count(c[0].k < n) > 0, round_, _per_lane((lane, buffer), words))
-    return lane.state, steps.unpack(buffer[:length]), LaneWork(lane.ticks, lane.offered)
+    # A trajectory still running when the chunk's slowest chain finished is dropped (its
+    # iteration is run again, the same, in the next chunk); the finished ones past the
+    # chunk's end are carried.
+    ahead = Ahead(jax.lax.dynamic_slice(buffer, (n, zero), (AHEAD, steps.width)),
+                  jnp.clip(lane.k - n, 0, AHEAD).astype(jnp.int32))
+    own = length - AHEAD
+    return lane.done._replace(ahead=ahead), steps.unpack(buffer[:own]), LaneWork(lane.ticks, lane.offered)

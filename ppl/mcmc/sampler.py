@@ -186,6 +186,7 @@ class NUTS(_MCMC):
     max_tree_depth: int = 10
     name: ClassVar[str] = "nuts"
     _varying_trajectories: ClassVar[bool] = True
+    _resumable: ClassVar[bool] = True
 
     def check(self, ld) -> None:
         super().check(ld)

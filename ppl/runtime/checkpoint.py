@@ -97,6 +97,11 @@ def _differences(old: dict, new: dict) -> list:
                    if old.get("options", {}).get(k) != v]
         if changed:
             out.append(f"the method's options ({', '.join(changed)})")
+    if old.get("lanes", False) != new.get("lanes", False):
+        def how(lanes):
+            return "vectorised chains run as lanes" if lanes else "chains not run as lanes"
+        out.append(f"how the chains run (checkpoint: {how(old.get('lanes', False))}; now: "
+                   f"{how(new.get('lanes', False))}; resume with the checkpoint's chain_method)")
     if old.get("key") != new["key"]:
         out.append(f"the key (checkpoint: {old.get('key')}; now: {new['key']})")
     return out

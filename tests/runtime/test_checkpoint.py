@@ -254,3 +254,26 @@ def test_optimisers_in_chunks_equal_one_chunk_and_checkpoint(method, tmp_path, x
     np.testing.assert_array_equal(np.asarray(again.samples["mu"]), np.asarray(one.samples["mu"]))
     with pytest.raises(ValueError, match="the key"):
         ppl.infer(two_parameter_model, Y, method=chunked_method, key=7, checkpoint=tmp_path / "c")
+
+
+def test_lanes_resume_from_a_chunk_whose_chains_ran_ahead(tmp_path, x64):
+    """Vectorised NUTS chains run as lanes carry the iterations a chain ran ahead past a
+    chunk's end in its state (`ppl.mcmc.lanes.Ahead`): a run resumed from such a state (the
+    newer states removed, as if killed) gives the draws of an uninterrupted run, and resuming
+    it without lanes is refused, naming the difference."""
+    options = dict(num_warmup=100, num_samples=120, num_chains=4, chunk_size=25, chain_method="vectorized",
+                   progress_bar=False)
+    path = tmp_path / "c"
+    whole = ppl.infer(two_parameter_model, Y, method=ppl.NUTS(**options), key=3)
+    ppl.infer(two_parameter_model, Y, method=ppl.NUTS(**options), key=3, checkpoint=path)
+    (path / "done.json").unlink()
+    states = sorted(path.glob("state-g0-*.npz"), key=lambda p: int(p.stem.rsplit("-", 1)[-1]))
+    with np.load(states[-2]) as f:  # the state before the last: some chain had run ahead there
+        assert np.asarray(f[".ahead.count"]).max() > 0
+    states[-1].unlink()
+    resumed = ppl.infer(two_parameter_model, Y, method=ppl.NUTS(**options), key=3, checkpoint=path)
+    assert resumed.timing["run_s"] > 0
+    np.testing.assert_allclose(np.asarray(resumed.samples["mu"]), whole.samples["mu"], rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="how the chains run"):
+        ppl.infer(two_parameter_model, Y, method=ppl.NUTS(**{**options, "chain_method": "sequential"}), key=3,
+                  checkpoint=path)
