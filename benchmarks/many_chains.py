@@ -16,7 +16,7 @@ user meets it), and records:
                    takes the same number of steps).
 
 Samplers: "nuts" (ppl NUTS, chain_method="vectorized": lanes), "nuts_lockstep" (the same
-chains in lockstep, `ppl.mcmc.lanes` switched off), "chees" (if `ppl.METHODS` has it) and
+chains in lockstep, `ppl.mcmc.lanes.ENABLED` off), "chees" (if `ppl.METHODS` has it) and
 "numpyro" (NumPyro's NUTS, chain_method="vectorized"). Models: the non-centred eight schools,
 a 5000 x 25 logistic regression, a 100-dimensional correlated Gaussian.
 """
@@ -92,9 +92,7 @@ def ppl_point(name, chains, warmup, draws, sampler) -> dict:
         method = ppl.NUTS(num_warmup=warmup, num_samples=draws, num_chains=chains, chain_method="vectorized",
                           progress_bar=False)
     _fresh()
-    supports = lanes.supports
-    if sampler == "nuts_lockstep":
-        lanes.supports = lambda move: False
+    lanes.ENABLED = sampler != "nuts_lockstep"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -102,7 +100,7 @@ def ppl_point(name, chains, warmup, draws, sampler) -> dict:
             r = ppl.infer(m, *args, method=method, key=0, **kwargs)
             first = time.perf_counter() - t
     finally:
-        lanes.supports = supports
+        lanes.ENABLED = True
     d = r.diagnostics
     grads = int(d["num_grad_evals"]) + int(d["num_warmup_grad_evals"])
     util = d.get("lane_utilization", float("nan"))

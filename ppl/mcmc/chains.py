@@ -190,7 +190,7 @@ class ChainMethod(Method):
         resumable kernel. Decided before tracing: a lanes chunk's plan has lookahead rows.
         One chain has no lane to wait for: as a lane it would only be slower (eight schools,
         one chain, 500 + 500: 7.4 us per gradient as a lane, 3.4 us without)."""
-        if not self._resumable or chains < 2 or self.chain_method == "sequential":
+        if not (self._resumable and lanes.ENABLED) or chains < 2 or self.chain_method == "sequential":
             return False
         if self.chain_method == "vectorized":
             return True

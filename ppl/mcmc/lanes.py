@@ -72,6 +72,10 @@ class Ahead(NamedTuple):
     count: jax.Array
 
 
+# Whether vectorised chains of a resumable kernel run as lanes at all (False: in lockstep,
+# each iteration waiting for the batch's longest transition; for measuring the difference).
+ENABLED = True
+
 # How many iterations a chain that has finished its chunk may run ahead into the next one
 # while the batch waits for the chunk's slowest chain (they are kept, not redone).
 AHEAD = 64
