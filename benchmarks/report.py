@@ -25,7 +25,7 @@ def load_all(out_dir) -> dict:
     for path in sorted(Path(out_dir).glob("*.json")):
         with open(path) as f:
             data = json.load(f)
-        if isinstance(data, dict) and "cells" in data:
+        if isinstance(data, dict) and isinstance(data.get("cells"), dict):  # not sbc.json's list of cells
             out[path.stem] = data
     return out
 
@@ -309,10 +309,10 @@ def plot_many(data, path) -> bool:
     for row, (model, by_chains) in zip(axs, many.items()):
         chains = sorted(by_chains)
         for ax, (key, label, log_y) in zip(row, panels):
-            for sampler, name in MANY_SAMPLERS.items():
+            for color, (sampler, name) in enumerate(MANY_SAMPLERS.items()):
                 ys = [(by_chains[c].get(sampler) or {}).get(key) for c in chains]
                 if any(y is not None for y in ys):
-                    ax.plot(chains, [np.nan if y is None else y for y in ys], "o-", label=name)
+                    ax.plot(chains, [np.nan if y is None else y for y in ys], "o-", label=name, color=f"C{color}")
             ax.set_xscale("log", base=2)
             if log_y:
                 ax.set_yscale("log")

@@ -149,6 +149,7 @@ def test_report_shows_the_many_chains_points(tmp_path):
               (("nuts", 30.0, 0.6), ("nuts_lockstep", 20.0, 0.3), ("chees", 25.0, None), ("numpyro", 15.0, 0.3))]
     data = {"cells": {}, "scaling": {"many": {f"{p['model']}/{p['chains']}/{p['sampler']}": p for p in points}}}
     (tmp_path / "cpu-test.json").write_text(json.dumps(data))
+    (tmp_path / "sbc.json").write_text(json.dumps({"cells": []}))  # not a harness file: left out
     text = report.build(tmp_path).read_text()
     assert "| eight_schools | 256 | ppl NUTS (lanes) | 500 + 500 | 10 | 4 | 7.68e+03 | ×2.00 | 2.5 | 1000 | 0.6 |" in text
     assert "| eight_schools | 4 | NumPyro NUTS (vectorized) | 500 + 500 | 10 | - | 60 | - | - | 1000 | 0.3 |" in text
