@@ -155,6 +155,18 @@ def _plt():
     return plt
 
 
+def _finish(ax):
+    """A log-scale panel's grid and legend."""
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_ess(data, device, path) -> bool:
     cells = [c for c in _cells(data, device, "ok") if c["ppl"].get("ess_per_s")]
     if not cells:
@@ -186,9 +198,7 @@ def plot_ess(data, device, path) -> bool:
     ax.set_ylabel("min bulk ESS per second of run time")
     ax.set_title(f"ESS/s per model and method ({device}; hatched: NumPyro)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -212,9 +222,7 @@ def plot_speedup(data, device, path) -> bool:
     ax.set_xlabel("speed-up over NumPyro (NumPyro time / ppl time; > 1: ppl faster)")
     ax.set_title(f"Speed-up over NumPyro ({device})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -246,11 +254,8 @@ def plot_scaling(data, path) -> bool:
         ax.set_xlabel({"chains": "number of chains", "N": "data size N", "d": "dimension d"}[axis])
         ax.set_ylabel("µs per gradient evaluation (all chains)")
         ax.set_title(pts[0]["model"].split("(")[0] if pts else axis, fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        _finish(ax)
+    _save(plt, fig, path)
     return True
 
 
@@ -319,11 +324,8 @@ def plot_many(data, path) -> bool:
             ax.set_xlabel("chains")
             ax.set_ylabel(label)
             ax.set_title(model, fontsize=9)
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+            _finish(ax)
+    _save(plt, fig, path)
     return True
 
 
