@@ -48,8 +48,10 @@ class Lane(NamedTuple):
     finished iteration (``done``), ``k`` (iterations of the chunk finished, those run ahead
     in the chunk before included), ``phase``, the iteration's key ``words``, the step-size ``search``,
     whether the running trajectory is a search ``trial``, the kernel's ``trajectory`` carry,
-    ``ticks`` (gradient evaluations made in this chunk, trials included) and ``offered``
-    (the batch's steps in this chunk: ``ticks / offered`` is how busy the lane was)."""
+    ``ticks`` (gradient evaluations made in this chunk, trials included), ``useful`` (those of
+    its finished iterations: a trajectory dropped at the chunk's end is run again) and
+    ``offered`` (the batch's steps in this chunk: ``useful / offered`` is how busy the lane
+    was)."""
 
     state: Any
     done: Any
@@ -60,6 +62,7 @@ class Lane(NamedTuple):
     trial: jax.Array
     trajectory: Any
     ticks: jax.Array
+    useful: jax.Array
     offered: jax.Array
 
 
@@ -87,9 +90,10 @@ def no_ahead(width: int, dtype) -> Ahead:
 
 
 class LaneWork(NamedTuple):
-    """A lane's work in a chunk: ``ticks``, its gradient evaluations (search trials
-    included), and ``offered``, the batch's steps (its chance of one). Lane utilisation is
-    sum(ticks) / sum(offered) over the chains."""
+    """A lane's work in a chunk: ``ticks``, the gradient evaluations of the iterations it
+    finished (search trials included; not those of a trajectory dropped at the chunk's end),
+    and ``offered``, the batch's steps (its chance of one). Lane utilisation is sum(ticks) /
+    sum(offered) over the chains."""
 
     ticks: jax.Array
     offered: jax.Array
@@ -174,7 +178,8 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
             row = row_of(lane)
             tuning = driver.restart_searched(lane.state.tuning, (lane.search.step_size,), row)
             s, values = steps.bookkeeping(lane.state._replace(move=new_state), tuning, (info,), row)
-            return lane._replace(state=s, done=s, k=lane.k + 1, phase=jnp.int32(NEW)), values.astype(dtype), True
+            return (lane._replace(state=s, done=s, k=lane.k + 1, phase=jnp.int32(NEW), useful=lane.ticks),
+                    values.astype(dtype), True)
 
         return jax.lax.cond(lane.trial, after_trial, after_transition, lane)
 
@@ -228,7 +233,7 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
     # The iterations run ahead in the last chunk come first, as done.
     buffer = jax.lax.dynamic_update_slice(jnp.zeros((length + 1, steps.width), dtype), carried.rows, (zero, zero))
     lane = Lane(state, state, carried.count, jnp.int32(NEW), words, step_search.start(t0.step_size, False),
-                jnp.asarray(False), blank, zero, zero)
+                jnp.asarray(False), blank, zero, zero, zero)
     lane, buffer = jax.lax.while_loop(lambda c: count(c[0].k < n) > 0, round_, _per_lane((lane, buffer), words))
     # A trajectory still running when the chunk's slowest chain finished is dropped (its
     # iteration is run again, the same, in the next chunk); the finished ones past the
@@ -236,4 +241,4 @@ def advance(words, state: driver.ChainState, rows: driver.Rows, move: driver.Mov
     ahead = Ahead(jax.lax.dynamic_slice(buffer, (n, zero), (AHEAD, steps.width)),
                   jnp.clip(lane.k - n, 0, AHEAD).astype(jnp.int32))
     own = length - AHEAD
-    return lane.done._replace(ahead=ahead), steps.unpack(buffer[:own]), LaneWork(lane.ticks, lane.offered)
+    return lane.done._replace(ahead=ahead), steps.unpack(buffer[:own]), LaneWork(lane.useful, lane.offered)
