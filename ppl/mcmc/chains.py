@@ -414,13 +414,16 @@ class ChainMethod(Method):
             run_s = time.perf_counter() - t0
         done = min(w.start for w in work)
         limit = min(min(store.count(g) for g in range(groups)), self.num_samples)
-        if ckpt is not None:
+        empty = store.no_draws() if ckpt is not None and limit == 0 else None
+        if empty is not None:  # no draw on disk (stopped in warmup): nothing to join
+            samples, stats = empty
+        elif ckpt is not None:
             path = store.consolidate(limit)
             samples, stats = LazySamples(path), LazySamples(path, "sample_stats")
-            if not interrupted:
-                ckpt.finish({"iterations": done, "num_samples": self.num_samples})
         else:
             samples, stats = store.arrays(limit)
+        if ckpt is not None and not interrupted:
+            ckpt.finish({"iterations": done, "num_samples": self.num_samples})
         states = jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *[w.state for w in work])
         utilization = lane_work[0] / lane_work[1] if lane_work[1] else float("nan")
         return ChainRun(samples, stats, states, done, compile_s, run_s, source, interrupted, utilization)

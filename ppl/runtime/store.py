@@ -106,6 +106,7 @@ class DiskStore:
         self.directory = Path(directory)
         self.chunks = self.directory / "draws"
         self.chunks.mkdir(parents=True, exist_ok=True)
+        self._no_draws = [None] * num_groups  # a chunk of warmup's (draws, stats): 0 draws, the sites' shapes
         self.num_groups, self.chains_per_group = num_groups, chains_per_group
 
     def _files(self, group: int):
@@ -128,9 +129,18 @@ class DiskStore:
     def append(self, group: int, draws: dict, stats: dict) -> None:
         n = next(iter(draws.values())).shape[1] if draws else next(iter(stats.values())).shape[1]
         if n == 0:
+            self._no_draws[group] = (draws, stats)
             return
         lo = self.count(group)
         _write(self.chunks / f"g{group}-{lo:09d}-{lo + n:09d}.npz", draws, stats)
+
+    def no_draws(self):
+        """``(samples, stats)`` of 0 draws per chain, shaped as the run's sites (a run stopped
+        before its first draw has nothing on disk to join), or None if no chunk ran here."""
+        if any(parts is None for parts in self._no_draws):
+            return None
+        return tuple({k: np.concatenate([np.asarray(parts[i][k]) for parts in self._no_draws], axis=0)
+                      for k in self._no_draws[0][i]} for i in (0, 1))
 
     def truncate(self, group: int, count: int) -> None:
         """Forget the group's draws from ``count`` on (written after the state resumed from)."""

@@ -277,3 +277,34 @@ def test_lanes_resume_from_a_chunk_whose_chains_ran_ahead(tmp_path, x64):
     with pytest.raises(ValueError, match="how the chains run"):
         ppl.infer(two_parameter_model, Y, method=ppl.NUTS(**{**options, "chain_method": "sequential"}), key=3,
                   checkpoint=path)
+
+
+def test_a_checkpointed_run_stopped_in_warmup_returns_no_draws(tmp_path):
+    """A checkpointed run stopped before its first draw has nothing on disk to join: it
+    returns 0 draws per chain, shaped as its sites (it failed reading a draws.nc with no
+    posterior; seen when a loaded machine made Ctrl-C land in warmup)."""
+    from ppl.runtime import chunks as _chunks
+
+    calls = []
+    real = _chunks.run
+
+    def stop_after_two(execute, groups, rows, length, on_chunk, **kw):
+        class Stop:  # an interrupt requested once two chunks are in
+            @property
+            def requested(self):
+                return len(calls) >= 2
+
+        def counted(c):
+            calls.append(c)
+            on_chunk(c)
+        return real(execute, groups, rows, length, counted, **{**kw, "interrupt": Stop(), "concurrent": False})
+
+    _chunks.run = stop_after_two
+    try:
+        with pytest.warns(UserWarning):
+            r = ppl.infer(two_parameter_model, Y, method=ppl.NUTS(num_warmup=300, num_samples=100, num_chains=2,
+                                                                  chunk_size=20, progress_bar=False),
+                          key=0, checkpoint=tmp_path / "c")
+    finally:
+        _chunks.run = real
+    assert np.asarray(r.samples["mu"]).shape == (2, 0)
