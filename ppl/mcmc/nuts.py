@@ -137,7 +137,8 @@ class _Carry(NamedTuple):
     log densities, the two samples' (log density, energy), the :class:`Weights`;
     ``counters`` (6,): the :class:`Counters`; ``stack`` (5, max_tree_depth, d): per level,
     the pending left tree's first momentum and velocity, last momentum and velocity, and
-    momentum sum (see :func:`_merge_ok`).
+    momentum sum (see :func:`_merge_ok`); in :func:`resumable`'s form, one spare level on
+    top (see :func:`_leaf`).
     """
 
     vectors: jax.Array
@@ -204,21 +205,30 @@ def _trailing_ones(n):
     return jax.lax.population_count(n ^ (n + 1)) - 1
 
 
-def _initial_carry(state: State, momentum, velocity, max_tree_depth):
-    """The loop carry of a trajectory holding only the initial point, and H0."""
+def _initial_carry(state: State, momentum, velocity, max_tree_depth, stack=None, go=None, spare=False):
+    """The loop carry of a trajectory holding only the initial point, and H0. The stack is
+    zeros (with a ``spare`` level on top, written by a step not taken: see :func:`_leaf`),
+    or ``stack`` (a previous trajectory's, reused in place) with its level 0 written (where
+    ``go``, if given): a trajectory reads a level only after writing it (see the module
+    docstring)."""
     h0 = 0.5 * jnp.sum(momentum * velocity) - state.log_density
     start = Point(state.position, momentum, state.grad, velocity, state.log_density)
     draw = Sample(state.position, state.grad, state.log_density, h0)
     zero = jnp.zeros_like(h0)
     weights = Weights(zero, zero - jnp.inf, zero)
-    stack = jnp.zeros((5, max_tree_depth) + momentum.shape, momentum.dtype)
-    stack = stack.at[:, 0].set(jnp.stack([momentum, velocity, momentum, velocity, momentum]))
+    first = jnp.stack([momentum, velocity, momentum, velocity, momentum])
+    if stack is None:
+        stack = jnp.zeros((5, max_tree_depth + spare) + momentum.shape, momentum.dtype).at[:, 0].set(first)
+    else:
+        if go is not None:
+            first = jnp.where(go, first, stack[:, 0])
+        stack = _cpu_blocks.nested_update(lambda s, row: s.at[:, 0].set(row), stack, first)
     carry = _Carry(_pack_vectors(start, start, draw, draw, momentum),
                    _pack_scalars(start, start, draw, draw, weights), jnp.zeros((6,), jnp.int32), stack)
     return carry, h0
 
 
-def _merge_ok(stack, point: Point):
+def _merge_ok(stack, point: Point, batched: bool = False):
     """No-U-turn checks of merging each stack level (L) with the tree (R) ending at ``point``.
 
     Level k's R is the tree of 2**k leaves ending at the current leaf; its first point is the
@@ -226,17 +236,37 @@ def _merge_ok(stack, point: Point):
     of levels 0..k-1. Stan's three checks per merge: the merged tree, L extended by R's first
     point, R extended by L's last point (Betancourt 2017, A.4.2; Stan ``base_nuts``).
 
+    Two formulations of the same arithmetic (the same sums in the same order, so that a
+    chain's draws do not depend on how it is run): ``batched`` for a step batched over
+    lanes (``ppl.mcmc.lanes``), where XLA's reduce-window and six separate reductions are
+    slow (measured at 256 chains of eight schools: 49 and 6 x 15 of some 300 us of a
+    step); the other for one trajectory, where the batched form's extra operations cost
+    more (measured: 2.5 -> 3.2-3.4 us per leapfrog).
+
     Returns ``(ok, rho_r, r_beg_p, r_beg_v)``; ``ok`` has shape (max_tree_depth,).
     """
     p, v = point.momentum, point.velocity
     p_beg, v_beg, p_end, v_end, rho_l = stack  # the packed stack's five rows (see _Carry)
     r_beg_p = jnp.concatenate([p[None], p_beg[:-1]])
     r_beg_v = jnp.concatenate([v[None], v_beg[:-1]])
-    rho_r = p + jnp.cumsum(rho_l, axis=0) - rho_l
+    # R's momentum sums, p + rho_l[0] + ... + rho_l[k-1], summed in that order.
+    if batched:
+        prefix = [p]
+        for level in range(rho_l.shape[0] - 1):
+            prefix.append(prefix[-1] + rho_l[level])
+        rho_r = jnp.stack(prefix)
+    else:
+        rho_r = jnp.cumsum(jnp.concatenate([p[None], rho_l[:-1]]), axis=0)
     rho_lr, rho_l_ext, rho_r_ext = rho_l + rho_r, rho_l + r_beg_p, rho_r + p_end
-    ok = ((jnp.sum(v_beg * rho_lr, axis=-1) > 0) & (jnp.sum(rho_lr * v, axis=-1) > 0)
-          & (jnp.sum(v_beg * rho_l_ext, axis=-1) > 0) & (jnp.sum(r_beg_v * rho_l_ext, axis=-1) > 0)
-          & (jnp.sum(v_end * rho_r_ext, axis=-1) > 0) & (jnp.sum(rho_r_ext * v, axis=-1) > 0))
+    if batched:  # the six inner products as one reduction
+        vv = jnp.broadcast_to(v, v_beg.shape)
+        dots = jnp.sum(jnp.stack([v_beg, rho_lr, v_beg, r_beg_v, v_end, rho_r_ext])
+                       * jnp.stack([rho_lr, vv, rho_l_ext, rho_l_ext, rho_r_ext, vv]), axis=-1)
+        ok = jnp.all(dots > 0, axis=0)
+    else:
+        ok = ((jnp.sum(v_beg * rho_lr, axis=-1) > 0) & (jnp.sum(rho_lr * v, axis=-1) > 0)
+              & (jnp.sum(v_beg * rho_l_ext, axis=-1) > 0) & (jnp.sum(r_beg_v * rho_l_ext, axis=-1) > 0)
+              & (jnp.sum(v_end * rho_r_ext, axis=-1) > 0) & (jnp.sum(rho_r_ext * v, axis=-1) > 0))
     return ok, rho_r, r_beg_p, r_beg_v
 
 
@@ -252,13 +282,20 @@ class Checks(NamedTuple):
     row: jax.Array
 
 
-def _checks_up_to(stack, point: Point, t, levels: int) -> Checks:
+def _checks_up_to(stack, point: Point, t, levels: int, batched: bool = False) -> Checks:
     """The :class:`Checks` at a leaf completing ``t`` merges (t < ``levels``), from the
-    stack's lowest ``levels`` levels only."""
-    ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack[:, :levels], point)
+    stack's lowest ``levels`` levels only (``batched``: see :func:`_merge_ok`)."""
+    ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack[:, :levels], point, batched)
     sub_turning = jnp.any(~ok & (jnp.arange(levels) < t))
     at = jnp.minimum(t, levels - 1)
-    return Checks(sub_turning, ~ok[at], jnp.stack([r_beg_p[at], r_beg_v[at], rho_r[at]]))
+    if not batched:
+        return Checks(sub_turning, ~ok[at], jnp.stack([r_beg_p[at], r_beg_v[at], rho_r[at]]))
+    # R's first point read off the stack (level at - 1) or the leaf, not off r_beg_p and
+    # r_beg_v: those are then used in the checks' one loop only, not made as arrays
+    # (measured: 2 x 8 of some 190 us of a step batched over 256 chains).
+    below = stack[:2, jnp.maximum(at - 1, 0)]
+    first = jnp.where(at == 0, jnp.stack([point.momentum, point.velocity]), below)
+    return Checks(sub_turning, ~ok[at], jnp.concatenate([first, rho_r[at][None]]))
 
 
 # Below this many coordinates a leaf checks every level: the choice of levels (a three-way
@@ -281,11 +318,11 @@ def check_levels(max_tree_depth: int, restrict: bool, dim: int = RESTRICT_MIN_DI
     return tuple(sorted({min(s, max_tree_depth) for s in (2, 4)} | {max_tree_depth}))
 
 
-def _turn_checks(stack, point: Point, t, levels: tuple) -> Checks:
+def _turn_checks(stack, point: Point, t, levels: tuple, batched: bool = False) -> Checks:
     """The :class:`Checks` at a leaf completing ``t`` merges, over the fewest of
     ``levels`` (see :func:`check_levels`) stack levels that hold levels 0..t."""
     branch = jnp.sum(jnp.asarray(levels[:-1]) < t + 1)
-    return jax.lax.switch(branch, [partial(_checks_up_to, levels=n) for n in levels], stack, point, t)
+    return jax.lax.switch(branch, [partial(_checks_up_to, levels=n, batched=batched) for n in levels], stack, point, t)
 
 
 def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step_size,
@@ -318,10 +355,14 @@ def _trajectory(key, state: State, momentum, direction_bits, logdensity_fn, step
 
 
 def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inverse_mass_matrix,
-          max_tree_depth, max_delta_energy, depth_limit, levels) -> _Carry:
+          max_tree_depth, max_delta_energy, depth_limit, levels, go=None) -> _Carry:
     """One leapfrog step of the trajectory (its next leaf) with its multinomial draws,
     U-turn checks (over stack depths ``levels``, see :func:`check_levels`) and merges: the
-    loop body of :func:`_trajectory`."""
+    loop body of :func:`_trajectory`. With ``go`` (a bool, batched under ``vmap``; the
+    stack then has a spare level on top), the step is taken only where it is true;
+    elsewhere the carry is returned unchanged but for the spare level, which is never read
+    (a select of the whole stack costs more than the leapfrog: measured, 35 us of some 300
+    per batched step at 256 chains of eight schools)."""
     metric = gaussian_euclidean(inverse_mass_matrix)
     value_and_grad = jax.value_and_grad(logdensity_fn)
     dtype = c.vectors.dtype
@@ -348,7 +389,10 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         h = 0.5 * jnp.sum(momentum * v) - log_density
         return jnp.stack([position, momentum, grad, v]), jnp.stack([log_density, h, failed])
 
-    every = len(levels) == 1  # the checks over every stack level (see below)
+    # One trajectory with every level checked: the level-t row is picked in `assemble` (for
+    # one trajectory the fewest operations; measured 2.5 against 3.0 us per leapfrog on
+    # eight schools). A batch (`go`): `Checks`, as in the restricted case.
+    every = len(levels) == 1 and go is None
 
     def bookkeeping(scalars, counters, point_scalars, verdicts):
         """Energy error, multinomial choices, U-turn verdicts (scalars only). Returns the new
@@ -396,12 +440,16 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
                                       (diverging & ~failed).astype(jnp.int32), done.astype(jnp.int32),
                                       failed.astype(jnp.int32)))
         flags = Flags(forward, take, take_sub, merge, last, bit(depth), t)
+        if go is not None:
+            scalars, counters = jnp.where(go, scalars, c.scalars), jnp.where(go, counters, c.counters)
         return scalars, counters, jnp.stack([jnp.asarray(f, jnp.int32) for f in flags])
 
     def assemble(vectors, stack, point_vectors, rows, flags):
         """The new ends, draws, momentum sum and stack (vector data). ``rows``: the level-t
-        tree's first momentum, velocity and momentum sum, (3, d), or those of every level,
-        (3, max_tree_depth, d), read at level t here."""
+        tree's first momentum, velocity and momentum sum, (3, d) (``Checks.row``), or those
+        of every level, (3, max_tree_depth, d), read at level t here. Returns the new
+        vectors and the stack row to write with its level (where ``go`` is false: the old
+        vectors, and the spare level)."""
         f = Flags(*(flags[i] == 1 for i in range(6)), flags[6])
         if every:
             at_t = (jnp.arange(max_tree_depth, dtype=jnp.int32) == f.t)[:, None]
@@ -427,9 +475,19 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         entry = jnp.stack([r_beg[0], r_beg[1], point.momentum, point.velocity, r_beg[2]])
         row = jnp.where(f.last, trajectory, entry)
         level = jnp.where(f.last, f.t + 1, f.t)
+        new = jnp.concatenate([backward, forward, draw, sub_draw, rho[None]])
+        if go is not None:  # a lane that does not step writes to the spare top level
+            level = jnp.where(go, level, max_tree_depth)
+            new = jnp.where(go, new, vectors)
+        return new, row, level
+
+    def write(stack, row, level):
         zero = jnp.zeros_like(level)
-        stack = jax.lax.dynamic_update_slice(stack, row[:, None, :], (zero, level, zero))
-        return jnp.concatenate([backward, forward, draw, sub_draw, rho[None]]), stack
+        return jax.lax.dynamic_update_slice(stack, row[:, None, :], (zero, level, zero))
+
+    def assemble_in_place(vectors, stack, *args):
+        new, row, level = assemble(vectors, stack, *args)
+        return new, write(stack, row, level)
 
     position, momentum, eps = _cpu_blocks.nested(drift, c.vectors, c.counters)
     log_density, grad = _cpu_blocks.nested(value_and_grad, position)
@@ -438,16 +496,20 @@ def _leaf(c: _Carry, *, key, direction_bits, h0, logdensity_fn, step_size, inver
         """The verdicts and rows :func:`bookkeeping` and :func:`assemble` take."""
         point = Point(*v, None)
         if every:  # vectorised over every level; the level-t row is selected in `assemble`
-            ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack, point)
+            ok, rho_r, r_beg_p, r_beg_v = _merge_ok(stack[:, :max_tree_depth], point)
             return ok, jnp.stack([r_beg_p, r_beg_v, rho_r])
         leaf = _Carry(None, None, counters, None).count.leaf
-        ch = _turn_checks(stack, point, _trailing_ones(leaf), levels)
+        ch = _turn_checks(stack, point, _trailing_ones(leaf), levels, batched=go is not None)
         return jnp.stack([ch.sub_turning, ch.top_turning]), ch.row
 
     # Every operation of the loop body sits inside a nested stage (see `_cpu_blocks`).
     verdicts, rows = _cpu_blocks.nested(checks, c.stack, point_vectors, c.counters)
     scalars, counters, flags = _cpu_blocks.nested(bookkeeping, c.scalars, c.counters, point_scalars, verdicts)
-    vectors, stack = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, rows, flags)
+    if go is None:  # one trajectory: its stack written in the stage, in place
+        vectors, stack = _cpu_blocks.nested(assemble_in_place, c.vectors, c.stack, point_vectors, rows, flags)
+    else:  # a batch: the stage's output would be a copy of the stack (measured: 2 x 20 us at 256 chains)
+        vectors, row, level = _cpu_blocks.nested(assemble, c.vectors, c.stack, point_vectors, rows, flags)
+        stack = _cpu_blocks.nested_update(write, c.stack, row, level)
     return _Carry(vectors, scalars, counters, stack)
 
 
@@ -508,18 +570,27 @@ def resumable(max_tree_depth: int, max_delta_energy: float) -> Resumable:
     """The NUTS transition one leapfrog step at a time (see :class:`ppl.mcmc.base.Resumable`):
     the steps of :func:`_transition`, with the trajectory's loop turned inside out."""
 
-    def begin(words, state: State, step_size, inverse_mass_matrix, trial):
-        momentum, direction_bits = _momentum(words, state, inverse_mass_matrix)
+    def begin(words, state: State, step_size, inverse_mass_matrix, trial, previous=None, go=None):
+        # Made apart (a nested stage): fused into the stack's row, each of its elements
+        # would draw the momentum again (measured: 150 us a batched serve at 256 chains).
+        momentum, direction_bits = _cpu_blocks.nested(_momentum, words, state, inverse_mass_matrix)
         velocity = gaussian_euclidean(inverse_mass_matrix).velocity(momentum)
-        carry, h0 = _initial_carry(state, momentum, velocity, max_tree_depth)
+        stack = None if previous is None else previous.carry.stack
+        carry, h0 = _initial_carry(state, momentum, velocity, max_tree_depth, stack, go, spare=True)
         depth_limit = jnp.where(trial, 1, max_tree_depth).astype(jnp.int32)
-        return Trajectory(carry, words, direction_bits, h0, jnp.asarray(step_size, state.position.dtype), depth_limit)
+        t = Trajectory(carry, words, direction_bits, h0, jnp.asarray(step_size, state.position.dtype), depth_limit)
+        if go is None or previous is None:
+            return t
+        # Where `go` is false, the previous trajectory: a select of all but the stack.
+        light = jax.tree.map(lambda a, b: jnp.where(go, a, b), t._replace(carry=carry._replace(stack=None)),
+                             previous._replace(carry=previous.carry._replace(stack=None)))
+        return light._replace(carry=light.carry._replace(stack=carry.stack))
 
-    def tick(t: Trajectory, logdensity_fn, inverse_mass_matrix) -> Trajectory:
+    def tick(t: Trajectory, logdensity_fn, inverse_mass_matrix, go=None) -> Trajectory:
         carry = _leaf(t.carry, key=t.words, direction_bits=t.direction_bits, h0=t.h0, logdensity_fn=logdensity_fn,
                       step_size=t.step_size, inverse_mass_matrix=inverse_mass_matrix, max_tree_depth=max_tree_depth,
                       max_delta_energy=max_delta_energy, depth_limit=t.depth_limit,
-                      levels=check_levels(max_tree_depth, False))
+                      levels=check_levels(max_tree_depth, False), go=go)
         return t._replace(carry=carry)
 
     def done(t: Trajectory):

@@ -41,6 +41,24 @@ def test_lanes_give_each_chain_the_draws_it_makes_alone(x64):
     assert batch.diagnostics["num_warmup_grad_evals"] == alone.diagnostics["num_warmup_grad_evals"]
 
 
+def scaled(scale):
+    ppl.sample("x", dist.Normal(0.0, scale))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_lanes_give_the_draws_alone_where_a_lone_chain_checks_fewer_levels(x64):
+    # 70 coordinates: alone, a leaf checks the fewest stack levels it needs (a branch);
+    # batched, every level, in another formulation of the same sums.
+    scale = jnp.linspace(0.2, 3.0, 70)
+    assert 70 >= nuts.RESTRICT_MIN_DIM
+    runs = [ppl.infer(scaled, scale, key=5, method=ppl.NUTS(num_warmup=100, num_samples=40, num_chains=3,
+                                                            chain_method=cm, progress_bar=False))
+            for cm in ("sequential", "vectorized")]
+    np.testing.assert_allclose(runs[1].samples["x"], runs[0].samples["x"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(runs[1].diagnostics["sample_stats"]["n_steps"],
+                                  runs[0].diagnostics["sample_stats"]["n_steps"])
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_lanes_in_chunks_give_the_draws_of_one_chunk(x64):
     whole = _run("vectorized")
