@@ -133,6 +133,13 @@ class ChainMethod(Method):
         total = self.num_warmup + self.num_samples * self.thinning
         return self.num_chains * total * self._evaluations_per_transition()
 
+    def evaluation_elements(self, key, ld, chains, *state):
+        """The data, and ONE chain's share of the chains' state (`expected_evaluations`
+        counts every chain's evaluations)."""
+        def size(tree):
+            return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+        return size(ld) + size(state) // max(1, int(np.prod(chains.shape)))
+
     # -- checks ----------------------------------------------------------------------------
     def check(self, ld) -> None:
         require_continuous(self.name, ld)

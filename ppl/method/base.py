@@ -110,6 +110,12 @@ class Method:
         unknown. Only compile choices use it (see `ppl.runtime.program`)."""
         return None
 
+    def evaluation_elements(self, *args):
+        """How many elements of the program's inputs ``args`` (shapes) one log-density
+        evaluation works over, or None: all of them. Only compile choices use it (see
+        `ppl.runtime.program`)."""
+        return None
+
 
 def require_continuous(method_name: str, ld) -> None:
     """Gradient and optimisation methods run on continuous latents: the discrete ones must

@@ -36,7 +36,12 @@ from jax.extend import core as jex_core
 # of a 33-42 us gradient, about 7.3e-11 s per input element per log-density evaluation.
 # The newer emitters are used when (input elements) x (expected evaluations) exceeds the
 # break-even point, 1.0 s / 7.3e-11 s; a method that gives no estimate counts as 1e6
-# evaluations (inputs of more than ~14k elements get the newer emitters).
+# evaluations (inputs of more than ~14k elements get the newer emitters). The elements are
+# those one evaluation works over (`Method.evaluation_elements`): for chains, the data and
+# one chain's state. Counting every chain's state (lanes keep rows of draws run ahead)
+# chose the newer emitters for 256 chains of eight schools (300k input elements), where
+# they cost 1.0-2.1 s of compile and saved 0.2-0.7 s of a 3.3-5 s run; at 1024 chains
+# about even (measured, 500 + 500, 2-core CPU).
 BREAK_EVEN_ELEMENT_EVALUATIONS = 1.4e10
 DEFAULT_EVALUATIONS = 10 ** 6
 # LLVM at optimisation level 1 instead of 2 takes 0.09-0.17 s off the XLA compile of a NUTS
@@ -103,10 +108,11 @@ def longest_reduction(text: str):
     return longest
 
 
-def _compiler_options(avals, platform_name, evaluations=None, reduction=None):
+def _compiler_options(avals, platform_name, evaluations=None, reduction=None, elements=None):
     """XLA options for a program over inputs `avals` that evaluates its log density about
-    `evaluations` times (None: unknown) and whose longest floating-point reduction sums
-    `reduction` terms (None: unknown; see :func:`longest_reduction`)."""
+    `evaluations` times (None: unknown), each over `elements` of its inputs (None: all of
+    them), and whose longest floating-point reduction sums `reduction` terms (None:
+    unknown; see :func:`longest_reduction`)."""
     if platform_name != "cpu":
         return {}
     options = {"xla_cpu_scheduler_type": CPU_SCHEDULER}
@@ -114,7 +120,8 @@ def _compiler_options(avals, platform_name, evaluations=None, reduction=None):
         options["xla_cpu_experimental_ynn_fusion_type"] = YNN_DOTS_ONLY
     if evaluations is not None and evaluations < QUICK_RUN_EVALUATIONS:
         options["xla_backend_optimization_level"] = 0 if evaluations <= ONE_SHOT_EVALUATIONS else 1
-    elements = sum(int(np.prod(a.shape)) for a in avals)
+    if elements is None:
+        elements = sum(int(np.prod(a.shape)) for a in avals)
     work = elements * (DEFAULT_EVALUATIONS if evaluations is None else evaluations)
     if work <= BREAK_EVEN_ELEMENT_EVALUATIONS:
         options["xla_cpu_use_fusion_emitters"] = False
@@ -327,16 +334,17 @@ class Executable(NamedTuple):
     blocking: bool
 
 
-def compile_lowered(lowered, avals, evaluations=None, device=None, text=None):
+def compile_lowered(lowered, avals, evaluations=None, device=None, text=None, elements=None):
     """Compile a lowered program as ppl's own programs are: with the CPU compiler options
     chosen from its inputs ``avals``, the expected number of log-density ``evaluations``
-    (None: unknown) and its longest reduction, and through the disk cache of executables.
-    ``text``: ``lowered.as_text()`` where the caller already has it. Returns
-    ``(executable, source)``, source "compiled" or "disk"."""
+    (None: unknown) over ``elements`` of the inputs each (None: all) and its longest
+    reduction, and through the disk cache of executables. ``text``: ``lowered.as_text()``
+    where the caller already has it. Returns ``(executable, source)``, source "compiled"
+    or "disk"."""
     device = _device() if device is None else device
     text = lowered.as_text() if text is None else text
     options = _compiler_options(avals, getattr(device, "platform", jax.default_backend()),
-                                evaluations, longest_reduction(text))
+                                evaluations, longest_reduction(text), elements)
     directory = compile_cache_dir()
     # A multi-process program (jax.distributed) is compiled in every process; a serialised
     # one holds its own process's devices, so it is never shared through the disk cache.
@@ -360,7 +368,8 @@ def _build(program, method, args, avals, device, once=False):
     lowered = jax.jit(functools.partial(program, method)).lower(*args)
     text = lowered.as_text()  # printed once: it is read for the options, the cache key and the pool check
     evaluations = ONE_SHOT_EVALUATIONS if once else method.expected_evaluations()
-    executable, source = compile_lowered(lowered, avals, evaluations, device, text)
+    elements = None if once else method.evaluation_elements(*args)
+    executable, source = compile_lowered(lowered, avals, evaluations, device, text, elements)
     return Executable(executable, source, blocks_the_pool(text))
 
 
