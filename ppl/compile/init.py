@@ -133,13 +133,31 @@ def find_initial(ld, key, num_points, strategy="uniform", radius=2.0, values=Non
 
 STRATEGIES = ("uniform", "prior")
 SUPPORT_TRIES = 8  # draws of the other latents under which a given value must fit its support
+DEFAULT_RADIUS = 2.0
+
+
+def _is_radius(init) -> bool:
+    return isinstance(init, (int, float, np.integer, np.floating)) and not isinstance(init, bool)
+
+
+def init_option(init):
+    """A method's checked ``init=`` option as ``(strategy, radius, values)`` for
+    :func:`first_finite` and :func:`initial_points`: a strategy name, a radius (a number
+    r: uniform(-r, r) in unconstrained space, Stan's ``init=r``) or a dict of values (the
+    other latents uniform(-2, 2))."""
+    if isinstance(init, str):
+        return init, DEFAULT_RADIUS, None
+    if _is_radius(init):
+        return "uniform", float(init), None
+    return "uniform", DEFAULT_RADIUS, dict(init)
 
 
 def check_init_values(ld, init) -> None:
     """Raise unless `init` is a valid `init=` option for the compiled model `ld`.
 
-    `init` is a strategy name (`"uniform"`, `"prior"`) or a dict latent site name ->
-    initial (constrained) value. Each name must be a latent site of the model, each value
+    `init` is a strategy name (`"uniform"`, `"prior"`), a radius r >= 0 (uniform(-r, r) in
+    unconstrained space, as Stan's ``init=r``; 0 starts every chain at 0) or a dict latent
+    site name -> initial (constrained) value. Each name must be a latent site of the model, each value
     numeric, of the site's shape, finite and inside the site's support (for a support set by
     other latents, inside it for at least one of `SUPPORT_TRIES` draws of them).
     Every method with an `init=` option calls this from its `check`.
@@ -147,18 +165,24 @@ def check_init_values(ld, init) -> None:
     Raises:
       ValueError: naming the site and what to give instead (an unknown name lists the latent
         sites; a wrong shape gives the expected one; a value outside the support names it).
-      TypeError: for an `init` that is neither a strategy name nor a dict.
+      TypeError: for an `init` that is neither a strategy name, a number nor a dict.
     """
+    if _is_radius(init):
+        if not (np.isfinite(init) and init >= 0):
+            raise ValueError(f"init={init!r}: a number is the radius r of uniform(-r, r) in unconstrained space "
+                             f"and must be finite and >= 0, e.g. init=0.5.")
+        return
     if isinstance(init, str):
         if init not in STRATEGIES:
             raise ValueError(
                 f"unknown init strategy {init!r}; use 'uniform' (uniform(-2, 2) in unconstrained "
-                f"space), 'prior' (a draw from the prior), or a dict of initial values, e.g. "
+                f"space), a radius r (uniform(-r, r)), 'prior' (a draw from the prior), or a dict of initial values, e.g. "
                 f"init={{'{ld.spec.latents[0].name if ld.spec.latents else 'mu'}': 0.5}}.")
         return
     if not isinstance(init, Mapping):
         raise TypeError(
-            f"init must be 'uniform', 'prior' or a dict latent site name -> initial value, got "
+            f"init must be 'uniform', 'prior', a radius r (uniform(-r, r) in unconstrained space) or a dict "
+            f"latent site name -> initial value, got "
             f"{type(init).__name__} {init!r}.")
     latents = [lat.name for lat in ld.spec.latents]
     for name, value in init.items():

@@ -215,7 +215,7 @@ class InitStrategy:
 
 def init_to_uniform(site=None, radius=2):
     """Start each chain uniformly in (-radius, radius) in unconstrained space (NumPyro's
-    default; ppl's `init="uniform"`, whose radius is 2)."""
+    default; ppl's `init="uniform"`, whose radius is 2, or `init=radius`)."""
     _no_site("init_to_uniform", site)
     return InitStrategy("uniform", radius=float(radius))
 
@@ -257,18 +257,15 @@ def _no_site(name, site):
 
 
 def _ppl_init(strategy, model, key, args, kwargs):
-    """ppl's `init=` option ("uniform", "prior" or a dict of constrained values) for a
-    NumPyro init strategy on this model and data."""
+    """ppl's `init=` option ("uniform", "prior", a radius or a dict of constrained values)
+    for a NumPyro init strategy on this model and data."""
     if strategy is None:
         return "uniform"
     if not isinstance(strategy, InitStrategy):
         raise TypeError(f"init_strategy must be one of ppl.infer's init_to_uniform, init_to_sample, init_to_median, "
                         f"init_to_mean, init_to_feasible or init_to_value, got {strategy!r}.")
     if strategy.kind == "uniform":
-        if strategy.radius != 2.0:
-            raise ValueError(f"init_to_uniform(radius={strategy.radius:g}): ppl's uniform initialisation has radius "
-                             f"2; use init_to_uniform() or init_to_feasible() (radius 0).")
-        return "uniform"
+        return "uniform" if strategy.radius == 2.0 else strategy.radius
     if strategy.kind == "sample":
         return "prior"
     if strategy.kind == "value":

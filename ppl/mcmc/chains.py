@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl import _counter_rng
-from ppl.compile.init import check_init_values, first_finite, init_error
+from ppl.compile.init import check_init_values, first_finite, init_error, init_option
 from ppl.runtime.program import (calls_linalg, chain_groups, execute, initial_shapes, prepare,
                                  prepare_in_background, when)
 from ppl.method.base import Method, draws_from_flat, require_continuous
@@ -213,14 +213,14 @@ class ChainMethod(Method):
     # -- the program -------------------------------------------------------------------------
     def _start(self, key, ld, move, log_density, settings, dtype):
         """A chain's initial state: the first finite of up to 100 candidate points."""
-        strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
+        strategy, radius, values = init_option(self.init)
 
         def evaluate(z):  # the move's state at z: usable when its log density is finite
             state = move.init(z, log_density)  # (a non-finite gradient reads as -inf)
             value = state.log_density if hasattr(state, "log_density") else log_density(z)
             return jnp.isfinite(value), state
 
-        z0, ok, state = first_finite(ld, key, evaluate, strategy, 2.0, values)
+        z0, ok, state = first_finite(ld, key, evaluate, strategy, radius, values)
         return driver.new_chain_state(move, z0.astype(dtype), log_density, settings, state, ok)
 
     def _with_ahead(self, state, chains: int, move, log_density):

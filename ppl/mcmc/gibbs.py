@@ -137,8 +137,8 @@ class Gibbs(Method):
       dense_mass: adapt a dense inverse mass matrix per continuous block.
       max_joint_states: largest product of supports drawn jointly by enumeration; 1 forces
         one-site-at-a-time updates of interacting discrete sites.
-      init: "uniform" or "prior" (continuous initial values; discrete ones come from the
-        prior), or a dict of initial values.
+      init: "uniform", a radius r (uniform(-r, r)) or "prior" (continuous initial values;
+        discrete ones come from the prior), or a dict of initial values.
       check_plates: verify declared plate independence numerically on a random state.
       progress_bar: None (on in a terminal), True or False.
       thinning, chain_method, chunk_size: as `ppl.NUTS` (the same chain driver runs the

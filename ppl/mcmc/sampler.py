@@ -167,7 +167,8 @@ class NUTS(_MCMC):
       target_accept: dual-averaging target for the acceptance statistic.
       max_tree_depth: at most 2**max_tree_depth leapfrog steps per transition.
       dense_mass: adapt a dense (True) or diagonal inverse mass matrix.
-      init: "uniform" (uniform(-2, 2) unconstrained), "prior", or a dict of initial values.
+      init: "uniform" (uniform(-2, 2) unconstrained), a radius r (uniform(-r, r), as Stan's
+        ``init=r``), "prior", or a dict of initial values.
       progress_bar: None (auto: on in a terminal), True or False.
       chain_method: "vectorized" (chains as a vmap axis of one program), "sequential" (one
         after another in one program) or "auto": on a single CPU device, groups of chains run

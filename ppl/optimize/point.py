@@ -26,7 +26,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from ppl.compile.hoist import hoist
-from ppl.compile.init import check_init_values, init_error, initial_points
+from ppl.compile.init import check_init_values, init_error, init_option, initial_points
 from ppl.runtime.program import initial_shapes, when
 from ppl.method.flags import flag
 from ppl.method.base import Method, draws_from_flat, param_values, require_continuous, to_numpy
@@ -283,8 +283,8 @@ class MLE(Method):
         also stops when the loss no longer decreases above rounding. (The gradient test
         alone would stop at once far from an optimum whose loss has a large offset; the
         decrease test alone would stop at a stuck line search.)
-      init: "uniform" (uniform(-2, 2) in unconstrained space) or "prior", or a dict of
-        initial values for some sites.
+      init: "uniform" (uniform(-2, 2) in unconstrained space), a radius r (uniform(-r, r)),
+        "prior", or a dict of initial values for some sites.
       progress_bar: None (on in a terminal), True or False.
       chunk_size: steps per chunk (None: about a second of work); Ctrl-C returns the best
         point so far, and `checkpoint=` saves the optimisation after each chunk.
@@ -338,8 +338,8 @@ class MLE(Method):
         return optax.lbfgs() if self.optimizer is None else self.optimizer
 
     def _initial(self, key, ld) -> OptState:
-        strategy, values = (self.init, None) if isinstance(self.init, str) else ("uniform", dict(self.init))
-        z0, ok = initial_points(ld, key, 1, strategy=strategy, values=values)
+        strategy, radius, values = init_option(self.init)
+        z0, ok = initial_points(ld, key, 1, strategy=strategy, radius=radius, values=values)
         x0 = (z0[0], ld.unconstrained_params(z0[0]))
         dtype = z0.dtype
         inf = jnp.asarray(jnp.inf, dtype)

@@ -332,12 +332,18 @@ def test_mcmc_driver_refuses_what_ppl_does_not_do_by_name():
     with pytest.raises(TypeError, match=r"MCMC\(sampler, ...\): sampler must be NUTS\(model"):
         MCMC(ppl.NUTS(), num_warmup=10, num_samples=10)
     mcmc = MCMC(NUTS(_normal_mean, init_strategy=init_to_uniform(radius=1)), num_warmup=10, num_samples=10)
-    with pytest.raises(ValueError, match=r"init_to_uniform\(radius=1\)"):
-        mcmc.run(0, y=jnp.zeros(5))
     with pytest.raises(RuntimeError, match=r"call MCMC.run"):
         mcmc.get_samples()
     with pytest.raises(ValueError, match=r"extra_fields=\['foo'\]"):
         mcmc.run(0, y=jnp.zeros(5), extra_fields=("foo",))
+
+
+def test_init_to_uniform_keeps_its_radius():
+    from ppl.infer import init_to_uniform
+    from ppl.infer.numpyro_names import _ppl_init
+
+    assert _ppl_init(init_to_uniform(radius=1), _normal_mean, 0, (), {}) == 1.0
+    assert _ppl_init(init_to_uniform(), _normal_mean, 0, (), {}) == "uniform"
 
 
 def test_init_strategies_become_ppls_init_option():

@@ -33,6 +33,29 @@ def test_uniform_init_lies_in_the_unconstrained_box(ld):
     assert not np.array_equal(ld.init(0), ld.init(1))
 
 
+@pytest.mark.parametrize("method", [ppl.NUTS(num_chains=4, init=0.25), ppl.MAP(init=0.25)])
+def test_a_number_is_the_radius_of_the_uniform_start(ld, method):
+    """Stan's ``init=r`` (NumPyro's init_to_uniform(radius=r)): chains and optimisers start
+    uniformly in (-r, r) in unconstrained space; 0 starts at 0."""
+    from ppl.compile.init import check_init_values, init_option
+
+    assert init_option(0.25) == ("uniform", 0.25, None) and init_option("prior")[0] == "prior"
+    if isinstance(method, ppl.NUTS):
+        state = method._init_program(jax.random.PRNGKey(3), ld, jnp.arange(4))
+        z = np.asarray(state.move.position)
+        assert z.shape == (4, ld.dim) and np.all(np.abs(z) < 0.25) and np.abs(z).max() > 0.01
+        zero = type(method)(num_chains=2, init=0)._init_program(jax.random.PRNGKey(3), ld, jnp.arange(2))
+        np.testing.assert_array_equal(np.asarray(zero.move.position), 0.0)
+    else:
+        z = np.asarray(method._initial(jax.random.PRNGKey(3), ld).z0)
+        assert np.all(np.abs(z) < 0.25) and np.abs(z).max() > 0.01
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="radius"):
+            check_init_values(ld, bad)
+    with pytest.raises(TypeError, match="radius"):
+        check_init_values(ld, True)
+
+
 def test_prior_init_draws_from_the_prior(ld):
     # loc ~ Normal(10, 0.1): a prior draw is near 10, far outside the uniform box (-2, 2)
     v = ld.constrain(ld.init(0, strategy="prior"))
