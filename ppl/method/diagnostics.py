@@ -21,21 +21,27 @@ def _split(x):
 def _average_ranks(a):
     """Ranks (1-based) of each column of ``a`` (n, K), ties given their average rank, and a
     column holding a NaN all NaN (scipy.stats.rankdata(a, axis=0), without importing
-    scipy.stats: 0.4 s of every ``import ppl``)."""
-    n = a.shape[0]
-    order = np.argsort(a, axis=0, kind="stable")
-    ordered = np.take_along_axis(a, order, axis=0)
-    position = np.broadcast_to(np.arange(n)[:, None], a.shape)
-    starts = np.ones(a.shape, bool)
-    starts[1:] = ordered[1:] != ordered[:-1]
-    ends = np.ones(a.shape, bool)
-    ends[:-1] = starts[1:]
-    first = np.maximum.accumulate(np.where(starts, position, 0), axis=0)
-    last = np.minimum.accumulate(np.where(ends, position, n - 1)[::-1], axis=0)[::-1]
-    ranks = np.empty(a.shape, float)
-    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=0)
-    ranks[:, np.isnan(a).any(axis=0)] = np.nan
-    return ranks
+    scipy.stats: 0.4 s of every ``import ppl``). Sorted row by row of the transpose (a
+    column sort of a row-major array is strided: 4x slower, measured on 128k x 8 draws)."""
+    t = np.ascontiguousarray(np.asarray(a).T)  # (K, n)
+    k, n = t.shape
+    order = np.argsort(t, axis=1)
+    ordered = np.take_along_axis(t, order, axis=1)
+    ties = ordered[:, 1:] == ordered[:, :-1]
+    value = np.broadcast_to(np.arange(1.0, n + 1.0), t.shape)  # the rank of each sorted place
+    if ties.any():  # a run of equal values shares the mean of its places' ranks
+        starts = np.ones(t.shape, bool)
+        starts[:, 1:] = ~ties
+        ends = np.ones(t.shape, bool)
+        ends[:, :-1] = ~ties
+        position = np.broadcast_to(np.arange(n), t.shape)
+        first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
+        last = np.minimum.accumulate(np.where(ends, position, n - 1)[:, ::-1], axis=1)[:, ::-1]
+        value = (first + last) / 2.0 + 1.0
+    ranks = np.empty(t.shape, float)
+    np.put_along_axis(ranks, order, value, axis=1)
+    ranks[np.isnan(t).any(axis=1)] = np.nan
+    return ranks.T
 
 
 def _rank_normalise(x):
