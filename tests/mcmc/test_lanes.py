@@ -60,6 +60,15 @@ def test_lanes_give_the_draws_alone_where_a_lone_chain_checks_fewer_levels(x64):
 
 
 @pytest.mark.filterwarnings("ignore")
+def test_lanes_give_the_draws_alone_with_a_dense_mass_matrix(x64):
+    alone = _run("sequential", dense_mass=True)
+    batch = _run("vectorized", dense_mass=True)
+    np.testing.assert_allclose(batch.samples["theta"], alone.samples["theta"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(batch.diagnostics["sample_stats"]["n_steps"],
+                                  alone.diagnostics["sample_stats"]["n_steps"])
+
+
+@pytest.mark.filterwarnings("ignore")
 def test_lanes_in_chunks_give_the_draws_of_one_chunk(x64):
     whole = _run("vectorized")
     chunked = _run("vectorized", chunk_size=37)

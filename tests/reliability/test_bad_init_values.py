@@ -76,7 +76,7 @@ def test_a_non_numeric_value_names_the_site():
 
 
 def test_init_that_is_neither_a_strategy_nor_a_dict():
-    with pytest.raises(TypeError, match=r"init must be 'uniform', 'prior' or a dict.*got list"):
+    with pytest.raises(TypeError, match=r"init must be 'uniform', 'prior', a radius r .* or a dict.*got list"):
         ppl.infer(model, Y, method=METHODS["map"]([0.0, 1.0]))
 
 
