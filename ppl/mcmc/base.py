@@ -30,9 +30,9 @@ class Resumable(NamedTuple):
     Fields:
       begin: ``(words, state, step_size, inverse_mass_matrix, trial, previous=None, go=None)
         -> carry`` (``words``: a ``_counter_rng`` key, what ``step`` derives from its key).
-        With ``previous`` (a carry) its buffers are reused, and with ``go`` (a bool) the
-        transition begins only where it is true: elsewhere ``previous`` is returned
-        unchanged. A batch of chains then begins some of them without selecting every
+        With ``previous`` (a carry) its buffers are reused, and with ``go`` (a bool, given
+        with ``previous``) the transition begins only where it is true: elsewhere
+        ``previous`` is returned unchanged. A batch of chains then begins some of them without selecting every
         buffer (a kernel makes this cheap where it knows which buffers matter);
       tick: ``(carry, logdensity_fn, inverse_mass_matrix, go=None) -> carry``, one gradient
         evaluation (where ``go``; elsewhere the carry unchanged);
