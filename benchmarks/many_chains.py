@@ -7,7 +7,8 @@ user meets it), and records:
 
   first_s          wall time of the call, compile included
   run_s            ppl: the run without compile (NumPyro: not measured, see numpyro_point)
-  ess_per_s        the smallest bulk ESS over the scalars / first_s
+  ess_per_s        the smallest bulk ESS over the scalars / first_s (rank-normalised bulk
+                   ESS, `bench_mcmc.min_bulk_ess`, for every sampler, NumPyro's included)
   us_per_grad      run time / gradient evaluations over all chains (warmup included)
   lane_util        gradient evaluations / (chains x batched steps): ppl's lanes from the
                    run's own count (warmup included); lockstep NUTS (ppl's old schedule and
@@ -112,7 +113,7 @@ def ppl_point(name, chains, warmup, draws, sampler) -> dict:
 
 
 def numpyro_point(name, chains, warmup, draws) -> dict:
-    from numpyro.diagnostics import effective_sample_size
+    from benchmarks.bench_mcmc import min_bulk_ess
     from numpyro.infer import MCMC, NUTS
 
     _, m, args, kwargs = model(name)
@@ -131,7 +132,7 @@ def numpyro_point(name, chains, warmup, draws) -> dict:
         warnings.simplefilter("ignore")
         samples, first = call(0)
     steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
-    ess = min(float(np.min(effective_sample_size(np.asarray(v)))) for v in samples.values())
+    ess = min_bulk_ess(samples)  # the same estimator as ppl's points
     grads = steps.sum() * (warmup + draws) / draws
     # A second `run` of NumPyro's MCMC traced and compiled again (measured: as slow as the
     # first), so its run time alone is not measured here: compile_s, run_s, us_per_grad NaN.
