@@ -275,6 +275,27 @@ def test_prior_predictive_draws_each_step_from_its_own_distribution():
     np.testing.assert_array_less(np.abs(np.corrcoef(x[:, 3], x[:, 7])[0, 1] - np.sqrt(4 / 8)), 0.05)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_each_step_sees_the_carry_its_predecessor_drew(reverse):
+    """The carry is scanned alone, then every step is run again vectorised over time from
+    the carries kept (`ppl.model.scan._run`): a step's draws in the second pass must be
+    those the carry took in the first (the same key per step), so each recorded draw is the
+    next step's carry, exactly, in either direction."""
+    def walk(length):
+        def step(x_prev, _):
+            ppl.deterministic("prev", x_prev)
+            x = ppl.sample("x", dist.Normal(x_prev, 1.0))
+            return x, x
+        return scan(step, 0.0, None, length=length, reverse=reverse)
+
+    with seed(rng_seed=3):
+        tr = trace(walk).get_trace(6)
+    x, prev = tr["x"].value, tr["prev"].value
+    before = (x[1:], prev[:-1]) if reverse else (x[:-1], prev[1:])
+    np.testing.assert_array_equal(before[0], before[1])
+    assert float(prev[-1 if reverse else 0]) == 0.0 and np.all(np.asarray(x) != 0.0)
+
+
 def test_posterior_predictive_draws_the_observed_sites_anew():
     r = ppl.infer(ssm, Y, method=ppl.NUTS(num_warmup=300, num_samples=300, num_chains=2), key=0)
     yrep = ppl.predictive(ssm, r, Y, key=1)
