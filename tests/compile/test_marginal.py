@@ -285,6 +285,31 @@ def test_map_gives_the_most_probable_discrete_values_and_infer_discrete_redraws(
     np.testing.assert_array_equal(np.asarray(again.samples["lo"]), np.asarray(n.samples["lo"]))
 
 
+def test_discrete_draws_use_each_draws_own_key_and_one_compiled_program():
+    """Draw (c, s) of the discrete sites uses fold_in(fold_in(fold_in(key, DISCRETE_STREAM),
+    c), s) (`ppl.method.discrete`), so it is the one-draw computation with that key; the
+    program is compiled once per model structure and shapes, and reused."""
+    from ppl.method import discrete
+
+    y = jnp.array([-2.1, -1.8, 2.2, 1.9, 2.4])
+    m = marginalize(compile_model(asymmetric_mixture, y))
+    # lo and hi close together: each z is a coin of about w, so the draws depend on the key
+    samples = {"w": jnp.linspace(0.3, 0.7, 6).reshape(2, 3), "lo": -0.1 + jnp.zeros((2, 3)),
+               "hi": 0.1 + jnp.linspace(-0.05, 0.05, 6).reshape(2, 3)}
+    key = jax.random.PRNGKey(7)
+    before = len(discrete._PROGRAMS)
+    out = discrete.discrete_draws(m, samples, key)
+    again = discrete.discrete_draws(m, {k: v + 0.01 for k, v in samples.items()}, key)
+    assert len(discrete._PROGRAMS) == before + 1 and again["z"].shape == (2, 3, 5)
+    base = jax.random.fold_in(key, discrete.DISCRETE_STREAM)
+    for c, s in itertools.product(range(2), range(3)):
+        k = jax.random.fold_in(jax.random.fold_in(base, c), s)
+        one = m.complete(m.unconstrain({n: v[c, s] for n, v in samples.items()}), k)
+        np.testing.assert_array_equal(out["z"][c, s], np.asarray(one["z"]))
+        np.testing.assert_allclose(out["w"][c, s], samples["w"][c, s], rtol=1e-6)
+    assert 0 < np.mean(out["z"]) < 1
+
+
 def test_sites_that_cannot_be_summed_are_refused_naming_them():
     def counts(y):
         k = ppl.sample("k", dist.Poisson(3.0))
