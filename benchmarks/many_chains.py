@@ -138,7 +138,7 @@ def numpyro_point(name, chains, warmup, draws) -> dict:
     # first), so its run time alone is not measured here: compile_s, run_s, us_per_grad NaN.
     nan = float("nan")
     return {"first_s": first, "compile_s": nan, "run_s": nan, "ess_per_s": ess / first,
-            "us_per_grad": nan, "grad_evals": int(grads), "lane_util": _lockstep_util(steps)}
+            "us_per_grad": nan, "grad_evals": int(grads), "lane_util": _lockstep_util(steps), "ess": "bulk"}
 
 
 def point(name, chains, warmup, draws, sampler) -> dict:
