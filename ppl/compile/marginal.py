@@ -36,13 +36,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import threading
 from typing import Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl._memo import Memo
 from ppl.compile import enumerate as enum
 from ppl.compile.logdensity import LogDensity, LogJoint
 from ppl.model import handlers
@@ -652,8 +652,7 @@ class MarginalLogDensity(LogDensity):
                 f"summed out={list(self.plan.discrete)})")
 
 
-_CACHE: dict = {}
-_LOCK = threading.Lock()
+_PLANS = Memo(64)  # one plan per model structure
 
 
 def marginalize(ld, who: str = "nuts") -> MarginalLogDensity:
@@ -666,20 +665,7 @@ def marginalize(ld, who: str = "nuts") -> MarginalLogDensity:
     """
     if not ld.spec.discrete or isinstance(ld, MarginalLogDensity):
         return ld
-    key = (ld.model, ld.spec, ld._tree, ld._static)
-    try:
-        hash(key)
-    except TypeError:
-        key = None
-    with _LOCK:
-        plan = _CACHE.get(key) if key is not None else None
-    if plan is None:
-        plan = make_plan(ld, who)
-        if key is not None:
-            with _LOCK:
-                if len(_CACHE) > 64:
-                    _CACHE.clear()
-                _CACHE[key] = plan
+    plan = _PLANS.get((ld.model, ld.spec, ld._tree, ld._static), lambda: make_plan(ld, who))
     out = MarginalLogDensity(ld.model, _continuous_spec(ld.spec), ld._tree, ld._static, ld.data, ld.params,
                              ld.spec, plan)
     out.module_statics = getattr(ld, "module_statics", {})

@@ -12,11 +12,11 @@ same key gives the same discrete draws whatever the chain layout.
 """
 from __future__ import annotations
 
-import threading
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ppl._memo import Memo
 
 DISCRETE_STREAM = 0x0D15C
 _BUDGET_BYTES = 1 << 28  # all draws at once below this estimate of the memory, else in batches
@@ -42,8 +42,7 @@ def _draw_all(marginal, values, key, shape, temperature):
     return jax.lax.map(one, (values, keys), batch_size=max(1, _BUDGET_BYTES // per_draw))
 
 
-_PROGRAMS: dict = {}  # (structure, shapes, draws, temperature) -> executable
-_LOCK = threading.Lock()
+_PROGRAMS = Memo(32)  # one program per model structure, shapes and temperature
 
 
 def _program(marginal, values, key, shape, temperature):
@@ -54,23 +53,13 @@ def _program(marginal, values, key, shape, temperature):
     the first call of NUTS on it 13.6 -> 10.6 s."""
     from ppl.runtime import program
 
-    leaves, tree = jax.tree.flatten((marginal, values, key))
-    cache_key = (tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves), shape, temperature)
-    try:
-        hash(cache_key)
-    except TypeError:
-        cache_key = None
-    with _LOCK:
-        run = _PROGRAMS.get(cache_key) if cache_key is not None else None
-    if run is None:
+    def make():
         lowered = jax.jit(_draw_all, static_argnums=(3, 4)).lower(marginal, values, key, shape, temperature)
-        run, _ = program.compile_lowered(lowered, jax.tree.leaves(values), evaluations=shape[0] * shape[1])
-        if cache_key is not None:
-            with _LOCK:
-                if len(_PROGRAMS) > 32:
-                    _PROGRAMS.clear()
-                _PROGRAMS[cache_key] = run
-    return run
+        return program.compile_lowered(lowered, jax.tree.leaves(values), evaluations=shape[0] * shape[1])[0]
+
+    leaves, tree = jax.tree.flatten((marginal, values, key))
+    shapes = tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
+    return _PROGRAMS.get((tree, shapes, shape, temperature), make)
 
 
 def discrete_draws(marginal, samples, key, temperature=1) -> dict:

@@ -297,10 +297,11 @@ def test_discrete_draws_use_each_draws_own_key_and_one_compiled_program():
     samples = {"w": jnp.linspace(0.3, 0.7, 6).reshape(2, 3), "lo": -0.1 + jnp.zeros((2, 3)),
                "hi": 0.1 + jnp.linspace(-0.05, 0.05, 6).reshape(2, 3)}
     key = jax.random.PRNGKey(7)
-    before = len(discrete._PROGRAMS)
     out = discrete.discrete_draws(m, samples, key)
-    again = discrete.discrete_draws(m, {k: v + 0.01 for k, v in samples.items()}, key)
-    assert len(discrete._PROGRAMS) == before + 1 and again["z"].shape == (2, 3, 5)
+    flat = {k: v.reshape(6) for k, v in samples.items()}
+    program = discrete._program(m, flat, key, (2, 3), 1)
+    assert discrete._program(m, {k: v + 0.01 for k, v in flat.items()}, key, (2, 3), 1) is program
+    assert discrete._program(m, flat, key, (2, 3), 0) is not program
     base = jax.random.fold_in(key, discrete.DISCRETE_STREAM)
     for c, s in itertools.product(range(2), range(3)):
         k = jax.random.fold_in(jax.random.fold_in(base, c), s)
