@@ -9,8 +9,7 @@
 
 NumPyro's `numpyro.contrib.control_flow.scan` semantics: each site of the body is recorded
 ONCE, with a leading time dimension (shape ``(T, *step_shape)``), and its log density sums
-over time. The program does not grow with T: the carry runs in one `jax.lax.scan`, then the
-rest of the body (distributions, records, outputs) runs vectorised over the steps (`_run`).
+over time; the body runs inside one `jax.lax.scan` (the program does not grow with T).
 
 How it meets the handlers around it. A site's handlers see one message per site, as for any
 other site: every handler *processes* the stacked message before the scan runs, and
@@ -139,40 +138,12 @@ def scan(f: Callable, init, xs, length: int | None = None, reverse: bool = False
         kinds.update(boundary.kinds)
         return carry, (y, boundary.records)
 
-    inputs = (xs, jnp.arange(length), rows)
-    carry, ys, records = _run(step, init, inputs, length, reverse)
+    carry, (ys, records) = jax.lax.scan(step, init, (xs, jnp.arange(length), rows), length=length, reverse=reverse)
     for slot in slots:
         slot.finish(kinds[slot.site.name], records[slot.site.name])
     for msg, reached in key_slots:
         postprocess_stack(msg, reached)
     return carry, ys
-
-
-def _run(step, init, inputs, length, reverse):
-    """``(final carry, ys, records)`` of ``step`` scanned over ``inputs``, in two passes: a
-    ``lax.scan`` of the carry alone (each step's carry in is kept), then every step at once,
-    ``vmap``ped over time from those carries. Only what the carry needs runs step after
-    step: the distributions, records and outputs (most of a body's work, often all of it when
-    the carry is a discrete value or a counter) are built vectorised over time, not in a
-    loop of small operations. The same values as one ``lax.scan`` of ``step``: each step
-    sees the same carry, row and keys (keys are folded with the step's index).
-
-    Measured (NumPyro's hmm_enum, 16 sequences x 30 steps, hidden states summed out, one
-    NUTS chain, 2-core CPU, 2 alternating pairs): model 1 940-1010 -> 810-860 us per
-    gradient, model 6 (order 2) 3080-3270 -> 2810-2830 us. A site named after a traced
-    value is named differently under ``vmap``: then one ``lax.scan`` of the whole body."""
-    def carry_only(carry, x):
-        new, _ = step(carry, x)  # its outputs are dropped: XLA removes the work only they need
-        return new, carry
-
-    carry, carries_in = jax.lax.scan(carry_only, init, inputs, length=length, reverse=reverse)
-    try:
-        _, (ys, records) = jax.vmap(step)(carries_in, inputs)
-    except _UnknownSite:
-        # A site named after a traced value (NumPyro's var2 example: f"y_{t}") is named
-        # differently under vmap: one lax.scan of the whole body instead.
-        carry, (ys, records) = jax.lax.scan(step, init, inputs, length=length, reverse=reverse)
-    return carry, ys, records
 
 
 def _length(xs, length) -> int:
@@ -278,10 +249,6 @@ def _body_site(msg, preset: bool) -> _BodySite:
 
 # ------------------------------------------------------------------------------- the boundary
 
-class _UnknownSite(ValueError):
-    """A step of the body called a site its trial trace did not."""
-
-
 class _Boundary(Messenger):
     """The outermost handler inside the scan body. It stands where the handlers around the
     scan would, gives step `t` what they decided for each stacked site (`plans`, with the
@@ -332,7 +299,7 @@ class _Boundary(Messenger):
     def _step(self, msg):
         plan = self.plans.get(msg.name)
         if plan is None:
-            raise _UnknownSite(f"site '{msg.name}' appears in a ppl.scan body on some traces of it only; the "
+            raise ValueError(f"site '{msg.name}' appears in a ppl.scan body on some traces of it only; the "
                              f"body must call the same sites every time it is traced.")
         row = self.rows.get(msg.name)
         if plan.kind == "observed":

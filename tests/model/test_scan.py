@@ -277,10 +277,8 @@ def test_prior_predictive_draws_each_step_from_its_own_distribution():
 
 @pytest.mark.parametrize("reverse", [False, True])
 def test_each_step_sees_the_carry_its_predecessor_drew(reverse):
-    """The carry is scanned alone, then every step is run again vectorised over time from
-    the carries kept (`ppl.model.scan._run`): a step's draws in the second pass must be
-    those the carry took in the first (the same key per step), so each recorded draw is the
-    next step's carry, exactly, in either direction."""
+    """Each recorded draw is exactly the carry the next step sees, in either direction (a
+    step's draw is made once, with its own key, whatever the way the body is run)."""
     def walk(length):
         def step(x_prev, _):
             ppl.deterministic("prev", x_prev)
