@@ -4,7 +4,9 @@ A primitive (`sample`, `observe`, ...) builds a `Message` and hands it to `apply
 Every active handler sees it in `process` (innermost first) and again in `postprocess`
 (outermost last), as in Pyro's minipyro. A handler that sets `msg.stop` hides the message
 from the handlers outside it. The stack is per thread and holds only handlers entered by a
-running model, so nothing persists between runs.
+running model, so nothing persists between runs. Each entry keeps the JAX trace its handler was
+entered in, on the stack and not on the handler: one handler object (a wrapped model) may be
+entered by several threads, or twice in one, at once.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import copy
 import dataclasses
 import threading
 import traceback
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from jax.extend.core import get_opaque_trace_state
 
@@ -22,7 +24,15 @@ from ppl.model.site_keys import NumPyroKeys
 _LOCAL = threading.local()
 
 
+class _Entry(NamedTuple):
+    """One handler on this thread's stack, with the JAX trace it was entered in."""
+
+    handler: "Messenger"
+    trace_state: Any
+
+
 def _stack() -> list:
+    """This thread's stack of `_Entry`, outermost first."""
     if not hasattr(_LOCAL, "stack"):
         _LOCAL.stack = []
     return _LOCAL.stack
@@ -73,20 +83,15 @@ class Messenger:
         self.fn = fn
 
     def __enter__(self):
-        self._entered_in = get_opaque_trace_state(convention="ppl")
-        _stack().append(self)
+        _stack().append(_Entry(self, get_opaque_trace_state(convention="ppl")))
         return self
-
-    def entered_here(self) -> bool:
-        """Whether the running code is in the JAX trace this handler was entered in (not in
-        a transformation, such as a `jax.lax.scan` body, begun since)."""
-        return getattr(self, "_entered_in", None) == get_opaque_trace_state(convention="ppl")
 
     def __exit__(self, exc_type, exc, tb):
         stack = _stack()
-        # Remove this handler even if an inner one leaked (an exception inside the model).
+        # Remove this handler's innermost entry, and any inner one that leaked (an exception
+        # inside the model).
         for i in range(len(stack) - 1, -1, -1):
-            if stack[i] is self:
+            if stack[i].handler is self:
                 del stack[i:]
                 break
         return False
@@ -113,8 +118,8 @@ class Messenger:
 
 
 def active_handlers() -> tuple:
-    """The handlers currently installed, outermost first."""
-    return tuple(_stack())
+    """The handlers currently installed on this thread, outermost first."""
+    return tuple(entry.handler for entry in _stack())
 
 
 def apply_stack(msg: Message, default: Callable[[Message], None]) -> Message:
@@ -134,10 +139,12 @@ def process_stack(msg: Message) -> tuple:
         entered after the innermost handler (a site in a bare `jax.lax.scan` body).
     """
     stack = _stack()
-    if stack and not stack[-1].entered_here():
+    # The running code must be in the JAX trace the innermost handler was entered in, not in
+    # a transformation (a `jax.lax.scan` body) begun since.
+    if stack and stack[-1].trace_state != get_opaque_trace_state(convention="ppl"):
         raise transformed_site_error(msg)
     reached = []
-    for handler in reversed(stack):
+    for handler in reversed(active_handlers()):
         reached.append(handler)
         handler.process(msg)
         if msg.stop:

@@ -230,3 +230,44 @@ def test_seeded_traced_model_under_grad():
     a = jnp.array([0.0, 0.3])
     expected = -2 * a + jnp.sum(b) - 3 * a
     np.testing.assert_allclose(jax.jit(jax.vmap(jax.grad(lj)))(a), expected, rtol=1e-5)
+
+
+# --- one handler object entered in several places at once ---------------------------------
+
+
+def test_one_handler_entered_by_two_threads_keeps_each_threads_trace():
+    # A wrapped model is one handler object; ppl's background compile and the user's thread
+    # may enter it at once, one of them inside a jit trace. Each entry's trace belongs to its
+    # thread (it was once stored on the handler, and the other thread's site was refused).
+    import threading
+
+    shared = H.substitute(model, data={"a": 0.5})
+    entered, done = threading.Event(), threading.Event()
+
+    def other_thread():
+        def inside_jit(y):
+            with shared:  # entered inside a jit trace, while the main thread is inside it too
+                entered.set()
+                done.wait(30)
+            return y
+
+        jax.jit(inside_jit)(Y)
+
+    with H.seed(rng_seed=0), H.trace() as tr, shared:
+        t = threading.Thread(target=other_thread)
+        t.start()
+        assert entered.wait(30)
+        try:
+            model(Y)  # sites at top level, in the trace `shared` was entered in on this thread
+        finally:
+            done.set()
+            t.join(30)
+    assert float(tr["a"].value) == 0.5
+
+
+def test_one_handler_entered_again_inside_jit_keeps_the_outer_entrys_trace():
+    shared = H.substitute(model, data={"a": 0.5})
+    with H.seed(rng_seed=0), H.trace() as tr, shared:
+        jax.jit(lambda y: H.block(H.seed(shared, 1))(y))(Y)  # the same object entered in jit
+        model(Y)  # back at top level: the outer entry's trace again
+    assert float(tr["a"].value) == 0.5
