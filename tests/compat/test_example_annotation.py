@@ -291,7 +291,22 @@ def COMPARE(samples):
     return {k: np.asarray(v) for k, v in samples.items()}
 
 
-@pytest.mark.parametrize("name", ["mn", "ds", "mace", "hds", "id", "lre"])
+# Measured (2026-12-07; 3 keys x 4 chains of 400 + 400 per side): on item_difficulty and
+# logistic_random_effects each chain of either sampler may stay for hundreds of draws in one
+# of the class weights' modes, so the sorted weights' ESS within a chain is 4 to 250 on both
+# sides, and the comparison's floor of 20 fails on whichever side drew such a chain.
+_STICKY = ("each chain of either sampler may stay in one mode of the class weights for hundreds of "
+           "draws; sorted pi's smallest within-chain ESS over 12 chains per side (3 keys x 4 chains of "
+           "400 + 400): {}, so the floor of 20 effective draws fails on one side or the other")
+
+
+@pytest.mark.parametrize("name", [
+    "mn", "ds", "mace", "hds",
+    pytest.param("id", marks=pytest.mark.xfail(strict=True, reason=_STICKY.format(
+        "ppl 3.5 to 244 (median 14), NumPyro 4.9 to 161 (median 16)"))),
+    pytest.param("lre", marks=pytest.mark.xfail(strict=True, reason=_STICKY.format(
+        "ppl 4.0 to 198 (median 58), NumPyro 5.3 to 135 (median 12)"))),
+])
 def test_annotation_agrees_with_numpyro(name):
     """Compared through the sorted class weights (see COMPARE)."""
     args = argparse.Namespace(**{**vars(ARGS), "model": name})
