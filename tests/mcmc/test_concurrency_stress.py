@@ -1,4 +1,5 @@
-"""Chain groups run from threads at once (chain_method="auto" on a CPU): stress tests.
+"""Chain groups run from threads at once (chain_method="auto", and "vectorized" as groups of
+lanes, on a CPU): stress tests.
 
 jax 0.10's CPU LAPACK kernels block a thread of XLA's pool while a batch of factorisations
 runs on that same pool; two executions side by side on a 2-core CPU then waited on each other
@@ -67,14 +68,16 @@ CHILD = textwrap.dedent("""
     # the first MH run, without the fix, every time it was tried; 2 x 200 never did).
     methods = [ppl.NUTS(num_warmup=100, num_samples=500, num_chains=4, max_tree_depth=4),
                ppl.HMC(num_warmup=100, num_samples=1000, num_chains=4, num_steps=4),
-               ppl.MH(num_warmup=200, num_samples=1000, num_chains=4)]
+               ppl.MH(num_warmup=200, num_samples=1000, num_chains=4),
+               # vectorised NUTS: two groups of lanes at once (one, where the gradient factorises)
+               ppl.NUTS(num_warmup=100, num_samples=500, num_chains=4, max_tree_depth=4, chain_method="vectorized")]
     repeats = int(sys.argv[1])
     first, runs = {}, 0
     for model, args, kwargs in cases:
         for m in methods:
             for r in range(repeats):
                 out = ppl.infer(model, *args, method=m, key=r % 2, **kwargs)
-                name = f"{model.__name__}/{m.name}/{r % 2}"
+                name = f"{model.__name__}/{m.name}/{m.chain_method}/{r % 2}"
                 draws = np.asarray(out.samples[out.log_density.spec.latents[0].name])
                 if name in first:
                     assert np.array_equal(first[name], draws), name  # one layout: the same draws
@@ -96,7 +99,7 @@ CHILD = textwrap.dedent("""
     assert not errors, errors
     for i in range(6):
         model = cases[i % len(cases)][0]
-        assert np.array_equal(np.asarray(results[i]), first[f"{model.__name__}/nuts/0"]), i
+        assert np.array_equal(np.asarray(results[i]), first[f"{model.__name__}/nuts/auto/0"]), i
     print(json.dumps({"runs": runs + len(results)}))
 """)
 
@@ -113,7 +116,7 @@ def test_chain_groups_and_user_threads_never_hang(repeats):
     except subprocess.TimeoutExpired as e:  # a hang: fail with what the child printed
         pytest.fail(f"the concurrent runs did not finish in 360 s (a deadlock?):\n{(e.stderr or '')[-3000:]}")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1])["runs"] == 3 * 3 * repeats + 6
+    assert json.loads(out.stdout.strip().splitlines()[-1])["runs"] == 3 * 4 * repeats + 6
 
 
 def test_batched_factorisations_are_found_in_a_program():
@@ -140,10 +143,11 @@ def _factor_model(x):
 
 def test_a_model_with_factorisations_runs_its_groups_at_once_with_the_draws_of_one_program(monkeypatch):
     # The draws are constrained one at a time (unbatched factorisations), so the two groups'
-    # program does not block the pool and runs from two threads; its draws are those of the
-    # chains in one program (HMC chains are vectorised in either: the log density takes no
-    # factorisation).
-    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
+    # program does not block the pool and runs from two threads, "auto" and "vectorized"
+    # alike (the gradient takes no factorisation); their draws are those of the chains in
+    # one program (on one core: one vectorised group).
+    cores = {"n": 2}
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: cores["n"])
     seen = []
     real = chunks.run
 
@@ -155,6 +159,24 @@ def test_a_model_with_factorisations_runs_its_groups_at_once_with_the_draws_of_o
     x = jnp.linspace(-1.0, 1.0, 5)
     options = dict(num_warmup=50, num_samples=50, num_chains=4, progress_bar=False)
     grouped = ppl.infer(_factor_model, x, method=ppl.HMC(**options), key=1)
+    vectorised_groups = ppl.infer(_factor_model, x, method=ppl.HMC(chain_method="vectorized", **options), key=1)
+    cores["n"] = 1
     one = ppl.infer(_factor_model, x, method=ppl.HMC(chain_method="vectorized", **options), key=1)
-    assert seen == [True, False]  # two groups at once; then one vectorised group
+    assert seen == [True, True, False]  # two groups at once (twice); then one vectorised group
     np.testing.assert_array_equal(grouped.samples["L"], one.samples["L"])
+    np.testing.assert_array_equal(vectorised_groups.samples["L"], one.samples["L"])
+
+
+def _factor_gradient_model(x):  # a factorisation in the gradient: batched, it blocks the pool
+    a = ppl.sample("a", dist.HalfNormal(1.0))
+    K = a * jnp.exp(-((x[:, None] - x[None, :]) ** 2)) + jnp.eye(x.shape[0])
+    ppl.observe("x", dist.MultivariateNormal(jnp.zeros(x.shape[0]), covariance_matrix=K), x)
+
+
+def test_vectorised_chains_split_into_groups_only_without_a_factorisation_in_the_gradient(monkeypatch):
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
+    x = jnp.linspace(-1.0, 1.0, 5)
+    method = ppl.NUTS(num_chains=4, chain_method="vectorized")
+    assert method._groups(ppl.compile(_factor_model, x)) == 2
+    assert method._groups(ppl.compile(_factor_gradient_model, x)) == 1
+    assert ppl.ChEES(num_chains=4)._groups(ppl.compile(_factor_model, x)) == 1  # pooled warmup

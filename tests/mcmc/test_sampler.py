@@ -87,11 +87,15 @@ def test_every_chain_layout_gives_the_same_draws_in_float64(method, x64, monkeyp
     # programs' rounding differences (batched and single-chain arithmetic differ in the last
     # bit) stay ~1e-15 through a full warmup: adaptation rounds the acceptance statistic and
     # the mass matrix to 20 bits, so its feedback loop cannot amplify them (it did, to O(1)).
-    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)  # "auto": two groups at once
+    cores = {"n": 2}
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: cores["n"])  # "auto", "vectorized": two groups at once
     options = dict(num_warmup=500, num_samples=200, num_chains=4, progress_bar=False)
     runs = {m: ppl.infer(two_parameter_model, jnp.asarray(Y2), method=method(chain_method=m, **options), key=2)
             for m in ("vectorized", "sequential", "auto")}
-    for m in ("sequential", "auto"):
+    cores["n"] = 1  # one vectorised batch of the four chains
+    runs["one batch"] = ppl.infer(two_parameter_model, jnp.asarray(Y2),
+                                  method=method(chain_method="vectorized", **options), key=2)
+    for m in ("sequential", "auto", "one batch"):
         for site in ("mu", "sigma"):
             np.testing.assert_allclose(runs[m].samples[site], runs["vectorized"].samples[site], rtol=0, atol=1e-6)
         np.testing.assert_allclose(runs[m].diagnostics["step_size"], runs["vectorized"].diagnostics["step_size"],
