@@ -109,7 +109,9 @@ def ppl_point(name, chains, warmup, draws, sampler) -> dict:
         util = _lockstep_util(d["sample_stats"]["n_steps"])
     return {"first_s": first, "compile_s": r.timing["compile_s"], "run_s": r.timing["run_s"],
             "ess_per_s": min_bulk_ess(r.samples) / first, "us_per_grad": r.timing["run_s"] / grads * 1e6,
-            "grad_evals": grads, "lane_util": util}
+            "grad_evals": grads, "lane_util": util,
+            # vectorised batches run at once (one per core on a single CPU device; see NUTS's chain_method)
+            "groups": method._groups(r.log_density)}
 
 
 def numpyro_point(name, chains, warmup, draws) -> dict:

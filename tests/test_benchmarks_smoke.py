@@ -137,14 +137,16 @@ def test_a_many_chains_point_records_speed_and_lane_utilisation(sampler):
 def test_report_shows_the_many_chains_points(tmp_path):
     """`python -m benchmarks report` renders the many-chains points: a row per (model, chains,
     sampler) with the ESS/s ratio to NumPyro at the same chains, and one plot; a row whose
-    NumPyro point predates its bulk ESS (no "ess": "bulk") has its ratios marked †."""
+    NumPyro point predates its bulk ESS (no "ess": "bulk") has its ratios marked †, and a ppl
+    NUTS point from before one vectorised batch per core (no "groups") ‡."""
     from benchmarks import report
 
     def pt(chains, sampler, ess_per_s, util):
         return {"model": "eight_schools", "chains": chains, "sampler": sampler, "warmup": 500, "draws": 500,
                 "first_s": 10.0, "compile_s": None if sampler == "numpyro" else 4.0, "run_s": 6.0,
                 "ess_per_s": ess_per_s, "us_per_grad": None if sampler == "numpyro" else 2.5,
-                "grad_evals": 1000, "lane_util": util, **({"ess": "bulk"} if chains == 256 else {})}
+                "grad_evals": 1000, "lane_util": util, **({"ess": "bulk"} if chains == 256 else {}),
+                **({"groups": 2} if chains == 256 and sampler != "numpyro" else {})}
 
     points = [pt(c, s, e * c, u) for c in (4, 256) for s, e, u in
               (("nuts", 30.0, 0.6), ("nuts_lockstep", 20.0, 0.3), ("chees", 25.0, None), ("numpyro", 15.0, 0.3))]
@@ -154,7 +156,8 @@ def test_report_shows_the_many_chains_points(tmp_path):
     text = report.build(tmp_path).read_text()
     assert "| eight_schools | 256 | ppl NUTS (lanes) | 500 + 500 | 10 | 4 | 7.68e+03 | ×2.00 | 2.5 | 1000 | 0.6 |" in text
     assert "| eight_schools | 4 | NumPyro NUTS (vectorized) | 500 + 500 | 10 | - | 60 | - | - | 1000 | 0.3 |" in text
-    assert "| eight_schools | 4 | ppl NUTS (lanes) | 500 + 500 | 10 | 4 | 120 | ×2.00 † | 2.5 | 1000 | 0.6 |" in text
+    assert "| eight_schools | 4 | ppl NUTS (lanes) | 500 + 500 | 10 | 4 | 120 | ×2.00 † ‡ | 2.5 | 1000 | 0.6 |" in text
+    assert "| eight_schools | 4 | ppl ChEES-HMC | 500 + 500 | 10 | 4 | 100 | ×1.67 † | 2.5 | 1000 | - |" in text
     assert "cpu-test-many.png" in text and (tmp_path / "cpu-test-many.png").exists()
 
 
