@@ -182,8 +182,8 @@ class ChainMethod(Method):
         does "vectorized" (each group a vectorised batch; a group's draws are the chains'
         own, whatever the layout) unless the model ``ld``'s gradient takes a LAPACK-backed
         factorisation: batched, it blocks XLA's pool, and the groups would run one after
-        another. Measured (eight schools, 256 chains, 500 + 500, 2-core CPU, lanes): one batch
-        ran in 6.5-6.6 s, two batches of 128 at once in 4.0-4.3 s (draws equal)."""
+        another. Measured (eight schools, 256 chains, 500 + 500, 2-core CPU, lanes, run time
+        without compile): one batch 6.5-10.1 s (3 runs), two batches of 128 at once 4.0-4.3 s."""
         if self.chain_method == "sequential":
             return 1
         groups = chain_groups(self.num_chains)

@@ -179,10 +179,10 @@ class NUTS(_MCMC):
         device, one such group of chains per core, run at the same time, unless the model's
         gradient factorises a matrix), "sequential" (one after another in one program) or
         "auto": on a single CPU device, groups of chains run at the same time on the CPU's
-        cores, one after another within a group; elsewhere vectorized. Each chain gets the same random numbers whatever the layout (and however
-        many devices), so the draws are the same: in float64 to about 1e-12 (the programs'
-        arithmetic differs only in the last bit, and warmup rounds what it feeds back to 20
-        bits, so no difference grows); in float32 the same until rounding tips one accept or
+        cores, one after another within a group; elsewhere vectorized. Each chain gets the
+        same random numbers whatever the layout (and however many devices), so the draws are
+        the same: in float64 to about 1e-12 (the programs' arithmetic differs only in the last
+        bit, and warmup rounds what it feeds back to 20 bits, so no difference grows); in float32 the same until rounding tips one accept or
         tree decision the other way, after which that chain's draws differ (statistically
         equivalent, not identical): use float64 for layout-independent draws.
 
