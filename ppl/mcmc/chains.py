@@ -363,7 +363,9 @@ class ChainMethod(Method):
         if checkpoint is not None:
             # A lanes run's states hold iterations run ahead (`lanes.Ahead`): only a lanes run
             # can go on from them, so how the chains run is part of what the run is.
-            ckpt = Checkpoint(checkpoint, {**identity(ld, self, key, ignore=FREE_OPTIONS), "lanes": as_lanes})
+            # So is how they are grouped: each group's state and draws are saved apart.
+            ckpt = Checkpoint(checkpoint, {**identity(ld, self, key, ignore=FREE_OPTIONS), "lanes": as_lanes,
+                                           "groups": groups})
             store = DiskStore(ckpt.path, groups, per)
             for g in range(groups):
                 # The newest state whose draws are all on disk: the last good chunk.

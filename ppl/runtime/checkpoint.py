@@ -102,6 +102,10 @@ def _differences(old: dict, new: dict) -> list:
             return "vectorised chains run as lanes" if lanes else "chains not run as lanes"
         out.append(f"how the chains run (checkpoint: {how(old.get('lanes', False))}; now: "
                    f"{how(new.get('lanes', False))}; resume with the checkpoint's chain_method)")
+    if "groups" in old and old["groups"] != new.get("groups"):  # (older checkpoints do not say)
+        out.append(f"how the chains are grouped (checkpoint: {old['groups']} group(s) of chains run at once; now: "
+                   f"{new.get('groups')}; on a single CPU device ppl runs one group per core (see "
+                   f"chain_method), so resume on a machine with as many cores as the one that wrote it)")
     if old.get("key") != new["key"]:
         out.append(f"the key (checkpoint: {old.get('key')}; now: {new['key']})")
     return out

@@ -308,3 +308,17 @@ def test_a_checkpointed_run_stopped_in_warmup_returns_no_draws(tmp_path):
     finally:
         _chunks.run = real
     assert np.asarray(r.samples["mu"]).shape == (2, 0)
+
+
+def test_a_checkpoint_is_resumed_only_with_its_grouping_of_chains(tmp_path, monkeypatch):
+    """Each group of chains has its own states and draws on disk; a machine with another
+    number of cores groups the chains otherwise, and resuming there is refused, naming it."""
+    from ppl.runtime import program as _program
+
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
+    method = ppl.NUTS(num_warmup=20, num_samples=20, num_chains=4, chain_method="vectorized", progress_bar=False)
+    ppl.infer(two_parameter_model, Y, method=method, key=3, checkpoint=tmp_path / "c")
+    assert {p.name.split("-")[1] for p in (tmp_path / "c").glob("state-g*.npz")} == {"g0", "g1"}
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 1)
+    with pytest.raises(ValueError, match="how the chains are grouped"):
+        ppl.infer(two_parameter_model, Y, method=method, key=3, checkpoint=tmp_path / "c")
