@@ -165,6 +165,13 @@ class ChainMethod(Method):
                              f"chunk) or None (about a second of work), got {self.chunk_size!r}.")
 
     # -- layout ----------------------------------------------------------------------------
+    @staticmethod
+    def _factorises(log_density, z) -> bool:
+        """Whether the chains' gradient takes a LAPACK-backed factorisation: batched over
+        chains, it blocks XLA's CPU pool, so groups of chains could not run at once (see
+        `ppl.runtime.program.blocks_the_pool`)."""
+        return calls_linalg(jax.grad(log_density), z)
+
     def _sequential(self, sharding, log_density, z) -> bool:
         """Chains one after another in the program? "auto": on a single CPU device, for
         moves whose trajectories differ between chains (NUTS) and for models that take a
@@ -174,7 +181,7 @@ class ChainMethod(Method):
             return self.chain_method == "sequential"
         if sharding is not None or jax.default_backend() != "cpu":
             return False
-        return self._varying_trajectories or calls_linalg(jax.grad(log_density), z)
+        return self._varying_trajectories or self._factorises(log_density, z)
 
     def _groups(self, ld=None) -> int:
         """How many groups of chains run at once, each from its own thread, on a single CPU
@@ -191,7 +198,7 @@ class ChainMethod(Method):
             if ld is None:
                 raise TypeError(f"{self.name}: internal: vectorised chain groups need the model.")
             z = jnp.zeros(ld.dim, jnp.result_type(float))
-            if calls_linalg(jax.grad(self._log_density(ld, z)), z):
+            if self._factorises(self._log_density(ld, z), z):
                 return 1
         return groups
 
