@@ -37,7 +37,7 @@ import numpy as np
 from ppl._keys import as_key
 from ppl.compile.hoist import hoist
 from ppl.compile.init import check_init_values
-from ppl.method.diagnostics import flag_stuck_chains, per_site
+from ppl.method.diagnostics import flag_stuck_chains, per_site, r_hat_warning
 from ppl.method.flags import flag
 from ppl.method.base import Method
 from ppl.method.result import Result
@@ -486,21 +486,18 @@ def _result(method, schedule, run, ld) -> Result:
                 "acceptance_rate": np.mean(np.stack(acc), axis=0),
             },
         )
-    _warn(method, diagnostics)
+    _warn(method, diagnostics, samples)
     flag_stuck_chains(diagnostics, "gibbs", samples, ld)
     return Result(method=method, samples=samples, diagnostics=diagnostics, log_density=ld)
 
 
-def _warn(method, d) -> None:
+def _warn(method, d, samples) -> None:
     """Flag (never raise) chains that have not mixed, divergent transitions and numerical
     failures of the continuous blocks."""
-    worst = {k: float(np.nanmax(v)) for k, v in d["r_hat"].items() if np.size(v) and np.isfinite(v).any()}
-    high = sorted((k for k, v in worst.items() if v > 1.01), key=lambda k: -worst[k])
-    if high and method.num_chains > 1:
-        flag(d, "gibbs",
-             f"r_hat > 1.01 for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}: the chains "
-             f"have not mixed; run longer, give the sampler a better schedule (blocks=), or start the "
-             f"chains nearer the posterior (init=)", stacklevel=4)
+    mixing = r_hat_warning(d["r_hat"], samples, method.num_chains, "the chains have not mixed; run longer, give "
+                           "the sampler a better schedule (blocks=), or start the chains nearer the posterior (init=)")
+    if mixing:
+        flag(d, "gibbs", mixing, stacklevel=4)
     if d.get("nonfinite"):
         flag(d, "gibbs",
              f"the model's log density or its gradient was NaN or infinite at {d['nonfinite']} points the "

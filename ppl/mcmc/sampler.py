@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from ppl.compile.terms import nonfinite_terms
-from ppl.method.diagnostics import flag_stuck_chains, per_site
+from ppl.method.diagnostics import flag_stuck_chains, per_site, r_hat_warning
 from ppl.method.flags import flag
 from ppl.method.result import Result
 from ppl.adapt import window
@@ -85,7 +85,7 @@ class _MCMC(ChainMethod):
         if diagnostics["nonfinite"]:
             diagnostics["nonfinite_sites"] = _failing_sites(ld, run.states)
         result = Result(method=self, samples=samples, diagnostics=diagnostics, log_density=ld)
-        self._warn(diagnostics)
+        self._warn(diagnostics, samples)
         flag_stuck_chains(diagnostics, self.name, samples, ld, diagnostics["step_size"])
         return result
 
@@ -114,14 +114,12 @@ class _MCMC(ChainMethod):
         d["sample_stats"] = stats
         return d
 
-    def _warn(self, d) -> None:
+    def _warn(self, d, samples) -> None:
         problems = []
-        worst = {k: float(np.nanmax(v)) for k, v in d["r_hat"].items() if np.size(v) and np.isfinite(v).any()}
-        high = sorted((k for k, v in worst.items() if v > 1.01), key=lambda k: -worst[k])
-        if high and self.num_chains > 1:
-            problems.append(
-                f"r_hat > 1.01 for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}: the chains have not "
-                f"mixed; run longer (num_warmup/num_samples), or reparameterise the model")
+        mixing = r_hat_warning(d["r_hat"], samples, self.num_chains, "the chains have not mixed; run longer "
+                               "(num_warmup/num_samples), or reparameterise the model")
+        if mixing:
+            problems.append(mixing)
         # Warmup's early, far too large steps can reach absurd points (a scale underflowing to
         # 0); only failures while sampling say that the draws avoid a region of the posterior.
         if d["nonfinite"]:
