@@ -73,6 +73,14 @@ def _rhat(x):
         return np.asarray(gelman_rubin(x), float)
 
 
+def _rank_normalised_r_hat(xs):
+    """The rank-normalised draws of split chains ``xs`` and their R-hat: the larger of the bulk's
+    and the folded draws' (Vehtari et al. 2021)."""
+    bulk = _rank_normalise(xs)
+    folded = _rank_normalise(np.abs(xs - np.median(xs, axis=(0, 1))))
+    return bulk, np.maximum(_rhat(bulk), _rhat(folded))
+
+
 def scalar_diagnostics(x) -> dict:
     """R-hat, bulk ESS and tail ESS of draws `x` of shape (chains, draws, K).
 
@@ -86,9 +94,7 @@ def scalar_diagnostics(x) -> dict:
         return {"r_hat": nan, "ess_bulk": nan, "ess_tail": nan}
     xs = _split(x)
     constant = np.all(xs == xs[:1, :1], axis=(0, 1))
-    bulk = _rank_normalise(xs)
-    folded = _rank_normalise(np.abs(xs - np.median(xs, axis=(0, 1))))
-    r_hat = np.maximum(_rhat(bulk), _rhat(folded))
+    bulk, r_hat = _rank_normalised_r_hat(xs)
     ess_bulk = _ess(bulk)
     q05, q95 = np.quantile(xs, [0.05, 0.95], axis=(0, 1))
     ess_tail = np.minimum(_ess((xs <= q05).astype(float)), _ess((xs <= q95).astype(float)))
@@ -137,7 +143,7 @@ def per_site(samples: dict) -> dict:
 
 R_HAT_FLAG = 1.01
 # A chain is named as the one that disagrees only among 3 to this many chains (each candidate
-# costs one R-hat of the flagged sites without it), and only if without it every flagged
+# costs one R-hat of the flagged scalars without it), and only if without it every flagged
 # scalar's R-hat is at most OUTLIER_R_HAT (looser than R_HAT_FLAG: measured, three chains of
 # 200 draws in one mode of a two-mode mixture gave 1.012) and at most a quarter as far above 1
 # as with it.
@@ -145,30 +151,26 @@ OUTLIER_MAX_CHAINS = 64
 OUTLIER_R_HAT = 1.05
 
 
-def _worst(r_hat: dict) -> dict:
-    return {k: float(np.nanmax(v)) for k, v in r_hat.items() if np.size(v) and np.isfinite(v).any()}
-
-
-def outlier_chain(samples: dict, sites) -> tuple | None:
-    """The one chain without which the scalars of ``sites`` agree (see ``OUTLIER_R_HAT``):
-    ``(chain, largest R-hat without it)``, or None (fewer than 3 or more than
-    ``OUTLIER_MAX_CHAINS`` chains, or no single chain explains the disagreement: then the
-    chains have not mixed in general, or several sit apart)."""
-    c = next(iter(samples.values())).shape[0] if samples else 0
-    if not 3 <= c <= OUTLIER_MAX_CHAINS:
+def outlier_chain(samples: dict, r_hat: dict) -> tuple | None:
+    """The one chain without which the scalars whose R-hat (``r_hat``, per site) exceeds
+    ``R_HAT_FLAG`` agree (see ``OUTLIER_R_HAT``): ``(chain, largest R-hat without it)``, or
+    None (fewer than 3 or more than ``OUTLIER_MAX_CHAINS`` chains, or no single chain explains
+    the disagreement: then the chains have not mixed in general, or several sit apart). A site
+    larger than ``BLOCK_BYTES`` (as float64) is left out rather than read whole."""
+    small = [k for k, v in r_hat.items()
+             if k in samples and np.size(v) and np.prod(np.shape(samples[k]), dtype=np.int64) * 8 <= BLOCK_BYTES]
+    columns = [np.asarray(samples[k]).reshape(*np.shape(samples[k])[:2], -1)[:, :, np.ravel(r_hat[k]) > R_HAT_FLAG]
+               for k in small]
+    columns = [x for x in columns if x.shape[2]]
+    if not columns or not 3 <= columns[0].shape[0] <= OUTLIER_MAX_CHAINS or columns[0].shape[1] < 4:
         return None
-    full = max(_worst({k: v["r_hat"] for k, v in per_site({k: samples[k] for k in sites}).items()}).values(),
-               default=np.nan)
-    best = None
-    for chain in range(c):
-        others = {k: np.delete(np.asarray(samples[k]), chain, axis=0) for k in sites}
-        worst = _worst({k: v["r_hat"] for k, v in per_site(others).items()})
-        top = max(worst.values(), default=np.nan)
-        if np.isfinite(top) and (best is None or top < best[1]):
-            best = (chain, top)
-    if best is None or not best[1] <= min(OUTLIER_R_HAT, 1 + 0.25 * (full - 1)):
+    x = np.concatenate(columns, axis=2).astype(float)
+    full = np.nanmax(_rank_normalised_r_hat(_split(x))[1])
+    without = [np.nanmax(_rank_normalised_r_hat(_split(np.delete(x, c, axis=0)))[1]) for c in range(x.shape[0])]
+    chain = int(np.nanargmin(without)) if np.isfinite(without).any() else None
+    if chain is None or not without[chain] <= min(OUTLIER_R_HAT, 1 + 0.25 * (full - 1)):
         return None
-    return best
+    return chain, float(without[chain])
 
 
 def r_hat_warning(r_hat: dict, samples: dict, num_chains: int, advice: str) -> str | None:
@@ -176,12 +178,12 @@ def r_hat_warning(r_hat: dict, samples: dict, num_chains: int, advice: str) -> s
     the five worst sites, then ``advice``, unless one chain alone disagrees with the others
     (:func:`outlier_chain`): then that chain is named, for the advice to run longer would
     mislead where a chain sits in another mode."""
-    worst = _worst(r_hat)
+    worst = {k: float(np.nanmax(v)) for k, v in r_hat.items() if np.size(v) and np.isfinite(v).any()}
     high = sorted((k for k, v in worst.items() if v > R_HAT_FLAG), key=lambda k: -worst[k])
     if not high or num_chains < 2:
         return None
     head = f"r_hat > {R_HAT_FLAG} for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}"
-    odd = outlier_chain({k: samples[k] for k in high if k in samples}, [k for k in high if k in samples])
+    odd = outlier_chain(samples, {k: r_hat[k] for k in high})
     if odd is None:
         return f"{head}: {advice}"
     chain, rest = odd

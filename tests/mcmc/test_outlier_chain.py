@@ -26,7 +26,7 @@ def test_one_chain_apart_is_named_with_the_r_hat_of_the_others():
     mu = _draws(shape=(3,))
     mu[2, :, 1] += 4.0  # chain 2 sits 4 sd away in one scalar
     samples = {"mu": mu, "tau": _draws(seed=1)}
-    assert outlier_chain(samples, ["mu"])[0] == 2
+    assert outlier_chain(samples, _r_hat(samples))[0] == 2
     message = r_hat_warning(_r_hat(samples), samples, 4, ADVICE)
     assert message.startswith("r_hat > 1.01 for mu (")
     assert "chain 2 disagrees with the others" in message and "result.samples[site][2]" in message
@@ -38,7 +38,7 @@ def test_chains_that_disagree_in_general_get_the_general_advice():
     mu[1] += 3.0
     mu[4] -= 3.0  # two chains apart: no single chain explains it
     samples = {"mu": mu}
-    assert outlier_chain(samples, ["mu"]) is None
+    assert outlier_chain(samples, _r_hat(samples)) is None
     message = r_hat_warning(_r_hat(samples), samples, 6, ADVICE)
     assert message.endswith(ADVICE) and "disagrees" not in message
 
@@ -53,7 +53,7 @@ def test_mixed_chains_and_single_chains_give_no_warning():
 def test_two_chains_are_too_few_to_name_one():
     mu = _draws(chains=2)
     mu[1] += 4.0
-    assert outlier_chain({"mu": mu}, ["mu"]) is None
+    assert outlier_chain({"mu": mu}, _r_hat({"mu": mu})) is None
 
 
 def _two_modes():
