@@ -237,7 +237,9 @@ def _merge_ok(stack, point: Point, batched: bool = False):
     point, R extended by L's last point (Betancourt 2017, A.4.2; Stan ``base_nuts``).
 
     Two formulations of the same arithmetic (the same terms, summed in an order that may
-    differ in the last bits): ``batched`` for a step batched over lanes
+    differ in the last bits, so a verdict on an inner product within rounding of zero could
+    differ; tests compare lanes with chains run alone in float64, to 1e-9, with equal step
+    counts): ``batched`` for a step batched over lanes
     (``ppl.mcmc.lanes``), where XLA's reduce-window (``cumsum``) is slow, and the six inner
     products are six dot products: as one multiply of two stacks of six, XLA's loop fusion
     of the two concatenations was slow (measured, 16 lanes of a 100-dimensional Gaussian:
