@@ -62,7 +62,7 @@ from ppl._keys import as_key
 from ppl.compile.logdensity import LogDensity, compile as compile_model, split_arguments
 from ppl.runtime import progress
 from ppl.runtime.program import run_program
-from ppl.method.diagnostics import scalar_diagnostics
+from ppl.method.diagnostics import R_HAT_FLAG, scalar_diagnostics
 from ppl.method.flags import flag
 from ppl.method.base import Method
 from ppl.model import handlers
@@ -70,7 +70,6 @@ from ppl.model._runtime import Message, Messenger
 
 MEMORY_BUDGET_BYTES = 1 << 30
 MAX_BATCH = 32  # simulations per vectorised chunk (progress granularity; little gain beyond)
-RHAT_FLAG = 1.01
 
 
 # ----------------------------------------------------------------------------- result
@@ -573,8 +572,8 @@ def _read(runner: _Vectorised, draws, stats) -> _Outcome:
         if int(stats["divergences"]):
             flags.append(f"divergences: {int(stats['divergences'])} divergent transitions after warmup")
         ess, rhat = _chain_diagnostics(draws)
-        if runner.num_chains > 1 and rhat > RHAT_FLAG:
-            flags.append(f"r_hat: {rhat:.3f} > {RHAT_FLAG}: the chains have not mixed")
+        if runner.num_chains > 1 and rhat > R_HAT_FLAG:
+            flags.append(f"r_hat: {rhat:.3f} > {R_HAT_FLAG}: the chains have not mixed")
     elif runner.kind == "importance":
         if int(stats["finite"]) == 0:
             return _Outcome(failure="importance: no particle has a finite weight")
