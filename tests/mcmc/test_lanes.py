@@ -7,7 +7,8 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.mcmc import driver, lanes, nuts
+from ppl.mcmc import chains, driver, lanes, nuts
+from ppl.runtime import program
 
 Y = jnp.array([28.0, 8, -3, 7, -1, 1, 18, 12])
 SIGMA = jnp.array([15.0, 10, 16, 11, 9, 11, 10, 18])
@@ -69,10 +70,21 @@ def test_lanes_give_the_draws_alone_with_a_dense_mass_matrix(x64):
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_lanes_in_chunks_give_the_draws_of_one_chunk(x64):
+@pytest.mark.parametrize("room", [None, 3])
+def test_lanes_in_chunks_give_the_draws_of_one_chunk(x64, monkeypatch, room):
+    # room: how far a lane may run ahead past a chunk's end (None: the default, more than a
+    # chunk here; 3: fast lanes stop there and wait)
     whole = _run("vectorized")
-    chunked = _run("vectorized", chunk_size=37)
+    if room is not None:
+        monkeypatch.setattr(chains, "MAX_AHEAD", room)
+        program.clear_cache()  # the state's shapes, traced once per method, hold the room
+    try:
+        chunked = _run("vectorized", chunk_size=37)
+    finally:
+        program.clear_cache()
     np.testing.assert_allclose(chunked.samples["theta"], whole.samples["theta"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(chunked.diagnostics["sample_stats"]["n_steps"],
+                                  whole.diagnostics["sample_stats"]["n_steps"])
 
 
 @pytest.mark.filterwarnings("ignore")
