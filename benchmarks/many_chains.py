@@ -15,6 +15,9 @@ user meets it), and records:
                    NumPyro's) from the sampling draws' steps, sum / (chains x sum over draws of
                    the batch's longest), the sampling phase only; ChEES: none (every chain
                    takes the same number of steps).
+  lane_util_bound  ppl's lanes: the utilisation no schedule could pass, sum / (chains x max)
+                   of the chains' own gradient evaluations per batch (they differ: each
+                   chain adapts its own step size)
 
 Samplers: "nuts" (ppl NUTS, chain_method="vectorized": lanes), "nuts_lockstep" (the same
 chains in lockstep, `ppl.mcmc.lanes.ENABLED` off), "chees" (if `ppl.METHODS` has it) and
@@ -110,6 +113,9 @@ def ppl_point(name, chains, warmup, draws, sampler) -> dict:
     return {"first_s": first, "compile_s": r.timing["compile_s"], "run_s": r.timing["run_s"],
             "ess_per_s": min_bulk_ess(r.samples) / first, "us_per_grad": r.timing["run_s"] / grads * 1e6,
             "grad_evals": grads, "lane_util": util,
+            # ppl's lanes: what no schedule of these chains could pass (sum / (chains x max) of
+            # each chain's gradient evaluations, per batch)
+            "lane_util_bound": d.get("lane_utilization_bound", float("nan")),
             # vectorised batches run at once (one per core on a single CPU device; see NUTS's chain_method)
             "groups": method._groups(r.log_density)}
 

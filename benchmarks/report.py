@@ -301,11 +301,12 @@ def many_table(data) -> list:
                     shown += " ‡"
                 rows.append([model, chains, MANY_SAMPLERS[sampler], f"{p['warmup']} + {p['draws']}", _f(p["first_s"]),
                              _f(p.get("compile_s")), _f(p.get("ess_per_s")), shown, _f(p.get("us_per_grad")),
-                             _f(p.get("grad_evals")), _f(p.get("lane_util"))])
+                             _f(p.get("grad_evals")), _f(p.get("lane_util")), _f(p.get("lane_util_bound"))])
     if not rows:
         return []
     return _table(["model", "chains", "sampler", "warmup + draws", "first call s", "compile s", "ESS/s",
-                   "ESS/s ratio to NumPyro", "µs/grad", "grad evals", "lane utilisation"], rows)
+                   "ESS/s ratio to NumPyro", "µs/grad", "grad evals", "lane utilisation",
+                   "its bound"], rows)
 
 
 def plot_many(data, path) -> bool:

@@ -82,6 +82,8 @@ class _MCMC(ChainMethod):
             # Chains run as lanes (`ppl.mcmc.lanes`): gradient evaluations made / (chains x
             # batched steps), this run's chunks only.
             diagnostics["lane_utilization"] = run.lane_utilization
+            # what no schedule could pass: sum / (chains x max) of the chains' own evaluations
+            diagnostics["lane_utilization_bound"] = run.lane_utilization_bound
         if diagnostics["nonfinite"]:
             diagnostics["nonfinite_sites"] = _failing_sites(ld, run.states)
         result = Result(method=self, samples=samples, diagnostics=diagnostics, log_density=ld)
