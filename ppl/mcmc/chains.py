@@ -271,8 +271,7 @@ class ChainMethod(Method):
         if not self._lanes(chains):
             return state
         width = driver.steps_of(move, state, log_density, 1, self._settings()).width
-        return state._replace(ahead=lanes.no_ahead(self._ahead_rows(ld, chains), width,
-                                                   state.tally.nonfinite_position.dtype))
+        return state._replace(ahead=lanes.no_ahead(state, move, self._ahead_rows(ld, chains), width))
 
     def _layout(self, ld, chains) -> "Layout":
         """What the group's programs share (a :class:`Layout`)."""
@@ -339,7 +338,7 @@ class ChainMethod(Method):
         rows = self._plan(0, total, total)
         state = self._init_program(key, ld, chains)
         if state.ahead is not None:  # one chunk: nothing to run ahead into
-            state = state._replace(ahead=lanes.Ahead(state.ahead.rows[:, :0], state.ahead.count))
+            state = state._replace(ahead=state.ahead._replace(rows=state.ahead.rows[:, :0]))
         state, out = self._program(key, ld, chains, state, jax.tree.map(jnp.asarray, rows))
         keep = np.flatnonzero(rows.record)
         samples = {k: v[:, keep] for k, v in out.values.items()}

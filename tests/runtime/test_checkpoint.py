@@ -258,7 +258,7 @@ def test_optimisers_in_chunks_equal_one_chunk_and_checkpoint(method, tmp_path, x
 
 def test_lanes_resume_from_a_chunk_whose_chains_ran_ahead(tmp_path, x64):
     """Vectorised NUTS chains run as lanes carry the iterations a chain ran ahead past a
-    chunk's end in its state (`ppl.mcmc.lanes.Ahead`): a run resumed from such a state (the
+    chunk's end, and the one it had in flight, in its state (`ppl.mcmc.lanes.Ahead`): a run resumed from such a state (the
     newer states removed, as if killed) gives the draws of an uninterrupted run, and resuming
     it without lanes is refused, naming the difference."""
     options = dict(num_warmup=100, num_samples=120, num_chains=4, chunk_size=25, chain_method="vectorized",
@@ -270,6 +270,7 @@ def test_lanes_resume_from_a_chunk_whose_chains_ran_ahead(tmp_path, x64):
     states = sorted(path.glob("state-g0-*.npz"), key=lambda p: int(p.stem.rsplit("-", 1)[-1]))
     with np.load(states[-2]) as f:  # the state before the last: some chain had run ahead there
         assert np.asarray(f[".ahead.count"]).max() > 0
+        assert np.asarray(f[".ahead.phase"]).max() > 0  # and some had a transition in flight
     states[-1].unlink()
     resumed = ppl.infer(two_parameter_model, Y, method=ppl.NUTS(**options), key=3, checkpoint=path)
     assert resumed.timing["run_s"] > 0
