@@ -233,8 +233,8 @@ class ChainMethod(Method):
 
     def _ahead_rows(self, ld, chains: int) -> int:
         """How many iterations past a chunk's end a lane may run ahead into (`lanes.Ahead`):
-        a whole chunk's (the program's static length; 0 when the chains do not run as
-        lanes). A batch's fastest chain does its chunk in well under the slowest one's time
+        as many as a default chunk may have, up to `MAX_AHEAD` (0 when the chains do not run
+        as lanes). A batch's fastest chain does its chunk in well under the slowest one's time
         (eight schools, 256 chains, 500 + 500: per-chain gradient evaluations 8.0k to 13.1k,
         step sizes 0.28 to 0.61, as NumPyro's chains 0.24 to 0.70), so it may do most of
         another chunk meanwhile. The rows are carried in the chains' state: at most as much

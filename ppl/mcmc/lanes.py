@@ -16,11 +16,12 @@ per-iteration maxima. Meanwhile a chain that has done its chunk runs ahead into 
 chunk's iterations (as many as the plan has lookahead rows): those it finishes are carried in
 its state (:class:`Ahead`) and become the next chunk's first iterations; the one still
 running when the chunk ends is carried too, in flight, and goes on where it stopped: no
-gradient evaluation is thrown away (it was: a chunk's trajectories in flight were dropped and
-run again, about half a trajectory per chain and chunk; measured, 256 chains of the 5000 x 25
-logistic regression, 500 + 500, chunks of about 12 iterations: lane utilisation 0.79 -> 0.88,
-run 84 -> 74 s; the 100-d Gaussian's 256 chains, chunks of about one iteration, had 0.56 against a bound of 0.93). The
-state then holds the trajectory's carry too (about 70 vectors of the position's size).
+gradient evaluation is thrown away. (They were dropped and run again: about half a
+trajectory per chain and chunk. Measured, 256 chains of the 5000 x 25 logistic regression,
+500 + 500, chunks of about 12 iterations: lane utilisation 0.79 -> 0.88, run 84 -> 74 s; the
+100-d Gaussian's 256 chains, chunks of about one iteration, had 0.56 against a bound of
+0.93.) The state then holds the trajectory's carry too (about 70 vectors of the position's
+size).
 Measured (eight schools, 500 + 500, first call, 2-core CPU): lane utilisation 0.61 -> 0.70 at
 256 chains, 0.46 -> 0.59 at 1024 (chunks of about a second end the batch's loop often) with
 64 lookahead rows; 0.74 and 0.65 with a chunk's worth. A schedule cannot pass mean / max of
@@ -93,6 +94,7 @@ class Ahead(NamedTuple):
 # Whether vectorised chains of a resumable kernel run as lanes at all (False: in lockstep,
 # each iteration waiting for the batch's longest transition; for measuring the difference).
 ENABLED = True
+
 
 def no_ahead(state: driver.ChainState, move: driver.Move, rows: int, width: int) -> Ahead:
     """A chain at ``state`` with nothing done ahead or in flight, that may run up to ``rows``
