@@ -35,7 +35,7 @@ from ppl.runtime.interrupt import Interrupt
 from ppl.runtime.store import DiskStore, LazySamples, MemoryStore
 
 CHUNK_BYTES = 16 << 20  # a chunk's output of draws stays below this (per group)
-MAX_AHEAD = 512  # iterations a lane may run ahead past a chunk's end (`Chains._ahead_rows`)
+MAX_AHEAD = 128  # iterations a lane may run ahead past a chunk's end (`Chains._ahead_rows`)
 # The name of the vmap axis over chains: code mapped over the chains may reduce across them
 # (`jax.lax.pmean(x, CHAIN_AXIS)`; ChEES-HMC's warmup, `ppl.mcmc.chees`).
 CHAIN_AXIS = "chains"
@@ -240,8 +240,10 @@ class ChainMethod(Method):
         another chunk meanwhile. The rows are carried in the chains' state: at most as much
         memory as a default chunk's draws (`CHUNK_BYTES`), whatever the run's length or
         `chunk_size` (a checkpointed run goes on, or is extended, with the same state).
-        Measured (that run, first call): lane utilisation 0.71 with 64 rows, 0.74 with 256
-        (0.76 is the bound: mean over max of the chains' work)."""
+        Measured (that run, first call, lanes carrying transitions in flight): lane
+        utilisation 0.71 with 64 rows, 0.735 with 128, 0.739 with 455; but the chunk
+        program's compile grows with the rows (6.6-6.8 s with 64 or 128, 8.0-9.7 s with 455),
+        so 128 at most: first call 11.9-12.0 s against 12.0-12.1 (64) and 13.0-15.1 (455)."""
         if not self._lanes(chains):
             return 0
         return int(max(1, min(MAX_AHEAD, CHUNK_BYTES // self._row_bytes(ld, chains))))

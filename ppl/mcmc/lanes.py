@@ -24,7 +24,7 @@ trajectory per chain and chunk. Measured, 256 chains of the 5000 x 25 logistic r
 size).
 Measured (eight schools, 500 + 500, first call, 2-core CPU): lane utilisation 0.61 -> 0.70 at
 256 chains, 0.46 -> 0.59 at 1024 (chunks of about a second end the batch's loop often) with
-64 lookahead rows; 0.74 and 0.65 with a chunk's worth. A schedule cannot pass mean / max of
+64 lookahead rows; 0.74 and 0.65 with 455 and 113. A schedule cannot pass mean / max of
 the batch's chains' gradient evaluations (each chain's are its own: 0.76 and 0.70 there, the
 chains' step sizes spreading over a factor of 2 as NumPyro's do).
 
