@@ -411,8 +411,8 @@ class ChainMethod(Method):
             store = MemoryStore(groups)
         work = [chunks.Group(states[g], starts[g], max(total, starts[g])) for g in range(groups)]
         divergences = [0] * groups
-        lane_work = [0, 0]  # gradient evaluations made, and lane slots offered (lanes)
-        chain_ticks = [0] * groups  # each chain's gradient evaluations, per group (lanes)
+        chain_ticks = [0] * groups  # lanes: each chain's gradient evaluations, per group
+        offered = [0]  # lanes: lane slots offered (chains x batched steps)
         compile_s, source, interrupted, run_s = 0.0, "memory", False, 0.0
         if any(w.start < w.stop for w in work):
             fresh = [g for g in range(groups) if starts[g] == 0]
@@ -451,9 +451,8 @@ class ChainMethod(Method):
                 draws = {k: np.asarray(v)[:, keep] for k, v in c.outputs.values.items()}
                 stats = _stats(c.outputs.infos, keep, c.state)
                 divergences[c.group] += int(stats["diverging"].sum()) if "diverging" in stats else 0
-                lane_work[0] += int(np.sum(c.outputs.work.ticks))
-                lane_work[1] += int(np.sum(c.outputs.work.offered))
                 chain_ticks[c.group] = chain_ticks[c.group] + np.asarray(c.outputs.work.ticks, np.int64)
+                offered[0] += int(np.sum(c.outputs.work.offered))
                 store.append(c.group, draws, stats)
                 if ckpt is not None:
                     ckpt.save(c.group, c.start + c.n, c.state)
@@ -484,22 +483,25 @@ class ChainMethod(Method):
         if ckpt is not None and not interrupted:
             ckpt.finish({"iterations": done, "num_samples": self.num_samples})
         states = jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a]), *[w.state for w in work])
-        utilization = lane_work[0] / lane_work[1] if lane_work[1] else float("nan")
-        return ChainRun(samples, stats, states, done, compile_s, run_s, source, interrupted, utilization,
-                        _utilization_bound(chain_ticks) if lane_work[1] else float("nan"))
+        return ChainRun(samples, stats, states, done, compile_s, run_s, source, interrupted,
+                        *_lane_utilization(chain_ticks, offered[0]))
 
     def _records_before(self, iteration: int) -> int:
         """Draws recorded by the first `iteration` iterations."""
         return max(0, (iteration - self.num_warmup) // self.thinning)
 
 
-def _utilization_bound(chain_ticks) -> float:
-    """The lane utilisation no schedule of these chains could pass: a batch runs until its
-    busiest chain has made its gradient evaluations (each chain's own, the same however it
-    is scheduled), so at best sum / (chains x max) per batch."""
+def _lane_utilization(chain_ticks, offered: int):
+    """``(utilisation, bound)`` of a lanes run (NaN for chains not run as lanes): gradient
+    evaluations made / lane slots ``offered``; and what no schedule of these chains could
+    pass: a batch runs until its busiest chain has made its evaluations (each chain's own,
+    the same however it is scheduled), so at best sum / (chains x max) per batch."""
+    if not offered:
+        return float("nan"), float("nan")
     ticks = [np.asarray(t) for t in chain_ticks if np.size(t)]
+    made = sum(t.sum() for t in ticks)
     slots = sum(t.size * t.max() for t in ticks)
-    return float(sum(t.sum() for t in ticks) / slots) if slots else float("nan")
+    return float(made / offered), (float(made / slots) if slots else float("nan"))
 
 
 def _stats(infos, keep, state) -> dict:
