@@ -363,7 +363,7 @@ class ChEES(_MCMC):
         return driver.Settings(self.target_accept, self.dense_mass, chain_axis=CHAIN_AXIS,
                                harmonic_until=buffers[0] if buffers else self.num_warmup)
 
-    def _sequential(self, sharding, log_density, z) -> bool:
+    def _sequential(self, sharding, ld, log_density, z) -> bool:
         return False  # the chains reduce across the vmap axis: never one after another
 
     def _groups(self, ld=None) -> int:

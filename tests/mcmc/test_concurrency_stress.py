@@ -180,3 +180,30 @@ def test_vectorised_chains_split_into_groups_only_without_a_factorisation_in_the
     assert method._groups(ppl.compile(_factor_model, x)) == 2
     assert method._groups(ppl.compile(_factor_gradient_model, x)) == 1
     assert ppl.ChEES(num_chains=4)._groups(ppl.compile(_factor_model, x)) == 1  # pooled warmup
+
+
+def _data_factor_model(x):  # a factorisation of the data alone: hoisted out of the gradient
+    K = jnp.exp(-((x[:, None] - x[None, :]) ** 2)) + jnp.eye(x.shape[0])
+    m = ppl.sample("m", dist.Normal(0.0, 1.0))
+    ppl.observe("x", dist.Normal(m, jnp.sum(jnp.diag(jnp.linalg.cholesky(K)))), x)
+
+
+def _plain_model(x):
+    m = ppl.sample("m", dist.Normal(0.0, 1.0))
+    ppl.observe("x", dist.Normal(m, 1.0), x)
+
+
+def test_the_factorisation_check_traces_the_gradient_only_where_the_log_density_has_one(monkeypatch):
+    """A model without a factorisation anywhere is told apart by one trace of its log density
+    (hoisting its data-only terms and tracing its gradient cost 0.3 s of a first call); one
+    whose only factorisation is of the data has it hoisted out of the gradient: its groups
+    run at once."""
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
+    x = jnp.linspace(-1.0, 1.0, 5)
+    method = ppl.NUTS(num_chains=4, chain_method="vectorized")
+    hoisted = []
+    real = type(method)._log_density
+    monkeypatch.setattr(type(method), "_log_density", lambda self, ld, z: hoisted.append(1) or real(self, ld, z))
+    assert method._groups(ppl.compile(_plain_model, x)) == 2 and not hoisted
+    assert method._groups(ppl.compile(_data_factor_model, x)) == 2 and hoisted
+    assert method._groups(ppl.compile(_factor_gradient_model, x)) == 1
