@@ -198,7 +198,8 @@ def main(argv=None):
     if a.one:
         return one(a.one, a.side, a.out, a.scale, a.seed, a.host_devices)
     if a.render:
-        return write(json.loads((RESULTS / "compat.json").read_text())["rows"], a)
+        data = json.loads((RESULTS / "compat.json").read_text())
+        return write(data["rows"], a, data["meta"])  # the run's own settings and date
 
     sys.path.insert(0, str(COMPAT))
     import compat_harness
@@ -243,19 +244,23 @@ def main(argv=None):
     write(rows, a)
 
 
-def write(rows, a):
+def write(rows, a, meta=None):
+    """Write compat.json and compat.md; ``meta``: the measuring run's (``--render``), else this one's."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = [r for r in rows if r["case"] in CASES]  # a case since moved (e.g. to SVI_EXAMPLES) is dropped
-    meta = {"machine": platform.node(), "cpus": os.cpu_count(), "reps": a.reps, "scale": a.scale, "seed": a.seed,
-            "host_devices": a.host_devices,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    try:
-        import jax
-        import numpyro
+    if meta is None:
+        meta = {"machine": platform.node(), "cpus": os.cpu_count(), "reps": a.reps, "scale": a.scale, "seed": a.seed,
+                "host_devices": a.host_devices,
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        try:
+            import jax
+            import numpyro
 
-        meta.update(jax=jax.__version__, numpyro=numpyro.__version__, device=str(jax.devices()[0]))
-    except Exception:  # noqa: BLE001
-        pass
+            meta.update(jax=jax.__version__, numpyro=numpyro.__version__, device=str(jax.devices()[0]))
+        except Exception:  # noqa: BLE001
+            pass
+    a = argparse.Namespace(**{**vars(a), "reps": meta["reps"], "scale": meta["scale"],
+                              "host_devices": meta.get("host_devices", 1)})
     (RESULTS / "compat.json").write_text(json.dumps({"meta": meta, "rows": rows, "excluded": EXCLUDED}, indent=1))
     lines = [
         "# NumPyro's examples under ppl (issue 17 section 3)",
@@ -285,6 +290,8 @@ def write(rows, a):
         t = (f"{r['ppl_first_call_s']:.1f} | {r['numpyro_first_call_s']:.1f} | {r['ratio']:.2f}"
              if "ratio" in r else " | | ")
         lines.append(f"| {r['case']} | {unchanged} | {agrees} | {z} | {ess} | {t} | {r['note']} |")
+    lines += ["", "Divergent transitions against NumPyro's, over many seeds at the examples' own (larger) "
+                  "settings: divergences.md (`python -m benchmarks.divergences`)."]
     lines += ["", "SVI examples (`ppl.infer.SVI`, `ppl.infer.autoguide`, `ppl.optim`; the agreement is each "
                   "test's own comparison with NumPyro, slow-marked):", "",
               "| example | runs unchanged | agrees with NumPyro | test |", "|---|---|---|---|"]

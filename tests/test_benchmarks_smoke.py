@@ -168,3 +168,29 @@ def test_many_chains_samplers_leave_out_chees_for_one_chain():
 
     assert "chees" not in many_chains.samplers(chains=1)
     assert many_chains.samplers(numpyro=False, chains=4) == ["nuts", "nuts_lockstep", "chees"]
+
+
+def test_the_divergence_benchmark_counts_each_seed_and_writes_its_table():
+    """`python -m benchmarks.divergences` runs the example's own code on each side, one chain
+    per seed, and records the post-warmup divergences in NumPyro's sense (ppl's numerical
+    failures included, and counted apart) out of the post-warmup draws, the adapted step size
+    and the mean acceptance; its table has a row per (example, side)."""
+    from benchmarks import divergences
+
+    runs = {side: divergences.measure("horseshoe_regression: bernoulli", side, [0, 1], scale=0.05)
+            for side in ("ppl", "numpyro")}
+    for side, rs in runs.items():
+        assert [r.seed for r in rs] == [0, 1]
+        for r in rs:
+            assert r.draws == 100 and 0 <= r.divergences <= r.draws, (side, r)
+            assert r.step_size > 0 and 0.0 <= r.accept <= 1.0, (side, r)
+            assert (r.nonfinite is None) == (side == "numpyro"), (side, r)
+            assert side == "numpyro" or 0 <= r.nonfinite <= r.divergences, r
+    s = divergences.summarise(runs["ppl"])
+    assert s["seeds"] == 2 and s["q1"] <= s["median"] <= s["q3"] <= s["max"]
+    assert s["mean"] == np.mean([r.divergences for r in runs["ppl"]])
+    data = {"meta": {"seeds": 2, "scale": 0.05, "cpus": 2, "date": "today"},
+            "cases": {"horseshoe_regression: bernoulli": {side: divergences.summarise(rs) for side, rs in runs.items()}}}
+    text = divergences.render(data)
+    assert "| horseshoe_regression: bernoulli | N 100, D 32, 50 warmup + 100 draws, 1 chain | ppl | 2 |" in text
+    assert "| horseshoe_regression: bernoulli | N 100, D 32, 50 warmup + 100 draws, 1 chain | numpyro | 2 |" in text
