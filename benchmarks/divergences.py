@@ -4,8 +4,8 @@
     python -m benchmarks.divergences [--seeds 20] [--only horseshoe] [--scale 1.0] [--merge]
 
 A divergence count is heavy-tailed: most runs of the horseshoe regression diverge a few dozen
-times, one in ten a few hundred (a chain that wanders into the funnel at small tau), so one
-seed per side says little; an earlier session's 183 against 99 was one such pair. Each case
+times, and 3 in 50 more than a hundred (a chain that wanders into the funnel at small tau: 254
+and 595 at most, measured on each side), so a run or two a side says little. Each case
 runs the example's own code (`tests/compat/test_example_<name>.py`, and its NumPyro twin:
 the same file with the import renamed back) with one chain per seed, at the example's own
 data size and warmup/draws (its `main()` defaults, not the compat suite's small ones), and
@@ -127,14 +127,15 @@ def measure(case: str, side: str, seeds, scale: float = 1.0) -> list:
 
 
 def summarise(runs) -> dict:
-    """Median, quartiles, mean and maximum of the divergence counts; runs above 100; mean
-    and sd of the step sizes; mean acceptance."""
+    """Median, quartiles, mean and maximum of the divergence counts; runs above 100; ppl's
+    non-finite ones in all; mean and sd of the step sizes; mean acceptance."""
     div = np.array([r.divergences for r in runs])
     steps = np.array([r.step_size for r in runs])
     q1, med, q3 = np.percentile(div, [25, 50, 75])
     nonfinite = [r.nonfinite for r in runs if r.nonfinite is not None]
-    return {"seeds": len(runs), "nonfinite": int(sum(nonfinite)) if nonfinite else None, "median": float(med), "q1": float(q1), "q3": float(q3), "mean": float(div.mean()),
-            "max": int(div.max()), "over_100": int((div > 100).sum()), "step_mean": float(steps.mean()),
+    return {"seeds": len(runs), "nonfinite": int(sum(nonfinite)) if nonfinite else None, "median": float(med),
+            "q1": float(q1), "q3": float(q3), "mean": float(div.mean()), "max": int(div.max()),
+            "over_100": int((div > 100).sum()), "step_mean": float(steps.mean()),
             "step_sd": float(steps.std(ddof=1)) if len(runs) > 1 else 0.0,
             "accept_mean": float(np.mean([r.accept for r in runs]))}
 
@@ -156,7 +157,8 @@ def render(data: dict) -> str:
     for case, sides in data["cases"].items():
         warmup, draws = settings(case, meta["scale"])
         for side, s in sides.items():
-            lines.append(f"| {case} | {CASES[case].data}, {warmup} warmup + {draws} draws, 1 chain | {side} | {s['seeds']} | "
+            lines.append(f"| {case} | {CASES[case].data}, {warmup} warmup + {draws} draws, 1 chain | {side} | "
+                         f"{s['seeds']} | "
                          f"{s['median']:.0f} [{s['q1']:.0f}, {s['q3']:.0f}] | {s['mean']:.1f} | {s['max']} | "
                          f"{s['over_100']} | {s['step_mean']:.4f} ({s['step_sd']:.4f}) | {s['accept_mean']:.3f} | "
                          f"{'' if s.get('nonfinite') is None else s['nonfinite']} |")
@@ -169,7 +171,8 @@ def main(argv=None):
     p.add_argument("--only", default="", help="comma-separated substrings of case names")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the cases' warmup and draws")
     p.add_argument("--out", default=str(RESULTS), help="folder for divergences.md and divergences.json")
-    p.add_argument("--merge", action="store_true", help="keep the other cases of the existing results")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the existing results: other cases as they are, and the seeds already run of these")
     a = p.parse_args(argv)
     import jax
     import numpyro
@@ -188,7 +191,10 @@ def main(argv=None):
         if a.only and not any(s in case for s in a.only.split(",")):
             continue
         for side in ("ppl", "numpyro"):
-            runs = measure(case, side, range(a.seeds), a.scale)
+            # With --merge, the seeds already measured are kept and only the others run.
+            kept = [Run(**r) for r in data["runs"].get(case, {}).get(side, [])]
+            seeds = [i for i in range(a.seeds) if i not in {r.seed for r in kept}]
+            runs = sorted(kept + measure(case, side, seeds, a.scale), key=lambda r: r.seed)
             data["cases"].setdefault(case, {})[side] = summarise(runs)
             data["runs"].setdefault(case, {})[side] = [r._asdict() for r in runs]
             s = data["cases"][case][side]

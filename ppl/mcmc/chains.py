@@ -173,7 +173,7 @@ class ChainMethod(Method):
         `ppl.runtime.program.blocks_the_pool`). The model's log density is traced first as
         it is (hoisting its data-only terms computes them, and the gradient is a second
         trace): with no such primitive there, neither its hoisted form (a part of its
-        equations) nor their gradient (no derivative rule of another primitive makes one)
+        equations) nor their gradient (JAX's derivative rules of other primitives make none)
         has one. Measured on a first call (eight schools, 256 vectorised chains, 2-core CPU):
         0.33 s for the whole check, 0.05 s for the first trace. ``log_density``: the hoisted
         one (`_log_density`), where the caller has it."""
