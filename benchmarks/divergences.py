@@ -31,9 +31,7 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPAT = ROOT / "tests" / "compat"
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.compat import COMPAT, RESULTS  # the examples' files, and where results go
 
 
 class Case(NamedTuple):
@@ -101,8 +99,7 @@ def measure(case: str, side: str, seeds, scale: float = 1.0) -> list:
 
     if str(COMPAT) not in sys.path:
         sys.path.insert(0, str(COMPAT))
-    os.environ.setdefault("NUMPYRO_SPHINXBUILD", "1")  # the examples' switch for progress_bar=False
-    import compat_harness
+    import compat_harness  # (sets the examples' switch for progress_bar=False before they load)
 
     module = importlib.import_module(CASES[case].module)
     if side == "numpyro":
