@@ -13,6 +13,7 @@ from ppl.method.discrete import with_discrete
 from ppl.runtime.program import jaxpr_calls_linalg, run_program
 from ppl.method.flags import flag
 from ppl.method.result import Result
+from ppl.runtime import blas_threads
 
 
 class Execution(NamedTuple):
@@ -82,7 +83,8 @@ class Method:
             raise ValueError(f"method '{self.name}' does not write checkpoints; drop checkpoint= or use one "
                              f"of the MCMC, VI, MLE or MAP methods.")
         summed = self.model_for(ld)
-        execution = self._execute(key, summed, checkpoint)
+        with blas_threads.run_scope():  # a BLAS limit its groups set is kept to the run's end
+            execution = self._execute(key, summed, checkpoint)
         result = self._assemble(summed, execution)
         if summed is not ld:
             result = with_discrete(result, summed, key, self.discrete_temperature)

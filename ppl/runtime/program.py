@@ -14,6 +14,7 @@ Two caches:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -29,6 +30,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 from jax.extend import core as jex_core
+
+from ppl.runtime import blas_threads
 
 # On CPU, XLA's newer fusion emitters make loops over large arrays faster but compile more
 # slowly. Measured on this project's NUTS program (2-core x86 CPU, benchmarks/bench_mcmc.py):
@@ -277,6 +280,11 @@ def blocks_the_pool(text: str) -> bool:
     return False
 
 
+def calls_lapack(text: str) -> bool:
+    """Whether a lowered program (StableHLO text) calls one of jaxlib's LAPACK kernels."""
+    return "custom_call @lapack_" in text
+
+
 # The linear-algebra primitives that XLA:CPU hands to LAPACK (see `blocks_the_pool`).
 LINALG_PRIMITIVES = frozenset({
     "cholesky", "eig", "eigh", "lu", "lu_pivots_to_permutation", "qr", "geqrf", "geqp3",
@@ -325,13 +333,15 @@ def when(pred, fn, *args):
 
 
 class Executable(NamedTuple):
-    """A compiled program: ``run(*args)``; ``source`` ("compiled", "disk", "memory"); and
+    """A compiled program: ``run(*args)``; ``source`` ("compiled", "disk", "memory");
     ``blocking``: it may block a thread of XLA's CPU pool (:func:`blocks_the_pool`), so it
-    is never run beside another execution."""
+    is never run beside another execution; and ``lapack``: it calls LAPACK (:func:`calls_lapack`),
+    so beside another such execution it runs with one BLAS thread (`ppl.runtime.blas_threads`)."""
 
     run: Any
     source: str
     blocking: bool
+    lapack: bool = False
 
 
 def compile_lowered(lowered, avals, evaluations=None, device=None, text=None, elements=None):
@@ -370,7 +380,7 @@ def _build(program, method, args, avals, device, once=False):
     evaluations = ONE_SHOT_EVALUATIONS if once else method.expected_evaluations()
     elements = None if once else method.evaluation_elements(*args)
     executable, source = compile_lowered(lowered, avals, evaluations, device, text, elements)
-    return Executable(executable, source, blocks_the_pool(text))
+    return Executable(executable, source, blocks_the_pool(text), calls_lapack(text))
 
 
 @functools.lru_cache(maxsize=32)
@@ -497,10 +507,14 @@ def prepare_in_background(method, *args, entry: str = "_program", once: bool = F
 
 def execute(executable: Executable, args):
     """Run and wait; a pool-blocking program holds the process-wide lock while it runs, so
-    two of them (from ppl's chain groups or from a user's threads) never run at once."""
-    if not executable.blocking:
-        return jax.block_until_ready(executable.run(*args))
-    with _POOL_LOCK:
+    two of them (from ppl's chain groups or from a user's threads) never run at once; programs
+    that call LAPACK run with one BLAS thread each while several run at once
+    (`ppl.runtime.blas_threads`)."""
+    with contextlib.ExitStack() as stack:
+        if executable.lapack:
+            stack.enter_context(blas_threads.lapack_execution())
+        if executable.blocking:
+            stack.enter_context(_POOL_LOCK)
         return jax.block_until_ready(executable.run(*args))
 
 

@@ -5,7 +5,8 @@ jax 0.10's CPU LAPACK kernels block a thread of XLA's pool while a batch of fact
 runs on that same pool; two executions side by side on a 2-core CPU then waited on each other
 for ever (default NUTS on a Gaussian-process model whose deterministic site takes a Cholesky
 factor). These tests run many short runs of models with factorisations in the log density,
-in deterministic sites and nowhere, with every MCMC method, from ppl's chain groups and from
+in deterministic sites, a solve against the data's one factor (the chains' groups at once, with
+one BLAS thread while they run: `ppl.runtime.blas_threads`) and nowhere, with every MCMC method, from ppl's chain groups and from
 several user threads at once, in a child process that must finish within its timeout.
 """
 import json
@@ -62,14 +63,26 @@ CHILD = textwrap.dedent("""
         with ppl.plate("n", y.shape[0]):
             ppl.observe("y", dist.Normal(mu, 1.0), y)
 
-    cases = [(gp, (x,), {"k": k}), (mvn, (y,), {}), (normal, (jnp.array([0.3, -0.2, 1.1]),), {})]
+    cov = jnp.asarray(0.5 ** np.abs(np.subtract.outer(np.arange(3), np.arange(3))))
+
+    def shared(y, cov):  # a solve against the data's factor: one LAPACK call for every chain
+        mu = ppl.sample("mu", dist.Normal(0.0, 10.0).expand([3]).to_event(1))
+        with ppl.plate("n", y.shape[0]):
+            ppl.observe("y", dist.MultivariateNormal(mu, covariance_matrix=cov), y)
+
+    from ppl.runtime import blas_threads
+    _ = jnp.linalg.cholesky(jnp.eye(2)).block_until_ready()  # jaxlib's BLAS loaded
+    threads_before = blas_threads.blas_threads()
+    cases = [(gp, (x,), {"k": k}), (mvn, (y,), {}), (normal, (jnp.array([0.3, -0.2, 1.1]),), {}),
+             (shared, (y, cov), {})]
     # Enough draws that the factorisations of a group's draws are one batch large enough for
     # jaxlib to split it over the pool (2 x 1000 Cholesky factors of 11 x 11 matrices hung
     # the first MH run, without the fix, every time it was tried; 2 x 200 never did).
     methods = [ppl.NUTS(num_warmup=100, num_samples=500, num_chains=4, max_tree_depth=4),
                ppl.HMC(num_warmup=100, num_samples=1000, num_chains=4, num_steps=4),
                ppl.MH(num_warmup=200, num_samples=1000, num_chains=4),
-               # vectorised NUTS: two groups of lanes at once (one, where the gradient factorises)
+               # vectorised NUTS: two groups of lanes at once (one, where the gradient factorises
+               # a batch of matrices; two, where it solves against the data's one factor)
                ppl.NUTS(num_warmup=100, num_samples=500, num_chains=4, max_tree_depth=4, chain_method="vectorized")]
     repeats = int(sys.argv[1])
     first, runs = {}, 0
@@ -100,6 +113,7 @@ CHILD = textwrap.dedent("""
     for i in range(6):
         model = cases[i % len(cases)][0]
         assert np.array_equal(np.asarray(results[i]), first[f"{model.__name__}/nuts/auto/0"]), i
+    assert blas_threads.blas_threads() == threads_before  # the BLAS limit lifted after the runs
     print(json.dumps({"runs": runs + len(results)}))
 """)
 
@@ -116,7 +130,7 @@ def test_chain_groups_and_user_threads_never_hang(repeats):
     except subprocess.TimeoutExpired as e:  # a hang: fail with what the child printed
         pytest.fail(f"the concurrent runs did not finish in 360 s (a deadlock?):\n{(e.stderr or '')[-3000:]}")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1])["runs"] == 3 * 4 * repeats + 6
+    assert json.loads(out.stdout.strip().splitlines()[-1])["runs"] == 4 * 4 * repeats + 6
 
 
 def test_batched_factorisations_are_found_in_a_program():
@@ -207,3 +221,64 @@ def test_the_factorisation_check_traces_the_gradient_only_where_the_log_density_
     assert method._groups(ppl.compile(_plain_model, x)) == 2 and not hoisted
     assert method._groups(ppl.compile(_data_factor_model, x)) == 2 and hoisted
     assert method._groups(ppl.compile(_factor_gradient_model, x)) == 1
+
+
+def _shared_factor_model(x, cov):  # a solve against the data's factor: one call for all chains
+    mu = ppl.sample("mu", dist.Normal(0.0, 3.0).expand([x.shape[-1]]).to_event(1))
+    with ppl.plate("n", x.shape[0]):
+        ppl.observe("x", dist.MultivariateNormal(mu, covariance_matrix=cov), x)
+
+
+def _shared_factor_data():
+    i = np.arange(4)
+    cov = jnp.asarray(0.6 ** np.abs(i[:, None] - i[None]))
+    x = jnp.asarray(np.random.default_rng(3).multivariate_normal(np.zeros(4), np.asarray(cov), size=6))
+    return x, cov
+
+
+def test_a_solve_against_the_datas_factor_runs_vectorised_groups_at_once_with_the_draws_of_one(monkeypatch):
+    """The gradient solves against the covariance's Cholesky factor (hoisted: the data's):
+    batched over chains that is ONE LAPACK call, which does not block XLA's pool, so the
+    vectorised chains split into groups that run at once, with one BLAS thread while they do;
+    their draws are those of one group (one core), which leaves BLAS as it is."""
+    from ppl.runtime import blas_threads
+
+    cores = {"n": 2}
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: cores["n"])
+    x, cov = _shared_factor_data()
+    method = ppl.NUTS(num_warmup=60, num_samples=40, num_chains=4, chain_method="vectorized", progress_bar=False)
+    assert method._groups(ppl.compile(_shared_factor_model, x, cov)) == 2
+    assert method._groups(ppl.compile(_factor_gradient_model, jnp.linspace(-1.0, 1.0, 5))) == 1
+    limits = []
+    real = blas_threads._set_limit
+    monkeypatch.setattr(blas_threads, "_set_limit", lambda: limits.append(1) or real())
+    before = blas_threads.blas_threads()
+    two = ppl.infer(_shared_factor_model, x, cov, method=method, key=4)
+    assert limits == [1]  # set once, when the second group began, and held to the run's end
+    assert blas_threads.blas_threads() == before  # then lifted
+    cores["n"] = 1
+    one = ppl.infer(_shared_factor_model, x, cov, method=method, key=4)
+    assert limits == [1]  # one program at a time: BLAS left as it is
+    np.testing.assert_array_equal(two.samples["mu"], one.samples["mu"])
+
+
+def test_one_blas_thread_while_two_lapack_executions_are_in_flight_held_through_a_run():
+    from ppl.runtime import blas_threads
+
+    _ = jnp.linalg.cholesky(jnp.eye(2)).block_until_ready()  # jaxlib's BLAS loaded
+    before = blas_threads.blas_threads()
+    if not before:
+        pytest.skip("no BLAS library that threadpoolctl can steer")
+    with blas_threads.lapack_execution():
+        assert blas_threads.blas_threads() == before  # alone: left as it is
+        with blas_threads.lapack_execution():  # a second group (or user thread) at once
+            assert set(blas_threads.blas_threads()) == {1}
+        assert set(blas_threads.blas_threads()) == {1}  # the first is still running
+    assert blas_threads.blas_threads() == before
+    with blas_threads.run_scope():  # a run's chunks: the limit is kept between them
+        with blas_threads.lapack_execution(), blas_threads.lapack_execution():
+            pass
+        assert set(blas_threads.blas_threads()) == {1}
+        with blas_threads.lapack_execution():
+            assert set(blas_threads.blas_threads()) == {1}
+    assert blas_threads.blas_threads() == before
