@@ -61,7 +61,6 @@ from ppl import _uniformity
 from ppl._keys import as_key
 from ppl.compile.logdensity import LogDensity, compile as compile_model, split_arguments
 from ppl.runtime import progress
-from ppl.runtime import blas_threads
 from ppl.runtime.program import run_program
 from ppl.method.diagnostics import R_HAT_FLAG, scalar_diagnostics
 from ppl.method.flags import flag
@@ -552,7 +551,7 @@ def _run_vectorised(runner: _Vectorised, ld0, keys, observations, todo, show):
     pick = lambda idx: (keys[idx], jax.tree.map(lambda v: v[idx], observations), ld0)
     padded = lambda c: np.concatenate([c, np.full(b - len(c), c[-1])])
     outcomes, compile_s, run_s, source = {}, 0.0, 0.0, None
-    with _bar(len(todo), runner.inner, show) as bar, blas_threads.run_scope():
+    with _bar(len(todo), runner.inner, show) as bar:
         for c in chunks:
             out, c_s, r_s, src = run_program(runner, *pick(padded(c)))  # compiled once, then reused
             compile_s, run_s, source = compile_s + c_s, run_s + r_s, source or src

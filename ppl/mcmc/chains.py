@@ -198,8 +198,9 @@ class ChainMethod(Method):
         does "vectorized" (each group a vectorised batch; a group's draws are the chains'
         own, whatever the layout) unless the model ``ld``'s gradient, batched over a group,
         makes a LAPACK call over a batch of matrices: it blocks XLA's pool, and the groups
-        would run one after another (`_batch_blocks_the_pool`). Measured (eight schools, 256 chains, 500 + 500, 2-core CPU, lanes, run time
-        without compile): one batch 6.5-10.1 s (3 runs), two batches of 128 at once 4.0-4.3 s."""
+        would run one after another (`_batch_blocks_the_pool`). Measured (eight schools, 256
+        chains, 500 + 500, 2-core CPU, lanes, run time without compile): one batch 6.5-10.1 s
+        (3 runs), two batches of 128 at once 4.0-4.3 s."""
         if self.chain_method == "sequential":
             return 1
         groups = chain_groups(self.num_chains)

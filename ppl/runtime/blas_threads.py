@@ -72,8 +72,8 @@ def lapack_execution():
 
 @contextlib.contextmanager
 def run_scope():
-    """A run of many executions (a method's chunks, SBC's fits): a limit set during it is
-    kept until the scope ends, not lifted and set again between its executions."""
+    """A run of many executions (a method's chunks): a limit set during it is kept until the
+    scope ends, not lifted and set again between its executions."""
     with _LOCK:
         _state["scopes"] += 1
     try:

@@ -341,7 +341,7 @@ class Executable(NamedTuple):
     run: Any
     source: str
     blocking: bool
-    lapack: bool = False
+    lapack: bool
 
 
 def compile_lowered(lowered, avals, evaluations=None, device=None, text=None, elements=None):
@@ -374,7 +374,7 @@ def _build(program, method, args, avals, device, once=False):
     """Trace, lower and compile (or load from the disk cache); ``once``: a program run once
     per run (compiled as `ONE_SHOT_EVALUATIONS`), else the method's expected evaluations.
 
-    Returns ``Executable(run, source, blocking)`` (see :func:`blocks_the_pool`)."""
+    Returns ``Executable(run, source, blocking, lapack)`` (see :func:`blocks_the_pool`, :func:`calls_lapack`)."""
     lowered = jax.jit(functools.partial(program, method)).lower(*args)
     text = lowered.as_text()  # printed once: it is read for the options, the cache key and the pool check
     evaluations = ONE_SHOT_EVALUATIONS if once else method.expected_evaluations()
