@@ -13,10 +13,10 @@ gradient solves against its covariance's Cholesky factor; 256 chains as lanes, t
 thread. One program alone keeps them: ChEES's 256 chains in one program, 500 + 500, ran 8.6 s
 with them and 10.3-10.8 s with one.
 
-So while two or more executions of programs that call LAPACK (:func:`ppl.runtime.program.execute`)
-are in flight, every BLAS library loaded in the process runs on one thread, through
-``threadpoolctl`` (the standard way to set BLAS threads from Python: it finds the loaded
-libraries, whichever they are). The limit is process-wide and shared: set when a second such
+So while two or more executions of programs that call LAPACK
+(:func:`ppl.runtime.program.execute`) are in flight, every BLAS library loaded in the process
+runs on one thread, through ``threadpoolctl`` (the standard way to set BLAS threads from
+Python: it finds the loaded libraries, whichever they are). The limit is process-wide and shared: set when a second such
 execution begins, lifted when none is in flight, and inside a run (:func:`run_scope`: a
 method's whole run, chunk after chunk) kept until the run ends. Lifted and set again around
 every chunk it cost more than it saved: OpenBLAS starts its threads again at every lift, and
@@ -29,44 +29,54 @@ from __future__ import annotations
 import contextlib
 import threading
 
-_LOCK = threading.Lock()
-# ``in_flight``: executions inside :func:`lapack_execution`; ``scopes``: open
-# :func:`run_scope` s; ``limit``: threadpoolctl's record of the settings to restore, while
-# the limit is on.
-_state = {"in_flight": 0, "scopes": 0, "limit": None, "controller": None}
+class _Shared:
+    """The process's one record: ``in_flight``, executions inside :func:`lapack_execution`;
+    ``scopes``, open :func:`run_scope` s; ``limit``, threadpoolctl's record of the settings
+    to restore while the limit is on (else None); ``controller``, threadpoolctl's view of
+    the loaded libraries (made at first use). Read and written under ``lock``."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.scopes = 0
+        self.limit = None
+        self.controller = None
+
+
+_shared = _Shared()
 
 
 def _controller():
     from threadpoolctl import ThreadpoolController  # finds the BLAS libraries loaded now
 
-    if _state["controller"] is None:
-        _state["controller"] = ThreadpoolController()
-    return _state["controller"]
+    if _shared.controller is None:
+        _shared.controller = ThreadpoolController()
+    return _shared.controller
 
 
-def _set_limit() -> None:  # under _LOCK
-    _state["limit"] = _controller().select(user_api="blas").limit(limits=1)
+def _set_limit() -> None:  # under the lock
+    _shared.limit = _controller().select(user_api="blas").limit(limits=1)
 
 
-def _lift_if_unused() -> None:  # under _LOCK
-    if _state["in_flight"] == 0 and _state["scopes"] == 0 and _state["limit"] is not None:
-        _state["limit"].restore_original_limits()
-        _state["limit"] = None
+def _lift_if_unused() -> None:  # under the lock
+    if _shared.in_flight == 0 and _shared.scopes == 0 and _shared.limit is not None:
+        _shared.limit.restore_original_limits()
+        _shared.limit = None
 
 
 @contextlib.contextmanager
 def lapack_execution():
     """The body is an execution of a program that calls LAPACK: from the second one in flight
     at once, every loaded BLAS library runs on one thread (see the module doc)."""
-    with _LOCK:
-        _state["in_flight"] += 1
-        if _state["in_flight"] >= 2 and _state["limit"] is None:
+    with _shared.lock:
+        _shared.in_flight += 1
+        if _shared.in_flight >= 2 and _shared.limit is None:
             _set_limit()
     try:
         yield
     finally:
-        with _LOCK:
-            _state["in_flight"] -= 1
+        with _shared.lock:
+            _shared.in_flight -= 1
             _lift_if_unused()
 
 
@@ -74,13 +84,13 @@ def lapack_execution():
 def run_scope():
     """A run of many executions (a method's chunks): a limit set during it is kept until the
     scope ends, not lifted and set again between its executions."""
-    with _LOCK:
-        _state["scopes"] += 1
+    with _shared.lock:
+        _shared.scopes += 1
     try:
         yield
     finally:
-        with _LOCK:
-            _state["scopes"] -= 1
+        with _shared.lock:
+            _shared.scopes -= 1
             _lift_if_unused()
 
 
