@@ -16,13 +16,14 @@ with them and 10.3-10.8 s with one.
 So while two or more executions of programs that call LAPACK
 (:func:`ppl.runtime.program.execute`) are in flight, every BLAS library loaded in the process
 runs on one thread, through ``threadpoolctl`` (the standard way to set BLAS threads from
-Python: it finds the loaded libraries, whichever they are). The limit is process-wide and shared: set when a second such
-execution begins, lifted when none is in flight, and inside a run (:func:`run_scope`: a
-method's whole run, chunk after chunk) kept until the run ends. Lifted and set again around
-every chunk it cost more than it saved: OpenBLAS starts its threads again at every lift, and
-they spin (the same run: 18.3 us per gradient). Measured on a 2-core CPU only; on more cores
-one BLAS thread per group may leave cores idle where the groups are fewer than the cores. A
-BLAS that threadpoolctl cannot steer (macOS's Accelerate) is left as it is.
+Python: it finds the loaded libraries, whichever they are). The limit is process-wide and
+shared: set when a second such execution begins, lifted when none is in flight, and inside a
+run (:func:`run_scope`: a method's whole run, chunk after chunk) kept until the run ends.
+Lifted and set again around every chunk it cost more than it saved: OpenBLAS starts its
+threads again at every lift, and they spin (the same run: 18.3 us per gradient). Measured on a
+2-core CPU only; on more cores one BLAS thread per group may leave cores idle where the groups
+are fewer than the cores. A BLAS that threadpoolctl cannot steer (macOS's Accelerate) is left
+as it is.
 """
 from __future__ import annotations
 
