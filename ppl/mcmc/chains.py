@@ -25,8 +25,8 @@ import numpy as np
 
 from ppl import _counter_rng
 from ppl.compile.init import check_init_values, first_finite, init_error, init_option
-from ppl.runtime.program import (blocks_the_pool, calls_linalg, chain_groups, execute, initial_shapes, prepare,
-                                 prepare_in_background, when)
+from ppl.runtime.program import (blocks_the_pool, calls_linalg, chain_groups, chain_workers, execute, initial_shapes,
+                                 prepare, prepare_in_background, when)
 from ppl.method.base import Method, draws_from_flat, require_continuous
 from ppl.mcmc import driver, lanes
 from ppl.runtime import chunks, distributed, progress
@@ -36,6 +36,7 @@ from ppl.runtime.store import DiskStore, LazySamples, MemoryStore
 
 CHUNK_BYTES = 16 << 20  # a chunk's output of draws stays below this (per group)
 MAX_AHEAD = 128  # iterations a lane may run ahead past a chunk's end (`Chains._ahead_rows`)
+GROUP_FLOATS = 3200  # position-sized numbers per group of vectorised chains on a CPU (`Chains._max_width`)
 # The name of the vmap axis over chains: code mapped over the chains may reduce across them
 # (`jax.lax.pmean(x, CHAIN_AXIS)`; ChEES-HMC's warmup, `ppl.mcmc.chees`).
 CHAIN_AXIS = "chains"
@@ -193,24 +194,44 @@ class ChainMethod(Method):
         return self._varying_trajectories or self._factorises(ld, z, log_density)
 
     def _groups(self, ld=None) -> int:
-        """How many groups of chains run at once, each from its own thread, on a single CPU
-        device (`chain_groups`: one per core; elsewhere 1). "auto" splits its chains so. So
-        does "vectorized" (each group a vectorised batch; a group's draws are the chains'
-        own, whatever the layout) unless the model ``ld``'s gradient, batched over a group,
-        makes a LAPACK call over a batch of matrices: it blocks XLA's pool, and the groups
-        would run one after another (`_batch_blocks_the_pool`). Measured (eight schools, 256
-        chains, 500 + 500, 2-core CPU, lanes, run time without compile): one batch 6.5-10.1 s
-        (3 runs), two batches of 128 at once 4.0-4.3 s."""
+        """How many groups the chains run in on a single CPU device (`chain_groups`: one per
+        core, each from its own thread; elsewhere 1). "auto" splits its chains so. So does
+        "vectorized" (each group a vectorised batch; a group's draws are the chains' own,
+        whatever the layout), in narrower groups where one per core would be wider than
+        `_max_width` (one thread per core then takes them in turn), unless the model
+        ``ld``'s gradient, batched over a group, makes a LAPACK call over a batch of
+        matrices: it blocks XLA's pool, so the groups run one after another (one group, or
+        the narrow ones; `_batch_blocks_the_pool`). Measured (eight schools, 256 chains,
+        500 + 500, 2-core CPU, lanes, run time without compile): one batch 6.5-10.1 s (3
+        runs), two batches of 128 at once 4.0-4.3 s."""
         if self.chain_method == "sequential":
             return 1
         groups = chain_groups(self.num_chains)
-        if groups > 1 and self.chain_method == "vectorized":
-            if ld is None:
+        if self.chain_method != "vectorized":
+            return groups
+        if ld is None:
+            if groups > 1:
                 raise TypeError(f"{self.name}: internal: vectorised chain groups need the model.")
+            return groups
+        narrow = chain_groups(self.num_chains, self._max_width(ld))
+        if groups > 1:
             z = jnp.zeros(ld.dim, jnp.result_type(float))
-            if self._factorises(ld, z) and self._batch_blocks_the_pool(ld, z, self.num_chains // groups):
-                return 1
-        return groups
+            if self._factorises(ld, z) and self._batch_blocks_the_pool(ld, z, self.num_chains // narrow):
+                return narrow if narrow > groups else 1  # narrow groups run one after another
+        return narrow
+
+    @staticmethod
+    def _max_width(ld) -> int:
+        """The widest group of vectorised chains on a CPU (`chain_groups`): about
+        `GROUP_FLOATS` position-sized numbers per group (a NUTS lane's trajectory carries some
+        70 vectors of the position's size), 16 to 256 chains. A batch step reads every
+        lane's state: a group whose state outgrows the core's cache slows every step.
+        Measured (2-core AMD EPYC, lanes, us per gradient, one run each): eight schools
+        (d = 10), 1024 chains, 500 + 500: groups of 512 1.71, 256 1.46, 128 1.40; 4096
+        chains: groups of 2048 3.37, 512 1.63, 256 1.49. The 100-d Gaussian, 256 chains,
+        100 + 100: groups of 128 7.49, 64 5.68, 32 5.06. The 5000 x 25 logistic regression
+        (its gradient's work is the data's), 256 chains, 100 + 100: 128 46.3, 64 44.1."""
+        return int(min(256, max(16, GROUP_FLOATS // max(1, ld.dim))))
 
     def _batch_blocks_the_pool(self, ld, z, chains: int) -> bool:
         """Whether the gradient batched over ``chains`` chains makes a LAPACK call over a
@@ -465,6 +486,13 @@ class ChainMethod(Method):
                     position = move.position if hasattr(move, "position") else move
                     raise init_error(ld, np.asarray(position)[bad], 100)
 
+            workers = chain_workers(groups)
+            if groups > workers:  # narrow groups (`_max_width`), taken in turn: one bar for them all
+                names, totals, initial = [f"{self.name} ({groups} groups of {per} chains)"], [total], [sum(starts) / groups]
+            else:
+                names = [f"{self.name} chains {i[0]}-{i[-1]}" if groups > 1 else self.name for i in ids]
+                totals, initial = [w.stop for w in work], starts
+
             def run_chunk(g, state, rows):
                 args = (g_key, g_ld, g_ids[g], place.chains(state), place.everywhere(rows))
                 return place.host(execute(executable, args))
@@ -479,18 +507,20 @@ class ChainMethod(Method):
                 store.append(c.group, draws, stats)
                 if ckpt is not None:
                     ckpt.save(c.group, c.start + c.n, c.state)
-                bars.update(c.group, c.n, **_postfix(c.state, divergences[c.group]))
+                if len(names) < groups:  # one bar: the run's total divergences
+                    bars.update(0, c.n / groups, **_postfix(c.state, sum(divergences)))
+                else:
+                    bars.update(c.group, c.n, **_postfix(c.state, divergences[c.group]))
 
             if ckpt is not None:
                 ckpt.unfinish()
-            names = [f"{self.name} chains {i[0]}-{i[-1]}" if groups > 1 else self.name for i in ids]
             t0 = time.perf_counter()
             with Interrupt(self.name) as interrupt, \
                     progress.Bars(progress.enabled(self.progress_bar) and jax.process_index() == 0, names,
-                                  [w.stop for w in work], starts) as bars:
+                                  totals, initial) as bars:
                 interrupted = chunks.run(
                     run_chunk, work, lambda g, start, n: self._plan(start, n, length, ahead_rows), length, on_chunk,
-                    concurrent=groups > 1 and not executable.blocking, interrupt=interrupt,
+                    concurrent=groups > 1 and not executable.blocking, workers=workers, interrupt=interrupt,
                     chunk_size=self.chunk_size, agree=distributed.agree_on_chunk if many else None)
             run_s = time.perf_counter() - t0
         done = min(w.start for w in work)

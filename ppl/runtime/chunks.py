@@ -60,9 +60,9 @@ def next_length(group: Group, length: int, chunk_size: Optional[int], target_sec
 
 
 def run(execute: Callable, groups: List[Group], rows: Callable, length: int, on_chunk: Callable, *,
-        concurrent: bool = True, interrupt=None, chunk_size: Optional[int] = None,
-        target_seconds: float = TARGET_SECONDS, finished: Optional[Callable] = None,
-        agree: Optional[Callable] = None) -> bool:
+        concurrent: bool = True, workers: Optional[int] = None, interrupt=None,
+        chunk_size: Optional[int] = None, target_seconds: float = TARGET_SECONDS,
+        finished: Optional[Callable] = None, agree: Optional[Callable] = None) -> bool:
     """Advance every group to its ``stop`` (or until ``finished``), a chunk at a time.
 
     Args:
@@ -76,6 +76,8 @@ def run(execute: Callable, groups: List[Group], rows: Callable, length: int, on_
       concurrent: run the groups at once, one thread each (else one worker thread runs them
         in turn: a program that must not run beside another, see
         ``ppl.runtime.program.blocks_the_pool``).
+      workers: with ``concurrent``, at most this many threads, each taking a chunk of its
+        groups in turn (group g on thread g mod workers); None: one per group.
       interrupt: an :class:`ppl.runtime.interrupt.Interrupt` (its ``requested`` stops the
         run after the chunks in flight).
       chunk_size: a fixed number of iterations per chunk (None: about ``target_seconds``).
@@ -130,11 +132,12 @@ def run(execute: Callable, groups: List[Group], rows: Callable, length: int, on_
         finally:
             events.put(("exit", None))
 
-    parts = [[g] for g in range(len(groups))] if concurrent else [list(range(len(groups)))]
-    workers = [threading.Thread(target=work, args=(p,), daemon=True) for p in parts]
-    for w in workers:
+    threads = min(len(groups), workers or len(groups)) if concurrent else 1
+    parts = [list(range(w, len(groups), threads)) for w in range(threads)]
+    pool = [threading.Thread(target=work, args=(p,), daemon=True) for p in parts]
+    for w in pool:
         w.start()
-    running = len(workers)
+    running = len(pool)
     try:
         while running:
             try:

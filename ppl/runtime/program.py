@@ -25,7 +25,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -573,15 +573,30 @@ def _cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def chain_groups(num_chains: int) -> int:
-    """How many groups of chains to run at once: on a single CPU device, the largest divisor
-    of `num_chains` not above the number of cores; elsewhere 1: one vectorised program, on
-    an accelerator, or sharded over several devices (`jax.device_count()` counts every
-    process's devices under `jax.distributed`; see `ppl.runtime.distributed`)."""
+def chain_groups(num_chains: int, max_width: Optional[int] = None) -> int:
+    """How many groups of chains to run: on a single CPU device, the largest divisor of
+    `num_chains` not above the number of cores; elsewhere 1: one vectorised program, on an
+    accelerator, or sharded over several devices (`jax.device_count()` counts every process's
+    devices under `jax.distributed`; see `ppl.runtime.distributed`).
+
+    ``max_width`` (vectorised chains on a CPU): where one group per core would be wider than
+    this, the smallest divisor of `num_chains` that makes the groups no wider, provided they
+    stay at least ``max_width // 4`` wide (else one per core). The groups then outnumber the
+    cores: `chain_workers` threads take them in turn."""
     if jax.device_count() > 1 or jax.default_backend() != "cpu":
         return 1
     cores = min(_cpu_cores(), num_chains)
-    return max(g for g in range(1, cores + 1) if num_chains % g == 0)
+    groups = max(g for g in range(1, cores + 1) if num_chains % g == 0)
+    if max_width is not None and num_chains // groups > max_width:
+        narrow = [g for g in range(groups, num_chains + 1)
+                  if num_chains % g == 0 and max_width // 4 <= num_chains // g <= max_width]
+        groups = narrow[0] if narrow else groups
+    return groups
+
+
+def chain_workers(groups: int) -> int:
+    """How many threads run `groups` groups of chains at once: one per core at most."""
+    return max(1, min(groups, _cpu_cores()))
 
 
 def run_chain_groups(method, key, ld, num_chains: int, groups: int):

@@ -33,6 +33,8 @@ CHILD = textwrap.dedent("""
     from ppl.runtime import program as _program
 
     _program._cpu_cores = lambda: 2  # two groups of chains at once, whatever the machine
+    from ppl.mcmc.chains import ChainMethod
+    ChainMethod._max_width = staticmethod(lambda ld: 2)  # vectorised: groups of two, in turn
 
     x = jnp.arange(-10.0, 11.0, 2.0)
     k = jnp.asarray(np.array([30, 25, 20, 10, 5, 2, 8, 25, 60, 70, 40], dtype=np.int32))
@@ -83,14 +85,16 @@ CHILD = textwrap.dedent("""
                ppl.MH(num_warmup=200, num_samples=1000, num_chains=4),
                # vectorised NUTS: two groups of lanes at once (one, where the gradient factorises
                # a batch of matrices; two, where it solves against the data's one factor)
-               ppl.NUTS(num_warmup=100, num_samples=500, num_chains=4, max_tree_depth=4, chain_method="vectorized")]
+               ppl.NUTS(num_warmup=100, num_samples=500, num_chains=4, max_tree_depth=4, chain_method="vectorized"),
+               # and eight as four groups of two lanes, taken in turn by two threads
+               ppl.NUTS(num_warmup=100, num_samples=500, num_chains=8, max_tree_depth=4, chain_method="vectorized")]
     repeats = int(sys.argv[1])
     first, runs = {}, 0
     for model, args, kwargs in cases:
         for m in methods:
             for r in range(repeats):
                 out = ppl.infer(model, *args, method=m, key=r % 2, **kwargs)
-                name = f"{model.__name__}/{m.name}/{m.chain_method}/{r % 2}"
+                name = f"{model.__name__}/{m.name}/{m.chain_method}/{m.num_chains}/{r % 2}"
                 draws = np.asarray(out.samples[out.log_density.spec.latents[0].name])
                 if name in first:
                     assert np.array_equal(first[name], draws), name  # one layout: the same draws
@@ -112,7 +116,7 @@ CHILD = textwrap.dedent("""
     assert not errors, errors
     for i in range(6):
         model = cases[i % len(cases)][0]
-        assert np.array_equal(np.asarray(results[i]), first[f"{model.__name__}/nuts/auto/0"]), i
+        assert np.array_equal(np.asarray(results[i]), first[f"{model.__name__}/nuts/auto/4/0"]), i
     assert blas_threads.blas_threads() == threads_before  # the BLAS limit lifted after the runs
     print(json.dumps({"runs": runs + len(results)}))
 """)
@@ -130,7 +134,7 @@ def test_chain_groups_and_user_threads_never_hang(repeats):
     except subprocess.TimeoutExpired as e:  # a hang: fail with what the child printed
         pytest.fail(f"the concurrent runs did not finish in 360 s (a deadlock?):\n{(e.stderr or '')[-3000:]}")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1])["runs"] == 4 * 4 * repeats + 6
+    assert json.loads(out.stdout.strip().splitlines()[-1])["runs"] == 4 * 5 * repeats + 6
 
 
 def test_batched_factorisations_are_found_in_a_program():

@@ -126,6 +126,62 @@ def test_concurrent_chain_groups_give_the_draws_of_one_program(monkeypatch, meth
         np.testing.assert_allclose(grouped.diagnostics[field], single.diagnostics[field], rtol=1e-5)
 
 
+@pytest.mark.parametrize("cores,chains,width,groups", [
+    (2, 4096, 256, 16), (2, 1000, 256, 4), (2, 1021, 256, 1), (2, 4, 2, 2), (2, 8, 2, 4), (4, 64, 64, 4),
+    (2, 600, 256, 3)])
+def test_vectorised_groups_are_no_wider_than_asked(monkeypatch, cores, chains, width, groups):
+    # One group per core where that is narrow enough; else the smallest divisor of the chains
+    # that is, keeping groups at least a quarter of the width (1021 chains: none, one per core).
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: cores)
+    assert _program.chain_groups(chains, width) == groups
+    assert _program.chain_groups(chains) == max(g for g in range(1, min(cores, chains) + 1) if chains % g == 0)
+    assert _program.chain_workers(groups) == min(groups, cores)
+
+
+def test_narrow_vectorised_groups_give_the_draws_of_one_program(monkeypatch):
+    # Eight vectorised chains as four groups of two (`_max_width`) taken in turn by two
+    # threads, against the same chains as one batch: the same draws, step sizes and work.
+    from ppl.mcmc.chains import ChainMethod
+
+    options = dict(FAST, num_chains=8, chain_method="vectorized")
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 1)
+    single = ppl.infer(normal_model, Y, method=ppl.NUTS(**options), key=3)
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
+    monkeypatch.setattr(ChainMethod, "_max_width", staticmethod(lambda ld: 2))
+    narrow = ppl.infer(normal_model, Y, method=ppl.NUTS(**options), key=3)
+    assert ppl.NUTS(**options)._groups(narrow.log_density) == 4
+    np.testing.assert_allclose(narrow.samples["mu"], single.samples["mu"], rtol=1e-6, atol=1e-6)
+    for field in ("step_size", "num_grad_evals", "num_warmup_grad_evals"):
+        np.testing.assert_allclose(narrow.diagnostics[field], single.diagnostics[field], rtol=1e-6)
+    assert 0 < narrow.diagnostics["lane_utilization"] <= 1
+
+
+def test_narrow_groups_share_one_progress_bar(monkeypatch):
+    # More groups than threads: one bar over the run's iterations, each group's chunk a
+    # fraction of it, with the run's divergences.
+    from ppl.mcmc.chains import ChainMethod
+
+    seen = []
+
+    class Bars(progress.Bars):
+        def __init__(self, on, descriptions, totals, initial=None):
+            super().__init__(False, descriptions, totals, initial)
+            seen.append((descriptions, totals))
+
+        def update(self, group, n, **postfix):
+            seen.append((group, n, postfix))
+
+    monkeypatch.setattr(progress, "Bars", Bars)
+    monkeypatch.setattr(_program, "_cpu_cores", lambda: 2)
+    monkeypatch.setattr(ChainMethod, "_max_width", staticmethod(lambda ld: 2))
+    ppl.infer(normal_model, Y, method=ppl.NUTS(num_warmup=100, num_samples=100, num_chains=8, progress_bar=True,
+                                              chunk_size=50, chain_method="vectorized"), key=0)
+    (descriptions, totals), updates = seen[0], seen[1:]
+    assert len(descriptions) == 1 and "4 groups of 2 chains" in descriptions[0] and totals == [200]
+    assert {g for g, _, _ in updates} == {0} and sum(n for _, n, _ in updates) == pytest.approx(200)
+    assert all({"divergences", "step_size"} <= set(p) for _, _, p in updates)
+
+
 def test_progress_bars_follow_each_group_between_chunks(monkeypatch):
     # No host callback: the bars are updated from Python after each chunk, one per group of
     # chains, with the divergences so far and the step size.
