@@ -29,7 +29,7 @@ def _sorted(t):
     faster than ``np.argsort`` (10 rows of 2M draws: 0.6 s against 2.6 s), exact for
     values apart by more than the dropped low bits (float32 draws always); where float64
     draws within ~1e-9 of one another come out of order, their row is sorted again."""
-    k, n = t.shape
+    n = t.shape[1]
     bits = max(1, (n - 1).bit_length())
     if bits > 40:
         order = np.argsort(t, axis=1)
@@ -83,7 +83,7 @@ def _places(ordered, f=lambda rank: rank):
     """``f`` of the (1-based) rank of each sorted place of ``ordered`` (K, n, rows sorted),
     ties given their average rank: one row of ``f(1 .. n)`` where nothing ties (``f`` is
     then evaluated n times, not K n)."""
-    k, n = ordered.shape
+    n = ordered.shape[1]
     base = f(np.arange(1.0, n + 1.0))
     rows, places, ranks = _tied_places(ordered)
     if not rows.size:
@@ -135,7 +135,7 @@ def _mean_autocovariance(x):
     0 .. N - 1, (N, K): by FFT, the chains' power spectra averaged before the one inverse
     transform per scalar (it is linear); the same numbers as NumPyro's ``autocovariance``
     averaged over chains, with a C-th of its inverse transforms."""
-    c, n, k = x.shape
+    n = x.shape[1]
     m = 2 * next_fast_len(n)
     centred = np.ascontiguousarray(np.moveaxis(x - x.mean(axis=1, keepdims=True), 1, -1))  # (C, K, N)
     f = np.fft.rfft(centred, n=m, axis=-1)
