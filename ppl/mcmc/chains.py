@@ -487,7 +487,8 @@ class ChainMethod(Method):
                     raise init_error(ld, np.asarray(position)[bad], 100)
 
             workers = chain_workers(groups)
-            if groups > workers:  # narrow groups (`_max_width`), taken in turn: one bar for them all
+            one_bar = groups > workers  # narrow groups (`_max_width`), taken in turn: one bar for them all
+            if one_bar:
                 names, totals, initial = [f"{self.name} ({groups} groups of {per} chains)"], [total], [sum(starts) / groups]
             else:
                 names = [f"{self.name} chains {i[0]}-{i[-1]}" if groups > 1 else self.name for i in ids]
@@ -507,7 +508,7 @@ class ChainMethod(Method):
                 store.append(c.group, draws, stats)
                 if ckpt is not None:
                     ckpt.save(c.group, c.start + c.n, c.state)
-                if len(names) < groups:  # one bar: the run's total divergences
+                if one_bar:  # the run's divergences, each group's chunk a fraction of the run
                     bars.update(0, c.n / groups, **_postfix(c.state, sum(divergences)))
                 else:
                     bars.update(c.group, c.n, **_postfix(c.state, divergences[c.group]))
