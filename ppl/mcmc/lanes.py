@@ -26,7 +26,13 @@ Measured (eight schools, 500 + 500, first call, 2-core CPU): lane utilisation 0.
 256 chains, 0.46 -> 0.59 at 1024 (chunks of about a second end the batch's loop often) with
 64 lookahead rows; 0.74 and 0.65 with 455 and 113. A schedule cannot pass mean / max of
 the batch's chains' gradient evaluations (each chain's are its own: 0.76 and 0.70 there, the
-chains' step sizes spreading over a factor of 2 as NumPyro's do).
+chains' step sizes spreading over a factor of 2 as NumPyro's do). Chains sharing a lane in
+turn (a lane whose chain has done the chunk takes the next, so that a batch waits for its
+busiest lane, whose work, a sum of chains', spreads less) pass that bound, but not the run
+time: measured (256 chains of eight schools as two groups, first call, 2026-12-08), lane
+utilisation 0.80 with two chains per lane and 0.84 with four, against 0.736 with one; run
+4.01 and 4.21 s against 3.87 (narrower batches cost more per lane, and a lane changing
+chains is a select over its whole state), compile 11.1-11.4 s against 7.5. Not adopted.
 
 A chain's phases: NEW (the adaptation owed to the previous transition, the iteration's key
 and, where the plan says so, a step-size search), BEGIN (start a trajectory: a search trial,
