@@ -37,7 +37,7 @@ import numpy as np
 from ppl._keys import as_key
 from ppl.compile.hoist import hoist
 from ppl.compile.init import check_init_values
-from ppl.method.diagnostics import flag_stuck_chains, per_site, r_hat_warning
+from ppl.method.diagnostics import flag_stuck_chains, mixing, per_site
 from ppl.method.flags import flag
 from ppl.method.base import Method
 from ppl.method.result import Result
@@ -494,10 +494,11 @@ def _result(method, schedule, run, ld) -> Result:
 def _warn(method, d, samples) -> None:
     """Flag (never raise) chains that have not mixed, divergent transitions and numerical
     failures of the continuous blocks."""
-    mixing = r_hat_warning(d["r_hat"], samples, method.num_chains, "the chains have not mixed; run longer, give "
-                           "the sampler a better schedule (blocks=), or start the chains nearer the posterior (init=)")
-    if mixing:
-        flag(d, "gibbs", mixing, stacklevel=4)
+    chains = mixing(d["r_hat"], samples, method.num_chains, "the chains have not mixed; run longer, give "
+                    "the sampler a better schedule (blocks=), or start the chains nearer the posterior (init=)")
+    d["outlier_chain"] = chains.outlier_chain
+    if chains.warning:
+        flag(d, "gibbs", chains.warning, stacklevel=4)
     if d.get("nonfinite"):
         flag(d, "gibbs",
              f"the model's log density or its gradient was NaN or infinite at {d['nonfinite']} points the "

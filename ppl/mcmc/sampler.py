@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from ppl.compile.terms import nonfinite_terms
-from ppl.method.diagnostics import flag_stuck_chains, per_site, r_hat_warning
+from ppl.method.diagnostics import flag_stuck_chains, mixing, per_site
 from ppl.method.flags import flag
 from ppl.method.result import Result
 from ppl.adapt import window
@@ -122,10 +122,11 @@ class _MCMC(ChainMethod):
 
     def _warn(self, d, samples) -> None:
         problems = []
-        mixing = r_hat_warning(d["r_hat"], samples, self.num_chains, "the chains have not mixed; run longer "
-                               "(num_warmup/num_samples), or reparameterise the model")
-        if mixing:
-            problems.append(mixing)
+        chains = mixing(d["r_hat"], samples, self.num_chains, "the chains have not mixed; run longer "
+                        "(num_warmup/num_samples), or reparameterise the model")
+        d["outlier_chain"] = chains.outlier_chain
+        if chains.warning:
+            problems.append(chains.warning)
         # Warmup's early, far too large steps can reach absurd points (a scale underflowing to
         # 0); only failures while sampling say that the draws avoid a region of the posterior.
         if d["nonfinite"]:

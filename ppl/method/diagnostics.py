@@ -10,6 +10,8 @@ EPYC): `per_site` 16.1 s -> 9.7 s.
 """
 from __future__ import annotations
 
+from typing import NamedTuple, Optional
+
 import numpy as np
 from numpyro.diagnostics import gelman_rubin
 from scipy.fft import next_fast_len
@@ -282,25 +284,40 @@ def outlier_chain(samples: dict, r_hat: dict) -> tuple | None:
     return chain, float(without[chain])
 
 
-def r_hat_warning(r_hat: dict, samples: dict, num_chains: int, advice: str) -> str | None:
-    """The warning for scalars whose R-hat exceeds ``R_HAT_FLAG`` (None if none, or one chain):
-    the five worst sites, then ``advice``, unless one chain alone disagrees with the others
-    (:func:`outlier_chain`): then that chain is named, for the advice to run longer would
-    mislead where a chain sits in another mode."""
+class Mixing(NamedTuple):
+    """What R-hat says of a run's chains (:func:`mixing`): ``warning``, the message for
+    scalars whose R-hat exceeds ``R_HAT_FLAG`` (None when there are none, or one chain), and
+    ``outlier_chain``, the one chain without which they agree (:func:`outlier_chain`; None
+    when no single chain explains the disagreement, or there is none)."""
+
+    warning: Optional[str]
+    outlier_chain: Optional[int]
+
+
+def mixing(r_hat: dict, samples: dict, num_chains: int, advice: str) -> Mixing:
+    """The :class:`Mixing` of a run: its warning lists the five worst sites, then
+    ``advice``, unless one chain alone disagrees with the others: then that chain is named,
+    for the advice to run longer would mislead where a chain sits in another mode."""
     worst = {k: float(np.nanmax(v)) for k, v in r_hat.items() if np.size(v) and np.isfinite(v).any()}
     high = sorted((k for k, v in worst.items() if v > R_HAT_FLAG), key=lambda k: -worst[k])
     if not high or num_chains < 2:
-        return None
+        return Mixing(None, None)
     head = f"r_hat > {R_HAT_FLAG} for {', '.join(f'{k} ({worst[k]:.3f})' for k in high[:5])}"
     odd = outlier_chain(samples, {k: r_hat[k] for k in high})
     if odd is None:
-        return f"{head}: {advice}"
+        return Mixing(f"{head}: {advice}", None)
     chain, rest = odd
-    return (f"{head}: chain {chain} disagrees with the others (without it, r_hat is at most {rest:.3f} "
-            f"there). It sits in another region of the posterior (a second mode, or one it has not left), "
-            f"so estimates that pool the chains are biased and running longer may not help. Compare "
-            f"result.samples[site][{chain}] with the other chains' draws; run more chains, start them "
-            f"nearer the posterior (init=), or reparameterise a multimodal model")
+    return Mixing(f"{head}: chain {chain} disagrees with the others (without it, r_hat is at most {rest:.3f} "
+                  f"there). It sits in another region of the posterior (a second mode, or one it has not left), "
+                  f"so estimates that pool the chains are biased and running longer may not help. Compare "
+                  f"result.samples[site][{chain}] with the other chains' draws (diagnostics['outlier_chain'] "
+                  f"is {chain}); run more chains, start them nearer the posterior (init=), or reparameterise a "
+                  f"multimodal model", chain)
+
+
+def r_hat_warning(r_hat: dict, samples: dict, num_chains: int, advice: str) -> str | None:
+    """:func:`mixing`'s warning alone."""
+    return mixing(r_hat, samples, num_chains, advice).warning
 
 
 # A chain whose draws of a scalar spread less than this fraction of the typical chain's

@@ -7,7 +7,7 @@ import pytest
 
 import ppl
 from ppl import dist
-from ppl.method.diagnostics import outlier_chain, r_hat_warning
+from ppl.method.diagnostics import mixing, outlier_chain, r_hat_warning
 
 ADVICE = "the chains have not mixed; run longer"
 
@@ -31,6 +31,7 @@ def test_one_chain_apart_is_named_with_the_r_hat_of_the_others():
     assert message.startswith("r_hat > 1.01 for mu (")
     assert "chain 2 disagrees with the others" in message and "result.samples[site][2]" in message
     assert ADVICE not in message
+    assert mixing(_r_hat(samples), samples, 4, ADVICE) == (message, 2)
 
 
 def test_chains_that_disagree_in_general_get_the_general_advice():
@@ -41,6 +42,7 @@ def test_chains_that_disagree_in_general_get_the_general_advice():
     assert outlier_chain(samples, _r_hat(samples)) is None
     message = r_hat_warning(_r_hat(samples), samples, 6, ADVICE)
     assert message.endswith(ADVICE) and "disagrees" not in message
+    assert mixing(_r_hat(samples), samples, 6, ADVICE).outlier_chain is None
 
 
 def test_mixed_chains_and_single_chains_give_no_warning():
@@ -72,3 +74,11 @@ def test_nuts_names_the_chain_that_sits_in_the_other_mode():
     assert len(alone) == 1, side
     text = " ".join(str(w.message) for w in caught)
     assert f"chain {alone[0]} disagrees with the others" in text
+    assert r.diagnostics["outlier_chain"] == alone[0]
+
+
+@pytest.mark.timeout(300)
+def test_mixed_chains_have_no_outlier_chain():
+    r = ppl.infer(lambda: ppl.sample("x", dist.Normal(0.0, 1.0)),
+                  method=ppl.NUTS(num_warmup=100, num_samples=100, num_chains=4, progress_bar=False), key=0)
+    assert r.diagnostics["outlier_chain"] is None
