@@ -73,7 +73,7 @@ class Method:
         """The log density this method runs on: `ld`, or `ld` with its discrete sites summed
         out when the method `sums_out_discrete`."""
         if self.sums_out_discrete and ld.spec.discrete:
-            return marginalize(ld, self.name)
+            return summed_out(ld, self.name)
         return ld
 
     def run(self, key, ld, checkpoint=None) -> Result:
@@ -117,6 +117,21 @@ class Method:
         evaluation works over, or None: all of them. Only compile choices use it (see
         `ppl.runtime.program`)."""
         return None
+
+
+def summed_out(ld, method_name: str):
+    """`ld` with its discrete sites summed out (`marginalize`) for the method
+    ``method_name``, which runs on continuous latents: an error where none is left (nor a
+    param), for the run would return no draws."""
+    summed = marginalize(ld, method_name)
+    if summed.dim == 0 and not ld.params:
+        sites = ", ".join(f"'{lat.name}'" for lat in ld.spec.discrete)
+        raise ValueError(
+            f"method '{method_name}' runs on continuous latent sites, and this model has none once its "
+            f"discrete site(s) {sites} are summed out. Their posterior is exact by enumeration: use "
+            f"method='gibbs' (exact conditional draws), 'importance' (with the log evidence) or "
+            f"'rejection'.")
+    return summed
 
 
 def require_continuous(method_name: str, ld) -> None:

@@ -18,10 +18,9 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
-from ppl.compile.marginal import marginalize
 from ppl.runtime.program import initial_shapes, when
 from ppl.method.flags import flag
-from ppl.method.base import Method, param_values, to_numpy, with_modules
+from ppl.method.base import Method, param_values, summed_out, to_numpy, with_modules
 from ppl.method.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.method.result import Result
 from ppl.runtime.fit import blank, run_fit, steps
@@ -265,7 +264,7 @@ class VI(Method):
                     f"VI: the model's discrete site '{ld.spec.discrete[0].name}' is summed out of the "
                     f"log density, which needs the whole data set at each step; drop subsample_size "
                     f"or write a guide function with a discrete ppl.sample site for it.")
-            return marginalize(ld, self.name)
+            return summed_out(ld, self.name)
         return ld
 
     def _check(self, ld) -> tuple[dict, bool]:

@@ -486,3 +486,18 @@ def test_numpyro_enumeration_names_import_and_work():
     conditioned = ppl.handlers.condition(model, data={"p": 0.8})
     tr = ppl.handlers.trace(infer_discrete(conditioned, temperature=0, rng_key=0)).get_trace(y)
     assert [int(tr[f"x{t}"].value) for t in range(4)] == [0, 1, 1, 0]
+
+
+def _only_discrete(y):
+    z = ppl.sample("z", dist.Categorical(jnp.array([0.5, 0.3, 0.2])))
+    with ppl.plate("n", 2):
+        ppl.observe("y", dist.Normal(z.astype(jnp.float32), 1.0), y)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("method", ["nuts", "hmc", "mh", "chees", "map", "vi"])
+def test_a_method_with_no_continuous_latent_left_is_refused_naming_the_sites(method):
+    # Summed out, the model has nothing left to sample or fit: the run returned no draws
+    # (and ChEES failed on empty arrays). Gibbs and importance give the exact answer.
+    with pytest.raises(ValueError, match="discrete site\\(s\\) 'z' are summed out.*method='gibbs'"):
+        ppl.infer(_only_discrete, jnp.array([1.7, 2.2]), method=method, key=0)
