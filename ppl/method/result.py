@@ -61,6 +61,10 @@ class Result:
         rows, index = [], []
         for labels, _, flat in flatten_sites(self.samples):
             pooled = flat.reshape(-1, flat.shape[2])
+            if not pooled.shape[0]:  # no draws yet (a run stopped in warmup): a row of NaN per scalar
+                rows.append(np.full((flat.shape[2], len(SUMMARY_COLUMNS)), np.nan))
+                index.extend(labels)
+                continue
             d = scalar_diagnostics(flat)
             with np.errstate(invalid="ignore"):
                 sd = pooled.std(axis=0, ddof=1) if pooled.shape[0] > 1 else np.full(pooled.shape[1], np.nan)
