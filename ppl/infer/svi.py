@@ -42,7 +42,8 @@ from ppl.method.flags import PplWarning
 from ppl.optim import as_optax
 from ppl.runtime import chunks, progress
 from ppl.runtime.interrupt import Interrupt
-from ppl.vi.families import AutoFamily, FunctionFamily, subsampled_plates
+from ppl.compile.subsample import subsampled_plates
+from ppl.vi.families import AutoFamily, FunctionFamily
 from ppl.vi.method import VI, fit_step, surrogate_and_value
 from ppl.vi.objectives import OBJECTIVE_TYPES
 

@@ -9,6 +9,7 @@ import numpy as np
 from jax.extend import core as jex_core
 
 from ppl.compile.marginal import marginalize
+from ppl.compile.subsample import subsampled_plates
 from ppl.method.discrete import with_discrete
 from ppl.runtime.program import jaxpr_calls_linalg, run_program
 from ppl.method.flags import flag
@@ -142,6 +143,16 @@ def require_continuous(method_name: str, ld) -> None:
       ValueError: naming the site and the fix, when they are not.
     """
     marginalize(ld, method_name)
+
+
+def require_whole_data(method_name: str, ld) -> None:
+    """Methods that evaluate the whole data set refuse a subsampled plate: each of their
+    model runs would see another random subsample (only stochastic VI is built for that)."""
+    if subsampled_plates(ld):
+        raise ValueError(
+            f"method '{method_name}' needs the whole data set, but the model subsamples a plate "
+            f"(plate(..., subsample_size=...)); drop subsample_size, or use method='vi', which draws a "
+            f"new subsample at each step and scales its terms to the whole data set.")
 
 
 def require_proper(method_name: str, ld) -> None:

@@ -59,8 +59,10 @@ def _default(msg: Message) -> None:
         size, m = msg.init
         if msg.key is None:
             raise RuntimeError(
-                f"plate '{msg.name}' subsamples {m} of {size} elements and needs a random key; "
-                f"wrap the model in ppl.handlers.seed."
+                f"plate '{msg.name}' subsamples {m} of {size} elements and needs a random key. Under "
+                f"ppl.infer only method='vi' subsamples (a new subsample each step, its terms scaled to "
+                f"the whole data set); MCMC, MAP, MLE and the samplers need every data point: drop "
+                f"subsample_size. Running the model by hand, wrap it in ppl.handlers.seed."
             )
         msg.value = jax.random.permutation(msg.key, size)[:m]
 

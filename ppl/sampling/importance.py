@@ -21,7 +21,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from ppl.method.flags import flag
-from ppl.method.base import Method, execute_once, require_proper
+from ppl.method.base import Method, execute_once, require_proper, require_whole_data
 from ppl.method.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.method.result import Result
 from ppl.model import handlers
@@ -102,6 +102,7 @@ class Importance(Method):
             check_guide_sites(ld, self.proposal)
         else:
             raise ValueError(f"Importance: proposal must be 'prior' or a guide function, got {self.proposal!r}.")
+        require_whole_data(self.name, ld)
 
     def expected_evaluations(self):
         return self.num_particles  # one model run per particle

@@ -24,7 +24,7 @@ import numpy as np
 from numpyro.distributions import constraints
 
 from ppl._keys import as_key
-from ppl.method.base import Method, execute_once, require_proper
+from ppl.method.base import Method, execute_once, require_proper, require_whole_data
 from ppl.method.result import Result
 from ppl.sampling.importance import MEMORY_BUDGET_BYTES, weighted_particle
 
@@ -75,6 +75,7 @@ class Rejection(Method):
         if self.log_bound is not None and not np.isfinite(float(self.log_bound)):
             raise ValueError(f"Rejection: log_bound must be a finite number, got {self.log_bound!r}.")
         require_proper(self.name, ld)
+        require_whole_data(self.name, ld)
         if self.log_bound is None and ld.spec.discrete:
             raise ValueError(
                 f"Rejection: the default likelihood bound maximises the likelihood with ppl.MLE, "

@@ -31,6 +31,7 @@ from ppl.compile import _handlers as H
 from ppl.compile.hoist import hoist
 from ppl.compile.logdensity import log_joint_of
 from ppl.compile.marginal import MarginalLogDensity
+from ppl.compile.subsample import RecordPlates
 from ppl.model import handlers
 from ppl.model.sites import user_dist
 from ppl.model._runtime import Message, Messenger
@@ -39,18 +40,6 @@ from ppl.vi.objectives import Particle
 from ppl.vi.plates import sum_per_element
 
 sg = jax.lax.stop_gradient
-
-
-class RecordPlates(Messenger):
-    """Record the subsample indices chosen by each subsampled plate."""
-
-    def __init__(self):
-        super().__init__(None)
-        self.indices = {}
-
-    def postprocess(self, msg: Message) -> None:
-        if msg.kind == "plate":
-            self.indices[msg.name] = msg.value
 
 
 class ScoreSites(Messenger):
@@ -87,15 +76,6 @@ class PlateKeys(Messenger):
     def process(self, msg: Message) -> None:
         if msg.kind == "plate" and msg.value is None and msg.key is None:
             self.key, msg.key = jax.random.split(self.key)
-
-
-def subsampled_plates(ld) -> bool:
-    """Whether the model has a subsampled plate (its runs then need a key)."""
-    rec = RecordPlates()
-    # Traced, not run: only which plates subsample matters (an eager run dispatches op by op).
-    jax.eval_shape(lambda: [ld.run(jnp.zeros((ld.dim,), jnp.result_type(float)),
-                                   extra=(rec, handlers.seed(rng_seed=0))), None][1])
-    return bool(rec.indices)
 
 
 def _uparams_of(tr, names=None) -> dict:

@@ -24,7 +24,8 @@ from ppl.method.base import Method, param_values, summed_out, to_numpy, with_mod
 from ppl.method.psis import K_UNRELIABLE, pareto_k, unreliable
 from ppl.method.result import Result
 from ppl.runtime.fit import blank, run_fit, steps
-from ppl.vi.families import AutoFamily, FunctionFamily, check_guide_function, subsampled_plates
+from ppl.compile.subsample import subsampled_plates
+from ppl.vi.families import AutoFamily, FunctionFamily, check_guide_function
 from ppl.vi.guides import AUTO_GUIDE_TYPES, GUIDES, Flow
 from ppl.vi.objectives import ELBO, IWAE, OBJECTIVE_TYPES
 

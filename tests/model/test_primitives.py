@@ -268,3 +268,19 @@ def test_duplicate_site_name_is_an_error_naming_the_site():
 def test_sample_rejects_a_non_distribution():
     with pytest.raises(TypeError, match="site 'a'"):
         run(lambda: ppl.sample("a", 1.0))
+
+
+def _subsampled(y):
+    mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+    with ppl.plate("n", y.shape[0], subsample_size=5) as idx:
+        ppl.observe("y", dist.Normal(mu, 1.0), y[idx])
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("method", ["nuts", "map", "importance", "rejection"])
+def test_a_method_that_needs_the_whole_data_set_refuses_a_subsampled_plate(method):
+    # Each of their model runs would see another subsample (importance ran, on the wrong
+    # posterior); the old advice, to wrap the model in seed, fixed one subsample for the run.
+    y = jnp.linspace(-1.0, 3.0, 40)
+    with pytest.raises((ValueError, RuntimeError), match="subsample_size.*method='vi'|method='vi'.*subsample_size"):
+        ppl.infer(_subsampled, y, method=method, key=0)
