@@ -64,3 +64,22 @@ def test_a_bounded_likelihood_and_a_far_optimum_are_not_flagged():
         r = ppl.infer(scale_only, y, method=ppl.MLE(init={"s": 1e-8}), key=0)
     assert r.diagnostics["boundary_sites"] == []
     np.testing.assert_allclose(r.params["s"], np.sqrt(np.mean(np.asarray(y, np.float64) ** 2)), rtol=1e-3)
+
+
+def separable(x, y):
+    w = ppl.sample("w", dist.Normal(0.0, 100.0))
+    b = ppl.sample("b", dist.Normal(0.0, 100.0))
+    with ppl.plate("n", x.shape[0]):
+        ppl.observe("y", dist.Bernoulli(logits=b + w * x), y)
+
+
+@pytest.mark.timeout(300)
+def test_mle_of_a_separable_logistic_regression_is_flagged_in_float32():
+    # Complete separation: the likelihood grows as w -> inf. In float32 the loss where the
+    # optimiser stops (about 4e-7) improves by less than its rounding tolerance per probe, so
+    # the probes' values alone did not see it (converged=True, no warning).
+    x = jnp.array([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0], jnp.float32)
+    y = (x > 0).astype(jnp.float32)
+    with pytest.warns(PplWarning, match=r"latent site 'w' ran to the boundary"):
+        r = ppl.infer(separable, x, y, method="mle", key=0)
+    assert "w" in r.diagnostics["boundary_sites"] and r.diagnostics["converged"] is False
