@@ -206,9 +206,10 @@ def observed_problems(tr: Trace, checks=None) -> list:
         ok = np.broadcast_to(ok, mask_b.shape) if ok.shape != mask_b.shape else ok
         if not ok[mask_b].all():
             bad = np.argwhere(~ok & mask_b)[:3].tolist()
+            where_bad = f" (first bad indices {bad})" if mask_b.ndim else ""  # a scalar has no index
             out.append((site.name,
                 f"observed site '{site.name}' has values outside the support {site.dist.support} "
-                f"of {dist_name(site.dist)} (first bad indices {bad}); fix the data or choose "
+                f"of {dist_name(site.dist)}{where_bad}; fix the data or choose "
                 f"a distribution whose support contains them."
             ))
     return out

@@ -151,7 +151,7 @@ class Trace(OrderedDict):
         if site.name in self:
             raise ValueError(
                 f"site name '{site.name}' is used twice in one run of the model "
-                f"(first as a {self[site.name].kind} site, then as a {site.kind} site); "
+                f"(first as {_a(self[site.name].kind)} site, then as {_a(site.kind)} site); "
                 f"give every sample/observe/param/deterministic/factor call a unique name, "
                 f"e.g. f'{site.name}_{{i}}' inside a loop."
             )
@@ -184,3 +184,6 @@ def site_from_message(msg) -> Site:
     )
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article."""
+    return ("an " if word[:1] in "aeiou" else "a ") + word
