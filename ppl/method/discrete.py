@@ -62,12 +62,13 @@ def _program(marginal, values, key, shape, temperature):
     return _PROGRAMS.get((tree, shapes, shape, temperature), make)
 
 
-def discrete_draws(marginal, samples, key, temperature=1) -> dict:
+def discrete_draws(marginal, samples, key, temperature=1, shape=None) -> dict:
     """Every latent and deterministic site for each draw of `samples` (site -> array
     (chains, draws, *shape) holding at least the continuous latents of `marginal`), the
-    discrete sites drawn from their conditional posterior (see the module docstring)."""
+    discrete sites drawn from their conditional posterior (see the module docstring).
+    ``shape`` (chains, draws) where `samples` is empty (a model with no continuous latent)."""
     names = [lat.name for lat in marginal.spec.latents]
-    c, s = np.shape(next(iter(samples.values())))[:2]
+    c, s = shape if shape is not None else np.shape(next(iter(samples.values())))[:2]
     values = {n: jnp.asarray(np.asarray(samples[n])).reshape((c * s,) + np.shape(samples[n])[2:]) for n in names}
     out = _program(marginal, values, key, (c, s), temperature)(marginal, values, key)
     return {k: np.asarray(v).reshape((c, s) + np.shape(v)[1:]) for k, v in out.items()}
@@ -79,8 +80,12 @@ def with_discrete(result, marginal, key, temperature=1):
     its `log_density` becomes the model's own, and `diagnostics["summed_out"]` says how the
     discrete sites were summed."""
     result.diagnostics["summed_out"] = marginal.plan.describe()
-    if result.samples:
-        drawn = discrete_draws(marginal, result.samples, key, temperature)
+    # A point estimate of a model whose only continuous unknowns are params (MLE): one draw,
+    # the most probable discrete values given them.
+    point = not result.samples and temperature == 0 and marginal.dim == 0 and bool(result.params)
+    if result.samples or point:
+        drawn = discrete_draws(_with_fitted_params(marginal, result.params), result.samples, key, temperature,
+                               shape=(1, 1) if point else None)
         added = {k: v for k, v in drawn.items() if k in marginal.plan.discrete or k in marginal.plan.deterministic}
         samples = result.samples if isinstance(result.samples, dict) else {k: result.samples[k] for k in result.samples}
         samples.update(added)
@@ -89,3 +94,18 @@ def with_discrete(result, marginal, key, temperature=1):
             result.params.update({k: v[0, 0] for k, v in added.items()})
     result.log_density = marginal.full
     return result
+
+
+def _with_fitted_params(marginal, params):
+    """``marginal`` with the model's ``param`` sites at the values a run fitted (MLE, MAP and
+    VI learn them; ``params``, the result's): the discrete sites' conditional posterior
+    depends on them, and the compiled model holds their initial values."""
+    fitted = {k: v for k, v in (params or {}).items()
+              if k in marginal.params and np.shape(v) == np.shape(marginal.params[k])}
+    if not fitted:
+        return marginal
+    (data, old), aux = marginal.tree_flatten()
+    new = {**old, **{k: jnp.asarray(v, jnp.result_type(old[k])) for k, v in fitted.items()}}
+    out = type(marginal).tree_unflatten(aux, (data, new))
+    out.module_statics = getattr(marginal, "module_statics", {})
+    return out

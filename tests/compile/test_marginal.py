@@ -501,3 +501,39 @@ def test_a_method_with_no_continuous_latent_left_is_refused_naming_the_sites(met
     # (and ChEES failed on empty arrays). Gibbs and importance give the exact answer.
     with pytest.raises(ValueError, match="discrete site\\(s\\) 'z' are summed out.*method='gibbs'"):
         ppl.infer(_only_discrete, jnp.array([1.7, 2.2]), method=method, key=0)
+
+
+def _two_levels(y):
+    m = ppl.param("m", 0.0)
+    s = ppl.sample("s", dist.HalfNormal(2.0))
+    with ppl.plate("n", y.shape[0]):
+        z = ppl.sample("z", dist.Bernoulli(0.5))
+        ppl.observe("y", dist.Normal(m + 4.0 * z, s), y)
+
+
+@pytest.mark.timeout(300)
+def test_the_most_probable_discrete_values_are_those_given_the_fitted_params():
+    # They were computed with the params' initial values (m = 0: every z = 1).
+    y = jnp.array([10.0, 10.2, 9.8, 14.1, 13.9, 14.0])
+    r = ppl.infer(_two_levels, y, method="mle", key=0)
+    assert abs(float(r.params["m"]) - 10.0) < 0.1
+    np.testing.assert_array_equal(r.params["z"], [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(r.samples["z"][0, 0], [0, 0, 0, 1, 1, 1])
+
+
+def _param_and_discrete(y):
+    m = ppl.param("m", 0.0)
+    z = ppl.sample("z", dist.Categorical(jnp.array([0.5, 0.3, 0.2])))
+    with ppl.plate("n", 2):
+        ppl.observe("y", dist.Normal(z.astype(jnp.float32) + m, 1.0), y)
+
+
+@pytest.mark.timeout(300)
+def test_mle_over_params_alone_gives_the_most_probable_discrete_value():
+    # No continuous latent once z is summed out: z was missing from params and samples.
+    y = jnp.array([1.7, 2.2])
+    r = ppl.infer(_param_and_discrete, y, method="mle", key=0)
+    m = float(r.params["m"])
+    # the most probable z given the fitted m, by enumeration
+    logp = [np.log(p) - 0.5 * np.sum((np.asarray(y) - k - m) ** 2) for k, p in enumerate([0.5, 0.3, 0.2])]
+    assert int(r.params["z"]) == int(np.argmax(logp)) and r.samples["z"].shape == (1, 1)
