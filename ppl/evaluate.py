@@ -82,6 +82,78 @@ def _model_params(result) -> dict:
     return _param_arrays(result.params)
 
 
+def _structure(model, args, kwargs, params) -> list:
+    """(name, kind, plate names) of every site of one run of `model(*args, **kwargs)` from its
+    prior, with the learned `params`. Traced abstractly (`jax.eval_shape`: nothing is computed),
+    so a check on the model's plates costs one trace and raises before any compilation. Every
+    latent appears, also one a sampler summed out and redrew, or one without draws."""
+    sites = []
+
+    def run():
+        with handlers.trace() as tr, _SubstituteDraw({}, params, strict=False), handlers.seed(rng_seed=0):
+            model(*args, **kwargs)
+        sites.extend((s.name, s.kind, tuple(p.name for p in s.plates)) for s in tr.values())
+
+    jax.eval_shape(run)
+    return sites
+
+
+def _check_no_local_latents(sites) -> None:
+    """Refuse latents inside a plate of the held-out observed sites (local latents).
+
+    Such a latent has one value per element of the plate: per data point (a mixture's
+    assignments, a VAE's codes). The result's draws of it belong to the training points, so
+    reusing them for new points (which a shape check cannot tell apart when the held-out set
+    has the training set's size) conditions each new point on another point's latent, and the
+    predictive density must instead integrate over a fresh one. A latent in a plate the
+    observed sites are not in (coefficients per feature) is global and may be reused.
+    """
+    observed = [(n, set(p)) for n, kind, p in sites if kind == "observed"]
+    for name, kind, plates in sites:
+        if kind != "latent":
+            continue
+        for plate in plates:
+            with_it = [n for n, p in observed if plate in p]
+            if with_it:
+                obs = ", ".join(f"'{n}'" for n in with_it)
+                raise ValueError(
+                    f"held_out_log_likelihood: latent site '{name}' is inside plate '{plate}' with the held-out "
+                    f"observed site(s) {obs}, so it is a local latent (one value per data point); the result's "
+                    f"draws of it belong to the training points and cannot be reused for new ones (the held-out "
+                    f"density must integrate over new values of '{name}'). Sum '{name}' out of the model for this "
+                    f"call (a discrete one by observing a mixture, e.g. dist.MixtureSameFamily), or, where the "
+                    f"global sites are learned params (a VAE fitted by VI), use "
+                    f"ppl.evaluate.marginal_log_likelihood(model, ..., result=result, plate='{plate}'). If plate "
+                    f"'{plate}' indexes the training run's groups rather than data points, index '{name}' by "
+                    f"group outside the data plate instead.")
+
+
+def _check_factorises(sites, plate) -> None:
+    """Every latent, observed and factor site must be inside `plate` for log p(x) to split into
+    sum_n log p(x_n). The check reads the model itself, not the terms the estimate adds up:
+    with the prior as proposal the latents' densities cancel and are never summed, so a global
+    latent would otherwise pass unseen and each element would get its own independent copy
+    of it (a wrong estimate, with no error)."""
+    if not any(plate in p for _, _, p in sites):
+        names = sorted({q for _, _, p in sites for q in p})
+        raise ValueError(f"marginal_log_likelihood: the model has no plate '{plate}' (its plates: "
+                         f"{', '.join(repr(q) for q in names) or 'none'}); pass one of them, or drop plate=.")
+    for name, kind, plates in sites:
+        if kind not in ("latent", "observed", "factor") or plate in plates:
+            continue
+        if kind == "latent":
+            raise ValueError(
+                f"marginal_log_likelihood: latent site '{name}' is outside plate '{plate}': it is shared by "
+                f"all elements of the plate, so log p(x) is not the sum of per-element estimates (each "
+                f"element would get its own copy of '{name}'). Drop plate= for one joint estimate of log p(x) "
+                f"(a guide function as proposal= keeps it accurate for many data points), or, if '{name}' "
+                f"is meant to be one value per element, move it inside the plate.")
+        raise ValueError(
+            f"marginal_log_likelihood: {kind} site '{name}' is outside plate '{plate}', so the log density "
+            f"does not factorise over its elements; every latent, observed and factor site must be inside "
+            f"the plate (as a VAE's data plate), or drop plate= for one joint estimate.")
+
+
 def predictive(model, result, *args, key=0, sites=None, **kwargs) -> dict:
     """Posterior predictive draws: for each draw of `result`, run `model(*args, **kwargs)` with
     the latents set to that draw and the learned params, and draw every observed site anew.
@@ -127,12 +199,19 @@ def held_out_log_likelihood(model, result, *args, pointwise: bool = False, **kwa
     Returns:
       a float, or (pointwise) dict observed site -> array of the site's batch shape.
 
+    Only global latents may be reused for new data. A latent inside a plate of the held-out
+    observed sites is local (one value per data point); the result's draws of it belong to the
+    training points, whatever the size of the held-out set, so it is refused.
+
     Raises:
-      ValueError: if the model on the new arguments has latent sites without draws, or of
-        other shapes (local latents: use `marginal_log_likelihood`).
+      ValueError: if the model on the new arguments has a latent site inside a plate of its
+        observed sites (a local latent, continuous or discrete, also one a sampler summed out:
+        sum it out of the model, or use `marginal_log_likelihood`), or latent sites without
+        draws, or of other shapes.
     """
     draws, _ = _flat_draws(result)
     params = _model_params(result)
+    _check_no_local_latents(_structure(model, args, kwargs, params))
 
     def one(draw):
         with handlers.trace() as tr, _SubstituteDraw(draw, params, strict=True):
@@ -172,6 +251,7 @@ def marginal_log_likelihood(model, *args, result=None, proposal=None, num_partic
       plate: a plate name over which the model factorises (every latent and observed site
         inside it, as the data plate of a VAE): each element gets its own k particles and
         the estimates add up, log p(x) = sum_n log p(x_n). Without it, one joint estimate.
+        A latent outside the plate (a global one) is refused, whatever the proposal.
       batch_size: particles evaluated at once (default: from a memory budget).
       pointwise: with `plate`, return the per-element estimates.
 
@@ -184,6 +264,8 @@ def marginal_log_likelihood(model, *args, result=None, proposal=None, num_partic
         proposal = guide if callable(guide) else "prior"
     if not (proposal == "prior" or callable(proposal)):
         raise ValueError(f"proposal must be 'prior' or a guide function, got {proposal!r}.")
+    if plate is not None:
+        _check_factorises(_structure(model, args, kwargs, params), plate)
 
     def one(k):
         k_g, k_m = jax.random.split(k)
