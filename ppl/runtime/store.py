@@ -9,6 +9,15 @@ InferenceData layout (groups ``posterior`` and ``sample_stats``, dims ``chain``,
 ``<site>_dim_<k>``), which ``arviz.from_netcdf`` opens and :class:`LazySamples` reads lazily:
 a run whose draws do not fit in memory only ever holds one chunk. (A netCDF file per chunk
 was measured at 27 ms a write, the pure-Python bookkeeping of h5netcdf; an npz file at 1 ms.)
+
+Site names are stored percent-encoded where netCDF would refuse or misread them (see
+:func:`encode`: ``a/b`` is the variable ``a%2Fb``) and decoded back by :class:`LazySamples`.
+
+``draws.nc`` is replaced whenever a later call on the checkpoint asks for other draws (e.g.
+more of them), while results of earlier calls may still read it: each :class:`LazyArray`
+reads only the first draws of each chain, as many as it had when it was made. Those are the
+same in every rewrite: a checkpoint makes each draw once, and the chunk files that hold them
+are kept (a draw that had to be made again, its file damaged, is made from the same state).
 """
 from __future__ import annotations
 
@@ -23,6 +32,50 @@ import numpy as np
 
 _CHUNK = re.compile(r"g(\d+)-(\d+)-(\d+)\.npz$")
 GROUPS = ("posterior", "sample_stats")
+_COORDINATES = ("chain", "draw")  # variables of every group: a site of that name is encoded
+_DIM = re.compile(r"_dim_\d+$")  # how dimension names end: a site name that does is encoded
+FORMAT = 2  # of draws.nc (2: site names encoded); a draws.nc of another format is joined again
+
+
+def _escape(c: str) -> str:
+    return "".join(f"%{b:02X}" for b in c.encode("utf-8"))
+
+
+def encode(name: str) -> str:
+    """``name`` (a site or statistic) as a netCDF variable name: ``%``-escaped (as in URLs)
+    where netCDF would refuse or misread it, else as it is (ArviZ shows it).
+
+    Escaped: ``%`` itself (so that :func:`decode` is exact); what netCDF's naming rules refuse:
+    ``/`` (HDF5 reads it as a group path: ``a/b`` is variable ``b`` of a group ``a``), control
+    characters, a first character that is ASCII but neither a letter, a digit nor ``_``
+    (``.`` alone is HDF5's name of the group itself), trailing white space; the first
+    character of ``chain`` and ``draw`` (each group's coordinates) and the ``_`` before
+    ``dim_<k>`` of a name that ends so (dimensions are named ``<site>_dim_<k>``, and a
+    variable named as a dimension is taken for its coordinate). The empty name is ``%``.
+    """
+    if name == "":
+        return "%"
+    out = []
+    for i, c in enumerate(name):
+        ascii_ = ord(c) < 0x80
+        refused = (c in "%/" or ord(c) < 0x20 or ord(c) == 0x7F
+                   or (i == 0 and ascii_ and not (c.isalnum() or c == "_"))
+                   or (i == len(name) - 1 and ascii_ and c.isspace()))
+        out.append(_escape(c) if refused else c)
+    s = "".join(out)
+    if s in _COORDINATES:
+        s = _escape(s[0]) + s[1:]
+    m = _DIM.search(s)
+    if m:
+        s = s[:m.start()] + _escape("_") + s[m.start() + 1:]
+    return s
+
+
+def decode(name: str) -> str:
+    """The name that :func:`encode` made ``name`` of."""
+    from urllib.parse import unquote
+
+    return "" if name == "%" else unquote(name, errors="strict")
 
 
 def _stored(a: np.ndarray) -> np.ndarray:
@@ -33,11 +86,12 @@ def _stored(a: np.ndarray) -> np.ndarray:
 def _variable(g, site, v, **options):
     """Create the variable of ``site`` (its dims first) in group ``g``; returns it."""
     stored = _stored(np.asarray(v))
-    dims = ("chain", "draw") + tuple(f"{site}_dim_{k}" for k in range(stored.ndim - 2))
+    name = encode(site)
+    dims = ("chain", "draw") + tuple(f"{name}_dim_{k}" for k in range(stored.ndim - 2))
     for d, size in zip(dims[2:], stored.shape[2:]):
         if d not in g.dimensions:
             g.dimensions[d] = size
-    var = g.create_variable(site, dims, stored.dtype, **options)
+    var = g.create_variable(name, dims, stored.dtype, **options)
     if np.asarray(v).dtype == bool:
         var.attrs["ppl_bool"] = 1
     return var
@@ -176,7 +230,7 @@ class DiskStore:
         target = self.directory / "draws.nc"
         stamp = self.directory / "draws.nc.json"  # what draws.nc holds: joined again only if stale
         files = [p.name for g in range(self.num_groups) for _, _, p in self._files(g)]
-        key = json.dumps({"draws": total, "files": files})
+        key = json.dumps({"draws": total, "files": files, "format": FORMAT})
         if target.exists() and stamp.exists() and stamp.read_text() == key:
             return target
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
@@ -195,7 +249,7 @@ class DiskStore:
                             grp = created.get(name) or self._create(f, name, values, chains, total)
                             created[name] = grp
                             for site, v in values.items():
-                                grp.variables[site][c0:c0 + v.shape[0], lo:lo + take] = _stored(v[:, :take])
+                                grp.variables[encode(site)][c0:c0 + v.shape[0], lo:lo + take] = _stored(v[:, :take])
             os.replace(tmp, target)
             stamp.write_text(key)
         except BaseException:
@@ -215,9 +269,46 @@ class DiskStore:
         return g
 
 
+def _within(index, shape):
+    """``index`` into an array of ``shape`` as the same index into a variable that holds more
+    draws (axis 1) than ``shape[1]``: the index of each axis as it is, but the draws' made
+    relative to the first ``shape[1]``. None where ``index`` is not made of integers, slices
+    (of positive step) and ``...``: such an index is applied to the draws read."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(not (p is Ellipsis or isinstance(p, slice) or
+                (isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)))) for p in parts):
+        return None
+    dots = [i for i, p in enumerate(parts) if p is Ellipsis]
+    if len(dots) > 1:
+        return None
+    if dots:
+        i = dots[0]
+        parts = parts[:i] + (slice(None),) * (len(shape) - len(parts) + 1) + parts[i + 1:]
+    if len(parts) > len(shape):
+        return None
+    parts = list(parts) + [slice(None)] * (len(shape) - len(parts))
+    n, d = shape[1], parts[1]
+    if isinstance(d, slice):
+        start, stop, step = d.indices(n)
+        if step < 0:
+            return None
+        parts[1] = slice(start, max(start, stop), step)
+    else:
+        if not -n <= d < n:
+            raise IndexError(f"index {d} is out of bounds for axis 1 with size {n}")
+        parts[1] = int(d) % n
+    return tuple(parts)
+
+
 class LazyArray:
     """An array in a netCDF file, read when used: slicing reads the slice; anything else
-    (``np.asarray``, ``.mean()``, arithmetic) reads the whole array."""
+    (``np.asarray``, ``.mean()``, arithmetic) reads the whole array.
+
+    It is the first ``shape[1]`` draws of each chain of the variable ``name``: the file may
+    since have been replaced by one of more draws (a later call on the checkpoint, see the
+    module docstring), of which it reads only those, the draws it was made with. A file that
+    now holds fewer is refused with an error, never read as another array.
+    """
 
     def __init__(self, path: Path, group: str, name: str, shape, dtype):
         self.path, self.group, self.name = path, group, name
@@ -234,7 +325,18 @@ class LazyArray:
         import h5netcdf
 
         with h5netcdf.File(self.path, "r") as f:
-            out = np.asarray(f.groups[self.group].variables[self.name][index])
+            var = f.groups[self.group].variables[self.name]
+            held, n = var.shape[1], self.shape[1]
+            if held < n:
+                raise ValueError(
+                    f"{self.path} now holds {held} draws per chain, fewer than the {n} of this result: a later "
+                    f"call on its checkpoint asked for fewer draws (or some were damaged) and wrote it again. "
+                    f"Call ppl.infer again with num_samples={n} on that checkpoint to get them back.")
+            if held == n:
+                out = np.asarray(var[index])
+            else:
+                within = _within(index, self.shape)
+                out = np.asarray(var[within]) if within is not None else np.asarray(var[:, :n])[index]
         return out.astype(bool) if self.dtype == bool else out
 
     def __array__(self, dtype=None, copy=None):
@@ -261,19 +363,33 @@ class LazyArray:
 
 
 class LazySamples(Mapping):
-    """Site -> :class:`LazyArray` of a consolidated ``draws.nc`` group."""
+    """Site -> :class:`LazyArray` of a consolidated ``draws.nc`` group, by the sites' own
+    names (decoded, see :func:`encode`).
 
-    def __init__(self, path, group: str = "posterior"):
+    Args:
+      path: the ``draws.nc`` file.
+      group: ``"posterior"`` or ``"sample_stats"``.
+      draws: the first draws of each chain it is (default: those the file holds now). Later
+        rewrites of the file, of more draws, do not change it (see :class:`LazyArray`).
+    """
+
+    def __init__(self, path, group: str = "posterior", draws=None):
         import h5netcdf
 
         self.path, self.group = Path(path), group
         self._arrays = {}
         with h5netcdf.File(self.path, "r") as f:
             for name, var in f.groups[group].variables.items():
-                if name in ("chain", "draw"):
+                if name in _COORDINATES:
                     continue
                 dtype = bool if "ppl_bool" in var.attrs else var.dtype
-                self._arrays[name] = LazyArray(self.path, group, name, var.shape, dtype)
+                shape = tuple(var.shape)
+                if draws is not None:
+                    if draws > shape[1]:
+                        raise ValueError(f"{self.path} holds {shape[1]} draws per chain, fewer than the {draws} "
+                                         f"asked for.")
+                    shape = shape[:1] + (int(draws),) + shape[2:]
+                self._arrays[decode(name)] = LazyArray(self.path, group, name, shape, dtype)
 
     def __getitem__(self, name):
         return self._arrays[name]
