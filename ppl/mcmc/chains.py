@@ -534,8 +534,10 @@ class ChainMethod(Method):
         if empty is not None:  # no draw on disk (stopped in warmup): nothing to join
             samples, stats = empty
         elif ckpt is not None:
-            path = store.consolidate(limit)
-            samples, stats = LazySamples(path), LazySamples(path, "sample_stats")
+            # Every draw on disk, so draws.nc never shrinks under a result of an earlier call;
+            # this one views its first `limit` (`ppl.runtime.store`).
+            path = store.consolidate()
+            samples, stats = LazySamples(path, draws=limit), LazySamples(path, "sample_stats", draws=limit)
         else:
             samples, stats = store.arrays(limit)
         if ckpt is not None and not interrupted:

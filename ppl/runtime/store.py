@@ -13,9 +13,9 @@ was measured at 27 ms a write, the pure-Python bookkeeping of h5netcdf; an npz f
 Site names are stored percent-encoded where netCDF would refuse or misread them (see
 :func:`encode`: ``a/b`` is the variable ``a%2Fb``) and decoded back by :class:`LazySamples`.
 
-``draws.nc`` is replaced whenever a later call on the checkpoint asks for other draws (e.g.
-more of them), while results of earlier calls may still read it: each :class:`LazyArray`
-reads only the first draws of each chain, as many as it had when it was made. Those are the
+``draws.nc`` holds every draw on disk and is replaced when a later call on the checkpoint
+makes more, while results of earlier calls may still read it: each :class:`LazyArray` reads
+only the first draws of each chain, as many as its call asked for. Those are the
 same in every rewrite: a checkpoint makes each draw once, and the chunk files that hold them
 are kept (a draw that had to be made again, its file damaged, is made from the same state).
 """
@@ -329,9 +329,9 @@ class LazyArray:
             held, n = var.shape[1], self.shape[1]
             if held < n:
                 raise ValueError(
-                    f"{self.path} now holds {held} draws per chain, fewer than the {n} of this result: a later "
-                    f"call on its checkpoint asked for fewer draws (or some were damaged) and wrote it again. "
-                    f"Call ppl.infer again with num_samples={n} on that checkpoint to get them back.")
+                    f"{self.path} now holds {held} draws per chain, fewer than the {n} of this result: some of "
+                    f"its chunk files were damaged and a later call on the checkpoint wrote it again. Call "
+                    f"ppl.infer again with num_samples={n} on that checkpoint to make them again.")
             if held == n:
                 out = np.asarray(var[index])
             else:
